@@ -1,0 +1,280 @@
+"""``braintumorxai analyze``: one case in, every explainability output on the case's own grid out."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import BrainTumorXAIError
+from .labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
+from .output_folder import check_output_dir, staged_output
+from .runtime import JobControl, resolve_device
+
+STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
+                 "surfaces": 5, "metrics": 3, "figures": 4}
+
+
+@dataclass
+class AnalysisOptions:
+    weights: Path | None = None  # None: the bundled demo weights
+    device: str = "auto"
+    mc_samples: int = 20
+    mc_batch: int | None = None
+    gradcam: str | list[str] = "all"  # 'all', 'none', or class names
+    gradcam_layer: str | None = None
+    seed: int = 0
+    overlap: float = 0.5
+    mapping: dict | None = None  # explicit sequence -> file mapping
+    surfaces: bool = True
+    figures: bool = True
+    overwrite: bool = False
+    scene: Path | None = None
+    extra_summary: dict = field(default_factory=dict)
+
+
+def gradcam_class_indices(spec) -> list[int]:
+    """'all' -> the tumour classes, 'none' -> [], else names/indices like 'NCR,ET'."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key in ("none", ""):
+            return []
+        if key == "all":
+            return [class_index(c) for c in TUMOUR_CLASSES]
+        spec = [s for s in spec.split(",") if s.strip()]
+    return sorted({class_index(str(s).strip()) for s in spec})
+
+
+def resolve_weights(weights: Path | None) -> Path:
+    from .resources import demo_weights_path
+
+    path = Path(weights) if weights else demo_weights_path()
+    if not path.exists():
+        hint = "" if weights else " (the bundled demo weights are missing; pass --weights)"
+        raise BrainTumorXAIError(f"{path}: checkpoint not found{hint}")
+    return path
+
+
+def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
+                 control: JobControl | None = None) -> dict:
+    """Run the whole analysis and return the summary (also written as summary.json)."""
+    from .case_io import load_case
+    from .checkpoint import load_model
+
+    options = options or AnalysisOptions()
+    control = control or JobControl(stage_weights=STAGE_WEIGHTS)
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, options.overwrite)  # fail before any heavy work
+    if options.scene is not None:
+        _require_slicer()
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    control.report("load", 0.0, "loading case")
+    t0 = time.perf_counter()
+    case = load_case(case_dir, mapping=options.mapping)
+    weights = resolve_weights(options.weights)
+    device = resolve_device(options.device)
+    model, meta = load_model(weights, device=device)
+    timings["load"] = time.perf_counter() - t0
+
+    from .preprocessing import brain_mask as compute_brain_mask
+    from .preprocessing import preprocess
+
+    control.report("preprocess", 0.0, "preprocessing")
+    t0 = time.perf_counter()
+    images = _reorder_channels(case.images, meta.get("sequences", list(SEQUENCES)))
+    norm = dict(meta.get("normalisation", {}))
+    brain = compute_brain_mask(case.images)
+    net_input, net_mask, transform = preprocess(
+        images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
+        window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
+        multiple_of=int(norm.get("multiple_of", 16)), mask=brain,
+    )
+    timings["preprocess"] = time.perf_counter() - t0
+
+    from .predictor import Predictor
+
+    classes = gradcam_class_indices(options.gradcam)
+    window = int(norm.get("window", 128))
+    predictor = Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
+                          mc_samples=options.mc_samples, mc_batch=options.mc_batch, seed=options.seed,
+                          gradcam_classes=classes, gradcam_layer=options.gradcam_layer, control=control)
+    t0 = time.perf_counter()
+    torch.manual_seed(options.seed)
+    maps = predictor.predict(net_input, net_mask)
+    timings["inference"] = time.perf_counter() - t0
+    timings.update({f"inference.{k}": v for k, v in maps.timings_s.items()})
+
+    control.report("resample", 0.0, "mapping back to the input grid")
+    t0 = time.perf_counter()
+    grid = _back_to_input_grid(maps, transform, brain)
+    timings["resample"] = time.perf_counter() - t0
+
+    with staged_output(out_dir, overwrite=options.overwrite) as staging:
+        control.report("write", 0.0, "writing volumes")
+        t0 = time.perf_counter()
+        outputs = _write_volumes(staging, case, grid, control)
+        timings["write"] = time.perf_counter() - t0
+        if options.surfaces:
+            control.report("surfaces", 0.0, "marching cubes")
+            t0 = time.perf_counter()
+            outputs["surfaces"] = _write_surfaces(staging, grid["classes"], brain, case.affine)
+            timings["surfaces"] = time.perf_counter() - t0
+        control.report("metrics", 0.0, "volumes and metrics")
+        t0 = time.perf_counter()
+        evaluation = _evaluate(case, grid, brain)
+        timings["metrics"] = time.perf_counter() - t0
+        if options.figures:
+            control.report("figures", 0.0, "figures")
+            t0 = time.perf_counter()
+            outputs["figures"] = _write_figures(staging, case, grid)
+            timings["figures"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        summary = {
+            "braintumorxai_version": __version__,
+            "case": case.summary(),
+            "model": _model_summary(weights, meta, model),
+            "device": str(device),
+            "platform": {"python": platform.python_version(), "torch": torch.__version__},
+            "options": {"mc_samples": options.mc_samples, "gradcam_classes": [CLASS_NAMES[c] for c in classes],
+                        "gradcam_layer": maps.gradcam_layer, "seed": options.seed, "overlap": options.overlap,
+                        "windows": maps.n_windows},
+            "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
+            "preprocessing": transform.to_dict(),
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            **evaluation,
+            "outputs": outputs,
+            **options.extra_summary,
+        }
+        (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    if options.scene is not None:
+        from .slicer_scene import write_scene_from_results
+
+        write_scene_from_results(out_dir, options.scene)
+        summary["scene"] = str(options.scene)
+    control.report("figures", 1.0, "done")
+    return summary
+
+
+# -- helpers ---------------------------------------------------------------------
+def _require_slicer() -> None:
+    try:
+        import slicer  # noqa: F401
+    except ImportError as exc:
+        raise BrainTumorXAIError("--scene needs the slicer-core wheel: pip install 'braintumorxai[slicer]'") from exc
+
+
+def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:
+    """Feed the channels in the order the checkpoint recorded (case images come in SEQUENCES order)."""
+    order = [SEQUENCES.index(s) for s in model_sequences]
+    return images[order]
+
+
+def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
+    """Every network-grid map onto the case grid; probabilities stay a partition of unity."""
+    fills = [1.0] + [0.0] * (maps.probabilities.shape[0] - 1)  # outside the crop: background for sure
+    probs = np.stack([transform.invert(p, order=1, fill=f) for p, f in zip(maps.probabilities, fills)])
+    probs = np.clip(probs, 0.0, 1.0)
+    probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-12)
+    classes = probs.argmax(axis=0).astype(np.uint8)
+    classes[~brain] = 0
+    out = {"probabilities": probs.astype(np.float32), "classes": classes,
+           "entropy": transform.invert(maps.entropy, order=1, fill=0.0).clip(min=0)}
+    if maps.variance is not None:
+        out["variance"] = np.stack([transform.invert(v, order=1, fill=0.0) for v in maps.variance]).clip(min=0)
+        out["mutual_information"] = transform.invert(maps.mutual_information, order=1, fill=0.0).clip(min=0)
+    out["gradcam"] = {c: transform.invert(m, order=1, fill=0.0).clip(0.0, 1.0) for c, m in maps.gradcam.items()}
+    out["attention"] = {k: transform.invert(m, order=1, fill=0.0).clip(0.0, 1.0) for k, m in maps.attention.items()}
+    return out
+
+
+def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
+    from .case_io import save_label_map, save_volume
+
+    outputs: dict = {}
+
+    def write(name: str, array: np.ndarray) -> str:
+        control.check()
+        save_volume(array.astype(np.float32), case.affine, folder / name, header=case.header, dtype=np.float32)
+        return name
+
+    save_label_map(grid["classes"], case, folder / "seg.nii.gz")
+    outputs["seg"] = "seg.nii.gz"
+    outputs["probabilities"] = {n: write(f"prob_{n}.nii.gz", p) for n, p in zip(CLASS_NAMES, grid["probabilities"])}
+    if "variance" in grid:
+        outputs["mc_variance"] = {n: write(f"mc_variance_{n}.nii.gz", v) for n, v in zip(CLASS_NAMES, grid["variance"])}
+        outputs["mutual_information"] = write("mutual_information.nii.gz", grid["mutual_information"])
+    outputs["entropy"] = write("entropy.nii.gz", grid["entropy"])
+    outputs["gradcam"] = {CLASS_NAMES[c]: write(f"gradcam_{CLASS_NAMES[c]}.nii.gz", m) for c, m in grid["gradcam"].items()}
+    if grid["attention"]:
+        outputs["attention"] = {k: write(f"attention_{k.replace('.', '_')}.nii.gz", m) for k, m in grid["attention"].items()}
+    return outputs
+
+
+def _write_surfaces(folder: Path, classes: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> dict:
+    from .surfaces import case_surfaces, write_case_surfaces
+
+    written = write_case_surfaces(case_surfaces(classes, brain, affine), folder / "surfaces")
+    return {name: {fmt: str(Path(p).relative_to(folder)) for fmt, p in files.items()} for name, files in written.items()}
+
+
+def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
+    from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
+
+    spacing = tuple(float(s) for s in case.spacing)
+    result: dict = {"volumes_cm3": volumes_cm3(grid["classes"], spacing), "metrics": None,
+                    "uncertainty_quality": None}
+    if case.label is not None:
+        from .calibration import uncertainty_quality
+
+        result["metrics"] = segmentation_metrics(grid["classes"], case.label, spacing)
+        result["metrics"]["mc_accuracy"] = mc_accuracy(grid["probabilities"], case.label, mask=brain)
+        result["uncertainty_quality"] = uncertainty_quality(grid["probabilities"], grid["entropy"], case.label, brain)
+    return result
+
+
+def _write_figures(folder: Path, case, grid: dict) -> list[str]:
+    from .figures import write_all_figures
+
+    images = {s: case.images[SEQUENCES.index(s)] for s in ("t1ce", "flair", "t2")}
+    probs = {n: p for n, p in zip(CLASS_NAMES, grid["probabilities"]) if n != "background"}
+    uncertainty = {n: v for n, v in zip(CLASS_NAMES, grid.get("variance", ())) if n != "background"}
+    uncertainty["entropy"] = grid["entropy"]
+    cams = {CLASS_NAMES[c]: m for c, m in grid["gradcam"].items()}
+    paths = write_all_figures(folder / "figures", images, grid["classes"], probs, uncertainty, cams, case.affine,
+                              gt_classes=case.label)
+    return [str(Path(p).relative_to(folder)) for p in paths]
+
+
+def _model_summary(weights: Path, meta: dict, model) -> dict:
+    return {"weights": str(weights), "architecture": meta.get("architecture"),
+            "sequences": meta.get("sequences"), "normalisation": meta.get("normalisation"),
+            "provenance": meta.get("provenance"),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+def _jsonable(obj):
+    """NaN -> None and numpy scalars -> Python, so summary.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if not np.isfinite(v) else v
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,161 @@
+"""The ``braintumorxai`` command line: synth, info, analyze, view."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import BrainTumorXAIError
+
+
+def _cmd_synth(args) -> int:
+    from .synth import SIZE_PRESETS, generate_cases
+
+    shape, spacing = SIZE_PRESETS[args.size]
+    if args.shape:
+        shape = tuple(args.shape)
+    if args.spacing:
+        spacing = args.spacing
+    bar = _progress_bar(args.cases, "synth", args.quiet)
+    paths = generate_cases(args.out, args.cases, args.seed, naming=args.naming, shape=shape, spacing=spacing,
+                           progress=(lambda i, n: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .case_io import load_case
+
+    case = load_case(args.case_dir)
+    print(json.dumps(case.summary(), indent=2))
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from .analyze import STAGE_WEIGHTS, AnalysisOptions, analyze_case
+    from .runtime import JobControl, json_progress_printer
+
+    options = AnalysisOptions(
+        weights=args.weights, device=args.device, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
+        gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
+        surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite, scene=args.scene,
+    )
+    bar = None
+    if args.progress_json:
+        callback = json_progress_printer()
+    elif not args.quiet:
+        bar = _progress_bar(100, "analyze", False)
+
+        def callback(stage, fraction, message=""):
+            bar.set_description(stage)
+            bar.n = round(100 * fraction)
+            bar.refresh()
+    else:
+        callback = None
+    control = JobControl(callback, stage_weights=STAGE_WEIGHTS)
+    try:
+        summary = analyze_case(args.case_dir, args.out, options, control)
+    finally:
+        if bar:
+            bar.close()
+    if not args.quiet and not args.progress_json:
+        _print_analysis(summary, args.out)
+    return 0
+
+
+def _print_analysis(summary: dict, out: Path) -> None:
+    vols = summary["volumes_cm3"]["regions"]
+    print(f"case {summary['case']['id']} -> {out}")
+    print("volumes (cm3): " + ", ".join(f"{k} {v:.1f}" for k, v in vols.items()))
+    metrics = summary.get("metrics")
+    if metrics:
+        print("dice: " + ", ".join(f"{k} {v['dice']:.3f}" for k, v in metrics["regions"].items()))
+        print("hd95 (mm): " + ", ".join(f"{k} {v['hd95']:.1f}" for k, v in metrics["regions"].items()))
+    print(f"total {summary['timings_s']['total']:.1f} s on {summary['device']}")
+
+
+def _cmd_view(args) -> int:
+    from .web.app import serve
+
+    return serve(args.data_dir, host=args.host, port=args.port, open_browser=False)
+
+
+def _progress_bar(total: int, desc: str, quiet: bool):
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="braintumorxai", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic BraTS-layout cases")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cases", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--naming", choices=("brats2021", "brats2023"), default="brats2021")
+    p.add_argument("--size", choices=("brats", "small"), default="brats",
+                   help="brats: 240x240x155 at 1 mm; small: the same field of view at 2 mm")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
+    p.add_argument("--spacing", type=float, help="voxel size in mm")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("info", help="check a case folder and print what was found")
+    p.add_argument("case_dir", type=Path)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("analyze", help="segment a case with probabilities, uncertainty, Grad-CAM, surfaces")
+    p.add_argument("case_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
+    p.add_argument("--mc-batch", type=int, help="MC samples decoded together (default: 4 on CPU, 10 on CUDA)")
+    p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
+    p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
+    p.add_argument("--scene", type=Path, help="also write a 3D Slicer scene bundle (.mrb)")
+    p.add_argument("--no-surfaces", action="store_true")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--progress-json", action="store_true", help="one JSON progress object per line on stdout")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("view", help="web viewer (trame-slicer) for a folder of cases")
+    p.add_argument("data_dir", type=Path, nargs="?")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=_cmd_view)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .runtime import Cancelled
+
+    try:
+        return int(args.func(args) or 0)
+    except (BrainTumorXAIError, FileExistsError, ValueError) as exc:
+        print(f"braintumorxai {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print(f"braintumorxai {args.command}: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"braintumorxai {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

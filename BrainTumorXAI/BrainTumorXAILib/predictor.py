@@ -1,0 +1,209 @@
+"""Whole-volume prediction: sliding windows, MC Dropout and Grad-CAM in one sweep.
+
+Per window the encoder runs once.  Its features feed
+  1. one deterministic decoder pass (with the Grad-CAM hook when requested),
+  2. the MC Dropout samples, decoded in batches from the same features.
+Dropout masks are drawn once per MC sample for the whole volume, so sample s
+uses the same channel mask in every window: no seams where windows meet.
+Per-window moments are blended with Gaussian weights and normalised once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import gradcam as gc
+from .models.dropout import draw_masks, mc_dropout_mode, set_masks
+from .runtime import JobControl
+from .sliding_window import BlendAccumulator, gaussian_weight, make_tiling
+from .uncertainty import MomentAccumulator, entropy, mutual_information
+
+
+@dataclass
+class PredictionMaps:
+    """Everything predicted for one volume, on the network grid, as float32 numpy arrays."""
+
+    probabilities: np.ndarray  # (C, x, y, z): MC mean softmax (deterministic when no samples)
+    deterministic: np.ndarray  # (C, x, y, z): softmax of the dropout-free network
+    variance: np.ndarray | None  # (C, x, y, z): per-class variance over MC samples
+    entropy: np.ndarray  # (x, y, z): predictive entropy of ``probabilities``
+    mutual_information: np.ndarray | None  # (x, y, z)
+    gradcam: dict[int, np.ndarray] = field(default_factory=dict)  # class -> [0, 1]
+    gradcam_fallback: dict[int, bool] = field(default_factory=dict)
+    gradcam_layer: str | None = None
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
+    n_windows: int = 0
+    mc_samples: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class Predictor:
+    """Runs a trained network over a preprocessed (C, x, y, z) volume."""
+
+    def __init__(self, model: nn.Module, device: torch.device, *, window=(128, 128, 128), overlap: float = 0.5,
+                 mc_samples: int = 20, mc_batch: int | None = None, seed: int = 0,
+                 gradcam_classes=(), gradcam_layer: str | None = None, control: JobControl | None = None):
+        if mc_samples < 0:
+            raise ValueError("mc_samples must be >= 0")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.window = tuple(int(w) for w in window)
+        self.overlap = overlap
+        self.mc_samples = int(mc_samples)
+        self.mc_batch = int(mc_batch or min(max(self.mc_samples, 1), 10 if device.type == "cuda" else 4))
+        self.seed = int(seed)
+        self.gradcam_classes = tuple(int(c) for c in gradcam_classes)
+        self.gradcam_layer = gc.resolve_layer(model, gradcam_layer) if self.gradcam_classes else None
+        self.control = control or JobControl()
+
+    # -- public -----------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, volume: np.ndarray, brain_mask: np.ndarray | None = None) -> PredictionMaps:
+        timings = {"encoder": 0.0, "deterministic": 0.0, "mc_dropout": 0.0, "gradcam": 0.0}
+        x_all = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))
+        tiling = make_tiling(x_all.shape[1:], self.window, self.overlap)
+        weight = gaussian_weight(tiling.window, device=self.device)
+        n_cls = self._num_classes()
+        channels = {"det": n_cls}
+        if self.mc_samples:
+            channels.update(mean=n_cls, second=n_cls, sample_entropy=1)
+        channels.update({f"cam{c}": 1 for c in self.gradcam_classes})
+        blend = BlendAccumulator(tiling.shape, channels, device=self.device)
+        attention: BlendAccumulator | None = None
+        masks = self._draw_masks()
+
+        for i, box in enumerate(tiling.boxes):
+            self.control.report("inference", i / len(tiling), f"window {i + 1}/{len(tiling)}")
+            x = x_all[(slice(None), *box)][None].to(self.device)
+            t0 = time.perf_counter()
+            feats = self.model.encode(x)
+            timings["encoder"] += _elapsed(t0, self.device)
+            maps = self._deterministic(feats, timings)
+            if self.mc_samples:
+                t0 = time.perf_counter()
+                maps.update(self._mc_moments(feats, masks))
+                timings["mc_dropout"] += _elapsed(t0, self.device)
+            blend.add(box, weight, maps)
+            att = gc.upsample_attention(self.model, tiling.window)
+            if att:
+                attention = attention or BlendAccumulator(tiling.shape, {k: 1 for k in att}, device=self.device)
+                attention.add(box, weight, att)
+        self.control.report("inference", 1.0, "blending")
+        result = self._finish(blend, attention, brain_mask, len(tiling), timings)
+        predicted = result.probabilities.argmax(axis=0)
+        absent = [c for c in self.gradcam_classes if not (predicted == c).any()]
+        if absent:
+            t0 = time.perf_counter()
+            for c, cam in self._gradcam_fallback_pass(x_all, tiling, weight, absent).items():
+                result.gradcam[c] = _np(_normalise(cam))
+                result.gradcam_fallback[c] = True
+            result.timings_s["gradcam"] = round(result.timings_s["gradcam"] + _elapsed(t0, self.device), 4)
+        return result
+
+    # -- pieces -----------------------------------------------------------------
+    def _num_classes(self) -> int:
+        return int(self.model.config.get("num_classes", 4)) if hasattr(self.model, "config") else 4
+
+    def _draw_masks(self):
+        if not self.mc_samples:
+            return None
+        gen = torch.Generator().manual_seed(self.seed)
+        return [m.to(self.device) for m in draw_masks(self.model, self.mc_samples, gen)]
+
+    def _deterministic(self, feats, timings) -> dict[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        if not self.gradcam_classes:
+            logits = self.model.decode(feats)
+            timings["deterministic"] += _elapsed(t0, self.device)
+            return {"det": torch.softmax(logits[0].float(), dim=0)}
+        _, layer = self.gradcam_layer
+        out = gc.gradcam_from_features(self.model, feats, layer, self.gradcam_classes)
+        timings["gradcam"] += _elapsed(t0, self.device)
+        maps = {"det": torch.softmax(out.logits[0].float(), dim=0)}
+        maps.update({f"cam{c}": cam[0:1] for c, cam in out.cams.items()})
+        return maps
+
+    def _mc_moments(self, feats, masks) -> dict[str, torch.Tensor]:
+        acc = MomentAccumulator()
+        with mc_dropout_mode(self.model):
+            for start in range(0, self.mc_samples, self.mc_batch):
+                stop = min(start + self.mc_batch, self.mc_samples)
+                n = stop - start
+                set_masks(self.model, [m[start:stop] for m in masks])
+                batch_feats = [f.expand(n, *f.shape[1:]) for f in feats]
+                probs = torch.softmax(self.model.decode(batch_feats).float(), dim=1)
+                acc.update(probs)
+                self.control.check()
+            set_masks(self.model, None)
+        # Blend raw moments (mean and E[p^2]) so the variance stays a variance after blending.
+        return {"mean": acc.mean, "second": acc.variance + acc.mean**2, "sample_entropy": acc.mean_entropy[None]}
+
+    def _gradcam_fallback_pass(self, x_all, tiling, weight, classes) -> dict[int, torch.Tensor]:
+        """Classes the whole volume never predicts: score over all voxels instead."""
+        _, layer = self.gradcam_layer
+        blend = BlendAccumulator(tiling.shape, {f"cam{c}": 1 for c in classes}, device=self.device)
+        regions = {c: None for c in classes}
+        for box in tiling.boxes:
+            self.control.check()
+            feats = self.model.encode(x_all[(slice(None), *box)][None].to(self.device))
+            out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
+            blend.add(box, weight, {f"cam{c}": out.cams[c][0:1] for c in classes})
+        return {c: blend.result(f"cam{c}")[0] for c in classes}
+
+    def _finish(self, blend, attention, brain_mask, n_windows, timings) -> PredictionMaps:
+        det = blend.result("det")
+        if self.mc_samples:
+            mean = blend.result("mean")
+            variance = (blend.result("second") - mean**2).clamp_min(0.0)
+            probs = mean
+            mi = mutual_information(mean, blend.result("sample_entropy")[0])
+        else:
+            probs, variance, mi = det, None, None
+        probs = probs / probs.sum(dim=0, keepdim=True).clamp_min(1e-12)
+        ent = entropy(probs)
+        outside = None if brain_mask is None else ~torch.from_numpy(np.asarray(brain_mask, bool)).to(self.device)
+        if outside is not None:
+            probs, det = _force_background(probs, outside), _force_background(det, outside)
+            ent = ent.masked_fill(outside, 0.0)
+            if variance is not None:
+                variance = variance.masked_fill(outside[None], 0.0)
+                mi = mi.masked_fill(outside, 0.0)
+
+        cams = {c: blend.result(f"cam{c}")[0] for c in self.gradcam_classes}
+        return PredictionMaps(
+            probabilities=_np(probs), deterministic=_np(det),
+            variance=None if variance is None else _np(variance), entropy=_np(ent),
+            mutual_information=None if mi is None else _np(mi),
+            gradcam={c: _np(_normalise(cam)) for c, cam in cams.items()},
+            gradcam_fallback={c: False for c in cams},
+            gradcam_layer=None if self.gradcam_layer is None else self.gradcam_layer[0],
+            attention={} if attention is None else {k: _np(attention.result(k)[0]) for k in attention.sums},
+            n_windows=n_windows, mc_samples=self.mc_samples, timings_s={k: round(v, 4) for k, v in timings.items()},
+        )
+
+
+def _force_background(probs: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    probs = probs.masked_fill(outside[None], 0.0)
+    probs[0] = probs[0].masked_fill(outside, 1.0)
+    return probs
+
+
+def _normalise(cam: torch.Tensor) -> torch.Tensor:
+    """One normalisation for the whole volume, after blending: [0, 1]."""
+    peak = cam.max()
+    return cam / peak if float(peak) > 0 else torch.zeros_like(cam)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def _elapsed(t0: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0

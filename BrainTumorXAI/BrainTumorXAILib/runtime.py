@@ -1,0 +1,80 @@
+"""Device selection, progress reporting and cancellation shared by long jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Callable, Protocol
+
+import torch
+
+from .errors import BrainTumorXAIError
+
+class Cancelled(Exception):
+    """Raised inside a long job when the user asked to stop it."""
+
+
+class ProgressCallback(Protocol):
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None: ...
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available; asking for CUDA without one is an error, not a silent fallback."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda") or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise BrainTumorXAIError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu or auto)")
+        return torch.device("cuda" if name == "gpu" else name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise BrainTumorXAIError(f"unknown device {name!r}; expected auto, cpu or cuda")
+
+
+class JobControl:
+    """Progress sink plus a cancel flag, passed down through every stage.
+
+    Stages report a fraction of their own work; the job maps it onto the
+    overall bar using stage weights so the bar moves monotonically.
+    """
+
+    def __init__(self, callback: Callable[[str, float, str], None] | None = None,
+                 stage_weights: dict[str, float] | None = None,
+                 cancel_event: threading.Event | None = None):
+        self.callback = callback
+        self.cancel_event = cancel_event or threading.Event()
+        weights = stage_weights or {}
+        total = sum(weights.values()) or 1.0
+        self._offsets: dict[str, tuple[float, float]] = {}
+        acc = 0.0
+        for stage, w in weights.items():
+            self._offsets[stage] = (acc / total, w / total)
+            acc += w
+
+    def check(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled("cancelled by the user")
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def report(self, stage: str, fraction: float, message: str = "") -> None:
+        self.check()
+        if self.callback is None:
+            return
+        start, width = self._offsets.get(stage, (None, None)) if self._offsets else (None, None)
+        overall = fraction if start is None else start + width * min(max(fraction, 0.0), 1.0)
+        self.callback(stage, float(overall), message)
+
+
+def json_progress_printer(stream=None) -> Callable[[str, float, str], None]:
+    """Machine-readable progress: one JSON object per line (read by the Slicer module)."""
+    out = stream or sys.stdout
+
+    def emit(stage: str, fraction: float, message: str = "") -> None:
+        out.write(json.dumps({"stage": stage, "fraction": round(fraction, 4), "message": message}) + "\n")
+        out.flush()
+
+    return emit
