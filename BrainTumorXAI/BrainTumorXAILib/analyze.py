@@ -75,6 +75,8 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     check_output_dir(out_dir, options.overwrite)  # fail before any heavy work
     if options.scene is not None:
         _require_slicer()
+        if Path(options.scene).exists() and not options.overwrite:
+            raise BrainTumorXAIError(f"{options.scene}: scene file exists (use --overwrite to replace it)")
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
