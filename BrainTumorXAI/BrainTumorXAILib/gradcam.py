@@ -82,13 +82,18 @@ def gradcam_from_features(model: nn.Module, features: list[torch.Tensor], layer:
     try:
         with _frozen_parameters(model), torch.enable_grad():
             logits = model.decode(features)
+            handle.remove()
+            if "a" not in captured:
+                raise RuntimeError("the Grad-CAM layer was not used by the decoder")
+            cams, fallback = _class_cams(logits, captured["a"], list(classes), score_regions)
     finally:
         handle.remove()
-    if "a" not in captured:
-        raise RuntimeError("the Grad-CAM layer was not used by the decoder")
-    acts = captured["a"]
+    return GradCAMOutput(logits.detach(), cams, fallback)
+
+
+def _class_cams(logits, acts, classes, score_regions):
+    """One partial backward per class, from its score down to the hooked activations only."""
     prediction = logits.detach().argmax(dim=1)
-    classes = list(classes)
     cams: dict[int, torch.Tensor] = {}
     fallback: dict[int, bool] = {}
     for i, cls in enumerate(classes):
@@ -102,7 +107,7 @@ def gradcam_from_features(model: nn.Module, features: list[torch.Tensor], layer:
         weights = grad.mean(dim=(2, 3, 4), keepdim=True)
         cam = F.relu((weights * acts).sum(dim=1, keepdim=True))
         cams[cls] = F.interpolate(cam, size=logits.shape[2:], mode="trilinear", align_corners=False)[:, 0].detach()
-    return GradCAMOutput(logits.detach(), cams, fallback)
+    return cams, fallback
 
 
 def upsample_attention(model: nn.Module, size) -> dict[str, torch.Tensor]:

@@ -84,12 +84,13 @@ class Predictor:
             feats = self.model.encode(x)
             timings["encoder"] += _elapsed(t0, self.device)
             maps = self._deterministic(feats, timings)
+            # Attention gates of the dropout-free pass (the MC passes overwrite them).
+            att = {k: v[0:1] for k, v in gc.upsample_attention(self.model, tiling.window).items()}
             if self.mc_samples:
                 t0 = time.perf_counter()
                 maps.update(self._mc_moments(feats, masks))
                 timings["mc_dropout"] += _elapsed(t0, self.device)
             blend.add(box, weight, maps)
-            att = gc.upsample_attention(self.model, tiling.window)
             if att:
                 attention = attention or BlendAccumulator(tiling.shape, {k: 1 for k in att}, device=self.device)
                 attention.add(box, weight, att)

@@ -1,0 +1,154 @@
+"""Whole-volume prediction: MC Dropout statistics, seam-free masks, Grad-CAM definition."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from BrainTumorXAILib import gradcam as gc
+from BrainTumorXAILib.models.dropout import MCDropout3d, draw_masks, mc_dropout_modules, set_masks
+from BrainTumorXAILib.models.factory import build_model
+from BrainTumorXAILib.predictor import Predictor
+
+CPU = torch.device("cpu")
+
+
+def tiny_model(name="unet", seed=0, dropout=0.3):
+    torch.manual_seed(seed)
+    return build_model(name, base_channels=4, depth=2, dropout=dropout).eval()
+
+
+def volume(shape=(4, 32, 32, 24), seed=1):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_deterministic_path_without_samples():
+    maps = Predictor(tiny_model(), CPU, window=(32, 32, 24), mc_samples=0).predict(volume())
+    assert maps.variance is None and maps.mutual_information is None
+    np.testing.assert_allclose(maps.probabilities.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(maps.probabilities, maps.deterministic, atol=1e-6)
+    assert maps.entropy.min() >= 0 and maps.entropy.max() <= np.log(4) + 1e-5
+
+
+def test_mc_statistics_equal_explicit_full_passes_with_the_same_masks():
+    """The cheap path (encoder once, batched decoder) must equal N full forward passes."""
+    model, x, n = tiny_model(), volume(), 7
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=n, mc_batch=3, seed=5).predict(x)
+    masks = draw_masks(model, n, torch.Generator().manual_seed(5))
+    samples = []
+    with torch.no_grad():
+        for s in range(n):
+            model.eval()
+            for m in mc_dropout_modules(model):
+                m.train()
+            set_masks(model, [m[s:s + 1] for m in masks])
+            samples.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0])
+    set_masks(model, None)
+    samples = torch.stack(samples)
+    np.testing.assert_allclose(maps.probabilities, samples.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(maps.variance, samples.var(0, unbiased=False).numpy(), atol=1e-6)
+    assert maps.variance.min() >= 0 and maps.mutual_information.min() >= 0
+    assert maps.variance.max() > 0  # dropout really sampled
+
+
+def test_same_seed_same_maps_and_other_seed_other_maps():
+    model, x = tiny_model(), volume()
+    a = Predictor(model, CPU, window=(32, 32, 24), mc_samples=5, seed=3).predict(x)
+    b = Predictor(model, CPU, window=(32, 32, 24), mc_samples=5, seed=3).predict(x)
+    c = Predictor(model, CPU, window=(32, 32, 24), mc_samples=5, seed=4).predict(x)
+    np.testing.assert_array_equal(a.variance, b.variance)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    assert not np.allclose(a.variance, c.variance)
+
+
+def test_norm_layers_stay_in_eval_and_model_mode_is_restored():
+    model = build_model("unet", base_channels=4, depth=2, dropout=0.3, norm="batch").eval()
+    stats_before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    Predictor(model, CPU, window=(32, 32, 24), mc_samples=4).predict(volume())
+    for k, v in model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats_before[k]), k
+    assert not any(m.training for m in model.modules())
+    assert all(m.mask is None for m in mc_dropout_modules(model))
+
+
+def test_each_mc_sample_uses_one_mask_in_every_window():
+    """Seam-free MC: the channel mask of sample s is the same in all sliding windows."""
+    model = tiny_model()
+    seen: list[list[torch.Tensor]] = []
+    first = next(m for m in model.modules() if isinstance(m, MCDropout3d))
+    handle = first.register_forward_pre_hook(lambda mod, inp: seen.append(mod.mask.clone()) if mod.training else None)
+    maps = Predictor(model, CPU, window=(16, 16, 16), overlap=0.5, mc_samples=6, mc_batch=6).predict(volume())
+    handle.remove()
+    assert maps.n_windows > 1 and len(seen) == maps.n_windows
+    for window_masks in seen[1:]:
+        assert torch.equal(window_masks, seen[0])
+    assert len({tuple(row.tolist()) for row in seen[0]}) > 1  # samples differ from each other
+
+
+def test_encoder_runs_once_per_window():
+    model = tiny_model()
+    calls = []
+    handle = model.encoder[0].register_forward_hook(lambda *a: calls.append(1))
+    maps = Predictor(model, CPU, window=(16, 16, 16), mc_samples=8, gradcam_classes=(1, 2, 3)).predict(volume())
+    handle.remove()
+    assert len(calls) == maps.n_windows
+
+
+def reference_gradcam(model, x, layer_name, cls):
+    """Textbook Grad-CAM with a full backward pass, for comparison."""
+    store = {}
+    layer = model.gradcam_layers()[layer_name]
+    h1 = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    h1.remove()
+    region = (logits.argmax(1) == cls).float()
+    score = (logits[:, cls] * region).sum()
+    (grad,) = torch.autograd.grad(score, store["a"])
+    cam = F.relu((grad.mean(dim=(2, 3, 4), keepdim=True) * store["a"]).sum(1, keepdim=True))
+    return F.interpolate(cam, size=x.shape[2:], mode="trilinear", align_corners=False)[0, 0].detach()
+
+
+@pytest.mark.parametrize("arch", ["unet", "resunet", "attunet"])
+def test_gradcam_matches_textbook_definition(arch):
+    model = tiny_model(arch)
+    x = torch.from_numpy(volume())[None]
+    layer_name, layer = gc.resolve_layer(model, None)
+    assert layer_name != f"decoder.{model.depth - 1}"  # never the layer feeding the 1x1x1 head
+    with torch.no_grad():
+        out = gc.gradcam_from_features(model, model.encode(x), layer, [0, 1, 2, 3])
+    for cls in range(4):
+        if not bool((out.logits.argmax(1) == cls).any()):
+            continue
+        np.testing.assert_allclose(out.cams[cls][0].numpy(), reference_gradcam(model, x, layer_name, cls).numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    assert all(p.requires_grad for p in model.parameters())  # parameters unfrozen again
+
+
+def test_gradcam_maps_in_unit_range_and_absent_class_falls_back():
+    model = tiny_model()
+    x = volume()
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=0, gradcam_classes=(1, 2, 3)).predict(x)
+    predicted = maps.probabilities.argmax(0)
+    for c in (1, 2, 3):
+        cam = maps.gradcam[c]
+        assert cam.shape == x.shape[1:]
+        assert cam.min() >= 0 and cam.max() <= 1
+        assert maps.gradcam_fallback[c] == (not (predicted == c).any())
+    # Force absence: a brain mask of nothing forces background everywhere.
+    empty = Predictor(model, CPU, window=(32, 32, 24), mc_samples=0, gradcam_classes=(3,)).predict(
+        x, brain_mask=np.zeros(x.shape[1:], bool))
+    assert empty.gradcam_fallback[3] is True
+    assert empty.gradcam[3].max() == pytest.approx(1.0)
+
+
+def test_unknown_gradcam_layer_is_a_clear_error():
+    with pytest.raises(ValueError, match="decoder.0"):
+        Predictor(tiny_model(), CPU, mc_samples=0, gradcam_classes=(1,), gradcam_layer="nope")
+
+
+def test_attention_maps_exported_for_attunet():
+    maps = Predictor(tiny_model("attunet"), CPU, window=(32, 32, 24), mc_samples=2).predict(volume())
+    assert maps.attention and all(a.shape == (32, 32, 24) for a in maps.attention.values())
+    assert all(0 <= a.min() and a.max() <= 1 for a in maps.attention.values())
