@@ -1,0 +1,84 @@
+"""Building blocks of the 3D U-Net family."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("instance", "group", "batch")
+NEGATIVE_SLOPE = 0.01
+
+
+def _groups(channels: int, max_groups: int = 8) -> int:
+    """Largest divisor of ``channels`` not above ``max_groups`` (GroupNorm needs an exact split)."""
+    return next(g for g in range(min(max_groups, channels), 0, -1) if channels % g == 0)
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        # Per-sample statistics, no running buffers: identical in train, eval and MC mode.
+        return nn.InstanceNorm3d(channels, affine=True, track_running_stats=False)
+    if kind == "group":
+        return nn.GroupNorm(_groups(channels), channels)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    raise ValueError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+class ConvNormAct(nn.Sequential):
+    """conv 3x3x3 -> norm -> LeakyReLU (the conv has no bias: the norm's shift replaces it)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, act: bool = True):
+        layers = [nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False), norm_layer(norm, out_channels)]
+        if act:
+            layers.append(nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
+        super().__init__(*layers)
+
+
+class ConvBlock(nn.Sequential):
+    """Plain U-Net stage: 2 x (conv -> norm -> LeakyReLU)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str):
+        super().__init__(ConvNormAct(in_channels, out_channels, norm), ConvNormAct(out_channels, out_channels, norm))
+
+
+class ResidualBlock(nn.Module):
+    """Residual stage: the same two convs plus an identity (or 1x1x1 projection) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.conv1 = ConvNormAct(in_channels, out_channels, norm)
+        self.conv2 = ConvNormAct(out_channels, out_channels, norm, act=False)
+        self.shortcut = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(nn.Conv3d(in_channels, out_channels, 1, bias=False), norm_layer(norm, out_channels))
+        )
+        self.act = nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate on a skip connection (Oktay et al., 2018).
+
+    The coefficients are computed at the coarse resolution of the gating signal
+    (the skip is brought there by a stride-2 conv) and upsampled trilinearly,
+    which keeps the gate cheap at the finest level.
+    """
+
+    def __init__(self, skip_channels: int, gate_channels: int, inter_channels: int | None = None):
+        super().__init__()
+        inter = inter_channels or max(skip_channels // 2, 1)
+        self.theta_x = nn.Conv3d(skip_channels, inter, kernel_size=2, stride=2, bias=False)
+        self.phi_g = nn.Conv3d(gate_channels, inter, kernel_size=1)
+        self.psi = nn.Conv3d(inter, 1, kernel_size=1)
+
+    def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gated skip and the attention map (B, 1, *skip spatial) with values in [0, 1]."""
+        coarse = torch.sigmoid(self.psi(F.relu(self.theta_x(skip) + self.phi_g(gate))))
+        # A trilinear upsample is a convex combination: the map stays within [0, 1].
+        alpha = F.interpolate(coarse, size=skip.shape[2:], mode="trilinear", align_corners=False)
+        return skip * alpha, alpha
