@@ -1,8 +1,11 @@
 """Whole-volume prediction: sliding windows, MC Dropout and Grad-CAM in one sweep.
 
 Per window the encoder runs once.  Its features feed
-  1. one deterministic decoder pass (with the Grad-CAM hook when requested),
+  1. one deterministic decoder pass, when it is needed: without MC samples,
+     for Grad-CAM (hooked), or on request,
   2. the MC Dropout samples, decoded in batches from the same features.
+On CUDA the samples are batched; on CPU one at a time, which measured faster
+(batched 3D convolutions there are memory-bound).
 Dropout masks are drawn once per MC sample for the whole volume, so sample s
 uses the same channel mask in every window: no seams where windows meet.
 Per-window moments are blended with Gaussian weights and normalised once.
@@ -29,7 +32,7 @@ class PredictionMaps:
     """Everything predicted for one volume, on the network grid, as float32 numpy arrays."""
 
     probabilities: np.ndarray  # (C, x, y, z): MC mean softmax (deterministic when no samples)
-    deterministic: np.ndarray  # (C, x, y, z): softmax of the dropout-free network
+    deterministic: np.ndarray | None  # (C, x, y, z): softmax of the dropout-free network (when computed)
     variance: np.ndarray | None  # (C, x, y, z): per-class variance over MC samples
     entropy: np.ndarray  # (x, y, z): predictive entropy of ``probabilities``
     mutual_information: np.ndarray | None  # (x, y, z)
@@ -47,7 +50,8 @@ class Predictor:
 
     def __init__(self, model: nn.Module, device: torch.device, *, window=(128, 128, 128), overlap: float = 0.5,
                  mc_samples: int = 20, mc_batch: int | None = None, seed: int = 0,
-                 gradcam_classes=(), gradcam_layer: str | None = None, control: JobControl | None = None):
+                 gradcam_classes=(), gradcam_layer: str | None = None, keep_deterministic: bool = False,
+                 control: JobControl | None = None):
         if mc_samples < 0:
             raise ValueError("mc_samples must be >= 0")
         self.model = model.to(device).eval()
@@ -55,11 +59,14 @@ class Predictor:
         self.window = tuple(int(w) for w in window)
         self.overlap = overlap
         self.mc_samples = int(mc_samples)
-        self.mc_batch = int(mc_batch or min(max(self.mc_samples, 1), 10 if device.type == "cuda" else 4))
+        self.mc_batch = int(mc_batch or (min(max(self.mc_samples, 1), 10) if device.type == "cuda" else 1))
         self.seed = int(seed)
         self.gradcam_classes = tuple(int(c) for c in gradcam_classes)
         self.gradcam_layer = gc.resolve_layer(model, gradcam_layer) if self.gradcam_classes else None
         self.control = control or JobControl()
+        # Attention maps are read from the dropout-free pass, so gated models always run it.
+        self.run_deterministic = (keep_deterministic or not self.mc_samples or bool(self.gradcam_classes)
+                                  or bool(getattr(model, "use_attention", False)))
 
     # -- public -----------------------------------------------------------------
     @torch.no_grad()
@@ -69,7 +76,7 @@ class Predictor:
         tiling = make_tiling(x_all.shape[1:], self.window, self.overlap)
         weight = gaussian_weight(tiling.window, device=self.device)
         n_cls = self._num_classes()
-        channels = {"det": n_cls}
+        channels = {"det": n_cls} if self.run_deterministic else {}
         if self.mc_samples:
             channels.update(mean=n_cls, second=n_cls, sample_entropy=1)
         channels.update({f"cam{c}": 1 for c in self.gradcam_classes})
@@ -83,9 +90,9 @@ class Predictor:
             t0 = time.perf_counter()
             feats = self.model.encode(x)
             timings["encoder"] += _elapsed(t0, self.device)
-            maps = self._deterministic(feats, timings)
+            maps = self._deterministic(feats, timings) if self.run_deterministic else {}
             # Attention gates of the dropout-free pass (the MC passes overwrite them).
-            att = {k: v[0:1] for k, v in gc.upsample_attention(self.model, tiling.window).items()}
+            att = {k: v[0:1] for k, v in gc.upsample_attention(self.model, tiling.window).items()} if maps else {}
             if self.mc_samples:
                 t0 = time.perf_counter()
                 maps.update(self._mc_moments(feats, masks))
@@ -157,7 +164,7 @@ class Predictor:
         return {c: blend.result(f"cam{c}")[0] for c in classes}
 
     def _finish(self, blend, attention, brain_mask, n_windows, timings) -> PredictionMaps:
-        det = blend.result("det")
+        det = blend.result("det") if self.run_deterministic else None
         if self.mc_samples:
             mean = blend.result("mean")
             variance = (blend.result("second") - mean**2).clamp_min(0.0)
@@ -169,7 +176,8 @@ class Predictor:
         ent = entropy(probs)
         outside = None if brain_mask is None else ~torch.from_numpy(np.asarray(brain_mask, bool)).to(self.device)
         if outside is not None:
-            probs, det = _force_background(probs, outside), _force_background(det, outside)
+            probs = _force_background(probs, outside)
+            det = None if det is None else _force_background(det, outside)
             ent = ent.masked_fill(outside, 0.0)
             if variance is not None:
                 variance = variance.masked_fill(outside[None], 0.0)
@@ -177,7 +185,7 @@ class Predictor:
 
         cams = {c: blend.result(f"cam{c}")[0] for c in self.gradcam_classes}
         return PredictionMaps(
-            probabilities=_np(probs), deterministic=_np(det),
+            probabilities=_np(probs), deterministic=None if det is None else _np(det),
             variance=None if variance is None else _np(variance), entropy=_np(ent),
             mutual_information=None if mi is None else _np(mi),
             gradcam={c: _np(_normalise(cam)) for c, cam in cams.items()},

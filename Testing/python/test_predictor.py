@@ -152,3 +152,13 @@ def test_attention_maps_exported_for_attunet():
     maps = Predictor(tiny_model("attunet"), CPU, window=(32, 32, 24), mc_samples=2).predict(volume())
     assert maps.attention and all(a.shape == (32, 32, 24) for a in maps.attention.values())
     assert all(0 <= a.min() and a.max() <= 1 for a in maps.attention.values())
+
+
+def test_mc_only_run_skips_the_deterministic_decoder_pass():
+    model = tiny_model()
+    decodes = []
+    handle = model.head.register_forward_hook(lambda mod, inp, out: decodes.append(out.shape[0]))
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=5).predict(volume())
+    handle.remove()
+    assert maps.deterministic is None
+    assert sum(decodes) == 5 * maps.n_windows  # one decoder run per MC sample, nothing else
