@@ -1,0 +1,385 @@
+"""BraTS case folders: finding the files, loading and validating them, writing results.
+
+A case is one folder with the four MR sequences (and optionally the label map)
+in the BraTS 2020/2021 naming (``<id>_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair``,
+``_seg``), the BraTS 2023/2024 naming (``<id>-t1n``, ``-t1c``, ``-t2w``, ``-t2f``,
+``-seg``), or any names given by an explicit mapping.  Everything is loaded onto
+the grid of one reference sequence; sequences on other grids are resampled
+explicitly and reported.  Every problem raises :class:`CaseError` naming the
+file.  Input files are only ever read.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CaseError
+from .grid import grids_overlap, resample_to_grid, same_grid, voxel_spacing
+from .labels import CLASS_NAMES, CONVENTIONS, SEQUENCES, detect_label_convention, from_internal, to_internal
+
+#: File-name suffix of each sequence and of the label map, per naming convention.
+NAMINGS: dict[str, dict[str, str]] = {
+    "brats2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
+    "brats2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"},
+}
+NIFTI_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii")
+LABEL_KEY = "seg"
+
+# Largest affine difference (mm) still counted as the same grid.
+_GRID_TOL = 1e-4
+
+
+# --------------------------------------------------------------------------- the case
+
+
+@dataclass
+class Case:
+    """One loaded case, every array on the reference sequence's grid."""
+
+    case_id: str
+    folder: Path
+    naming: str
+    files: dict[str, Path]
+    images: np.ndarray
+    affine: np.ndarray
+    reference: str
+    header: object
+    label: np.ndarray | None = None
+    label_convention: str = "brats2021"
+    resampled: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.images.shape[1:])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in voxel_spacing(self.affine))
+
+    def summary(self) -> dict:
+        """JSON-serialisable description of the case."""
+        import nibabel as nib
+
+        counts = None
+        if self.label is not None:
+            hist = np.bincount(self.label.ravel(), minlength=len(CLASS_NAMES))
+            counts = {name: int(hist[i]) for i, name in enumerate(CLASS_NAMES)}
+        return {
+            "id": self.case_id,
+            "folder": str(self.folder),
+            "naming": self.naming,
+            "files": {k: str(v) for k, v in self.files.items()},
+            "reference": self.reference,
+            "shape": list(self.shape),
+            "spacing": list(self.spacing),
+            "affine": self.affine.tolist(),
+            "orientation": "".join(nib.aff2axcodes(self.affine)),
+            "label_convention": self.label_convention,
+            "resampled": list(self.resampled),
+            "has_label": self.label is not None,
+            "label_voxels": counts,
+        }
+
+
+# --------------------------------------------------------------------------- finding the files
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """What :func:`scan_case` found: the id, the naming and the file of each sequence (and 'seg')."""
+
+    case_id: str
+    naming: str
+    files: dict[str, Path]
+
+
+def _strip_nifti_extension(name: str) -> str | None:
+    lower = name.lower()
+    for ext in NIFTI_EXTENSIONS:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return None
+
+
+def _parse_name(name: str) -> list[tuple[str, str, str]]:
+    """Every (naming, key, case id) a file name can stand for."""
+    stem = _strip_nifti_extension(name)
+    if stem is None:
+        return []
+    hits = []
+    for naming, suffixes in NAMINGS.items():
+        for key, suffix in suffixes.items():
+            if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+                hits.append((naming, key, stem[: -len(suffix)]))
+    return hits
+
+
+def _expected_names(case_id: str, naming: str, key: str) -> str:
+    return " or ".join(f"{case_id}{NAMINGS[naming][key]}{ext}" for ext in NIFTI_EXTENSIONS)
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.exists():
+        raise CaseError(folder, "case folder does not exist")
+    if not folder.is_dir():
+        raise CaseError(folder, "not a folder (expected a case folder holding the NIfTI files)")
+
+
+def _scan_explicit(folder: Path, mapping: dict) -> CaseFiles:
+    unknown = set(mapping) - set(SEQUENCES) - {LABEL_KEY}
+    if unknown:
+        raise CaseError(folder, f"unknown keys in the file mapping: {', '.join(sorted(unknown))}; "
+                                f"expected {', '.join(SEQUENCES)} and optionally {LABEL_KEY}")
+    missing = [s for s in SEQUENCES if not mapping.get(s)]
+    if missing:
+        raise CaseError(folder, f"the file mapping names no file for {', '.join(missing)}")
+    files = {}
+    for key in (*SEQUENCES, LABEL_KEY):
+        if mapping.get(key):
+            path = Path(mapping[key])
+            path = path if path.is_absolute() else folder / path
+            if not path.is_file():
+                raise CaseError(path, f"{key} file not found")
+            files[key] = path
+    stems = [_strip_nifti_extension(files[s].name) or files[s].name for s in SEQUENCES]  # seg may live elsewhere
+    case_id = os.path.commonprefix(stems).rstrip("_-. ") or folder.name
+    return CaseFiles(case_id, "explicit", files)
+
+
+def _scan_named(folder: Path) -> CaseFiles:
+    found: dict[str, dict[str, list[tuple[str, Path]]]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            for naming, key, case_id in _parse_name(path.name):
+                found.setdefault(naming, {}).setdefault(key, []).append((case_id, path))
+    if not found:
+        expected = "; ".join(f"{n}: <id>{', <id>'.join(s[k] for k in SEQUENCES)} (.nii.gz or .nii)"
+                             for n, s in NAMINGS.items())  # fmt: skip
+        raise CaseError(folder, f"no BraTS image files found; expected names like {expected}")
+    if len(found) > 1:
+        lists = "; ".join(f"{n}: {', '.join(p.name for hits in keys.values() for _, p in hits)}"
+                          for n, keys in found.items())  # fmt: skip
+        raise CaseError(folder, f"mixed naming conventions in one case folder ({lists})")
+    naming, keys = next(iter(found.items()))
+    for key, hits in keys.items():
+        if len(hits) > 1:
+            raise CaseError(folder, f"two candidate files for {key}: {', '.join(p.name for _, p in hits)}")
+    ids = sorted({hits[0][0] for hits in keys.values()})
+    if len(ids) > 1:
+        raise CaseError(folder, f"files of different cases in one folder (ids {', '.join(ids)})")
+    case_id = ids[0]
+    for seq in SEQUENCES:
+        if seq not in keys:
+            raise CaseError(folder / f"{case_id}{NAMINGS[naming][seq]}.nii.gz",
+                            f"missing {seq} image; expected {_expected_names(case_id, naming, seq)} in {folder}")
+    return CaseFiles(case_id, naming, {key: keys[key][0][1] for key in (*SEQUENCES, LABEL_KEY) if key in keys})
+
+
+def scan_case(folder, mapping: dict | None = None) -> CaseFiles:
+    """Find a case's files by BraTS naming or from an explicit ``mapping`` {sequence: path}."""
+    folder = Path(folder)
+    _check_folder(folder)
+    return _scan_explicit(folder, mapping) if mapping else _scan_named(folder)
+
+
+def find_case_files(folder, mapping: dict | None = None) -> tuple[str, dict[str, Path]]:
+    """(case id, {sequence or 'seg': path}) of a case folder; see :func:`scan_case` for the naming too."""
+    found = scan_case(folder, mapping)
+    return found.case_id, found.files
+
+
+def _looks_like_case(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() and _parse_name(p.name) for p in folder.iterdir())
+
+
+def list_cases(data_dir) -> list[Path]:
+    """Case folders under ``data_dir`` (sorted), or ``[data_dir]`` when it is itself a case."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise CaseError(data_dir, "data folder does not exist or is not a folder")
+    if _looks_like_case(data_dir):
+        return [data_dir]
+    return sorted(p for p in data_dir.iterdir() if _looks_like_case(p))
+
+
+# --------------------------------------------------------------------------- reading volumes
+
+
+def _read_nifti(path) -> tuple[np.ndarray, np.ndarray, object]:
+    """Data (float32, 3D), affine and header of a NIfTI file, structurally validated."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(path, "file not found")
+    try:
+        img = nib.load(str(path))
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise CaseError(path, f"not a NIfTI image (nibabel reads it as {type(img).__name__})")
+        shape = img.shape
+        while len(shape) > 3 and shape[-1] == 1:  # trailing singleton dimensions are harmless
+            shape = shape[:-1]
+        if len(shape) != 3:
+            raise CaseError(path, f"{len(shape)}D image of shape {img.shape}; expected a single 3D volume")
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except CaseError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # nibabel, gzip and zlib raise many types for damaged files
+        raise CaseError(path, f"cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise CaseError(path, f"singular or non-finite affine (voxel-to-world matrix):\n{affine}")
+    bad_nan, bad_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+    if bad_nan or bad_inf:
+        raise CaseError(path, f"contains {bad_nan} NaN and {bad_inf} infinite values")
+    return np.ascontiguousarray(data), affine, img.header
+
+
+def load_volume(path) -> tuple[np.ndarray, np.ndarray, object]:
+    """(float32 3D array, 4x4 affine, header) of one image; CaseError when it is unusable."""
+    data, affine, header = _read_nifti(path)
+    if not data.any():
+        raise CaseError(path, "empty volume (every voxel is 0)")
+    if data.max() == data.min():
+        raise CaseError(path, f"constant volume (every voxel is {data.flat[0]:g})")
+    return data, affine, header
+
+
+def _onto_reference(path: Path, data, affine, ref_shape, ref_affine, order: int) -> tuple[np.ndarray, bool]:
+    """``data`` on the reference grid, and whether it had to be resampled."""
+    if same_grid(data.shape, affine, ref_shape, ref_affine, _GRID_TOL):
+        return data, False
+    if not grids_overlap(data.shape, affine, ref_shape, ref_affine):
+        raise CaseError(path, "does not overlap the reference image in world space; cannot resample it "
+                              f"(shape {data.shape}, affine\n{affine})")
+    out = resample_to_grid(data, affine, ref_shape, ref_affine, order=order, cval=0.0)
+    if order > 0 and not out.any():
+        raise CaseError(path, "nothing of this image lands on the reference grid after resampling")
+    return out, True
+
+
+def _label_convention(path: Path, values: np.ndarray, naming: str) -> str:
+    """The convention the label values fit; the file naming decides when the values do not."""
+    unique = np.unique(values)
+    convention = detect_label_convention(unique) if np.all(unique == np.round(unique)) else None
+    if convention is None:
+        allowed = {0, 1, 2, 3, 4}
+        odd = [f"{v:g}" for v in unique if v not in allowed] or ["both 3 and 4"]
+        raise CaseError(path, f"label values fit no BraTS convention: unexpected {', '.join(odd)} "
+                              f"(found {', '.join(f'{v:g}' for v in unique)}; expected "
+                              f"{', '.join(f'{n} {set(t)}' for n, t in CONVENTIONS.items())})")
+    if convention == "ambiguous":
+        return "brats2023" if naming == "brats2023" else "brats2021"
+    return convention
+
+
+def _load_label(path: Path, naming: str, ref_shape, ref_affine) -> tuple[np.ndarray, str, bool]:
+    data, affine, _ = _read_nifti(path)
+    convention = _label_convention(path, data, naming)
+    data, resampled = _onto_reference(path, data, affine, ref_shape, ref_affine, order=0)
+    return to_internal(data.astype(np.uint8), convention), convention, resampled
+
+
+def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_label: bool = True) -> Case:
+    """Load and validate a case folder; all volumes on the ``reference`` sequence's grid."""
+    if reference not in SEQUENCES:
+        raise ValueError(f"unknown reference sequence {reference!r}; expected one of {', '.join(SEQUENCES)}")
+    found = scan_case(path, mapping)
+    ref_data, ref_affine, header = load_volume(found.files[reference])
+    images = np.empty((len(SEQUENCES),) + ref_data.shape, dtype=np.float32)
+    resampled = []
+    for c, seq in enumerate(SEQUENCES):
+        if seq == reference:
+            images[c] = ref_data
+            continue
+        data, affine, _ = load_volume(found.files[seq])
+        images[c], moved = _onto_reference(found.files[seq], data, affine, ref_data.shape, ref_affine, order=1)
+        if moved:
+            resampled.append(seq)
+    label = None
+    convention = "brats2023" if found.naming == "brats2023" else "brats2021"
+    if load_label and LABEL_KEY in found.files:
+        label, convention, moved = _load_label(found.files[LABEL_KEY], found.naming, ref_data.shape, ref_affine)
+        if moved:
+            resampled.append(LABEL_KEY)
+    return Case(case_id=found.case_id, folder=Path(path), naming=found.naming, files=found.files, images=images,
+                affine=ref_affine, reference=reference, header=header, label=label,
+                label_convention=convention, resampled=resampled)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _nifti_suffix(path: Path) -> str:
+    for ext in NIFTI_EXTENSIONS:
+        if path.name.lower().endswith(ext):
+            return path.name[-len(ext):]
+    raise CaseError(path, "output file name must end in .nii or .nii.gz")
+
+
+def _output_header(header, affine: np.ndarray, dtype):
+    """A NIfTI-1 header with the reference's metadata, this affine and no intensity scaling."""
+    import nibabel as nib
+
+    out = nib.Nifti1Header() if header is None else nib.Nifti1Header.from_header(header)
+    sform_code = int(out["sform_code"]) or 1
+    qform_code = int(out["qform_code"]) or 1
+    out.set_data_dtype(dtype)
+    out.set_sform(affine, code=sform_code)
+    out.set_qform(affine, code=qform_code)
+    out.set_slope_inter(1.0, 0.0)  # the reference's scaling would corrupt our values
+    out["cal_min"], out["cal_max"] = 0.0, 0.0
+    out["intent_code"] = 0
+    return out
+
+
+def save_volume(array, affine, path, header=None, dtype=None, overwrite: bool = False) -> Path:
+    """Write ``array`` as NIfTI at ``path`` on the grid ``affine`` (geometry from ``header``).
+
+    Both sform and qform are set to ``affine`` (codes from the reference header, or 1).
+    Refuses to replace an existing file unless ``overwrite``.  Written through a
+    temporary file, so a failure never leaves a half-written volume behind.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    suffix = _nifti_suffix(path)
+    if path.exists() and not overwrite:
+        raise CaseError(path, "file exists (pass overwrite=True to replace it)")
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    dtype = np.dtype(dtype or array.dtype)
+    affine = np.asarray(affine, dtype=np.float64)
+    hdr = _output_header(header, affine, dtype)
+    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), affine, header=hdr)
+    img.set_sform(affine, code=int(hdr["sform_code"]))
+    img.set_qform(affine, code=int(hdr["qform_code"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_label_map(classes, case: Case, path, overwrite: bool = False) -> Path:
+    """Write internal classes (0..3) in the case's own BraTS label convention (uint8)."""
+    classes = np.asarray(classes)
+    if classes.shape != case.shape:
+        raise ValueError(f"label map shape {classes.shape} does not match the case grid {case.shape}")
+    if classes.size and (classes.min() < 0 or classes.max() >= len(CLASS_NAMES)):
+        raise ValueError(f"internal classes must lie in 0..{len(CLASS_NAMES) - 1}")
+    values = from_internal(classes, case.label_convention)
+    return save_volume(values, case.affine, path, header=case.header, dtype=np.uint8, overwrite=overwrite)

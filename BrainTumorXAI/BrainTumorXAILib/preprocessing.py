@@ -1,0 +1,298 @@
+"""Input preprocessing for the network, with an exact inverse for its outputs.
+
+``preprocess`` takes a case's images on their own grid and returns the network
+input: optionally resampled to a target spacing, cropped around the brain,
+zero-padded to a size the U-Net accepts, normalised inside the brain mask.
+The returned :class:`PreprocessTransform` records every step so that any map
+computed on the network grid is put back onto the case grid with ``invert``:
+without resampling that is pure indexing, voxel for voxel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .grid import resample_to_grid, resampled_affine, same_grid
+
+CROP_MODES = ("brain", "fixed", "none")
+NORMALISATIONS = ("zscore", "minmax")
+
+# With fewer exactly-zero voxels than this the background is not clean (not skull-stripped, or noisy).
+_MIN_ZERO_FRACTION = 0.005
+
+
+# --------------------------------------------------------------------------- brain mask and intensities
+
+
+def _as_channels(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        return images[None]
+    if images.ndim != 4:
+        raise ValueError(f"expected images of shape (C, X, Y, Z) or (X, Y, Z), got {images.shape}")
+    return images
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labelled, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == sizes.argmax()
+
+
+def _thresholded_brain(images: np.ndarray) -> np.ndarray:
+    """Fallback for a noisy background: Otsu on the mean robust-scaled intensity, largest blob, holes filled."""
+    from skimage.filters import threshold_otsu
+
+    scaled = [np.abs(c) / max(float(np.percentile(np.abs(c), 99)), 1e-12) for c in images]
+    signal = np.mean(scaled, axis=0)
+    mask = signal > threshold_otsu(signal)
+    return ndimage.binary_fill_holes(_largest_component(mask))
+
+
+def brain_mask(images) -> np.ndarray:
+    """Boolean brain mask (X, Y, Z) of images (C, X, Y, Z) or (X, Y, Z).
+
+    BraTS images are skull-stripped with a background of exactly 0, so the brain
+    is every voxel where any channel is non-zero.  When almost nothing is exactly
+    zero the background is noise, and a threshold plus the largest connected
+    component is used instead.
+    """
+    images = _as_channels(images)
+    mask = np.any(images != 0, axis=0)
+    if mask.size and (mask.size - np.count_nonzero(mask)) / mask.size < _MIN_ZERO_FRACTION:
+        return _thresholded_brain(images.astype(np.float32, copy=False))
+    return mask
+
+
+def normalise(images, mask, method: str = "zscore") -> np.ndarray:
+    """Per-channel intensity normalisation inside ``mask``; 0 outside (float32).
+
+    'zscore': zero mean, unit standard deviation inside the mask (default);
+    'minmax': [0, 1] inside the mask (the original paper's choice).
+    """
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; expected one of {', '.join(NORMALISATIONS)}")
+    images = _as_channels(images)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != images.shape[1:]:
+        raise ValueError(f"mask shape {mask.shape} does not match images {images.shape[1:]}")
+    if not mask.any():
+        raise ValueError("the brain mask is empty: nothing to normalise")
+    out = np.zeros(images.shape, dtype=np.float32)
+    for c, channel in enumerate(images):
+        values = channel[mask].astype(np.float64)
+        if method == "zscore":
+            shift, scale = values.mean(), values.std()
+        else:
+            shift, scale = values.min(), values.max() - values.min()
+        if not scale > 1e-12 * max(1.0, abs(shift)):
+            raise ValueError(f"channel {c} is constant inside the brain mask ({values[0]:g}); cannot normalise")
+        out[c][mask] = ((values - shift) / scale).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------- the transform
+
+
+def _ints(values) -> tuple[int, int, int]:
+    return tuple(int(v) for v in values)
+
+
+@dataclass
+class PreprocessTransform:
+    """Every geometric step between the input grid and the network grid.
+
+    input grid --(resample to target_spacing, if any)--> resampled grid
+    --(crop [crop_start, crop_stop))--> --(zero-pad pad_before/pad_after)--> network grid.
+    """
+
+    input_shape: tuple[int, int, int]
+    input_affine: np.ndarray
+    target_spacing: tuple[float, float, float] | None
+    resampled_shape: tuple[int, int, int]
+    resampled_affine: np.ndarray
+    crop_start: tuple[int, int, int]
+    crop_stop: tuple[int, int, int]
+    pad_before: tuple[int, int, int]
+    pad_after: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    method: str = "zscore"
+    crop: str = "brain"
+
+    def __post_init__(self) -> None:
+        self.input_affine = np.asarray(self.input_affine, dtype=np.float64)
+        self.resampled_affine = np.asarray(self.resampled_affine, dtype=np.float64)
+        for name in ("input_shape", "resampled_shape", "crop_start", "crop_stop", "pad_before", "pad_after",
+                     "output_shape"):
+            setattr(self, name, _ints(getattr(self, name)))
+        if self.target_spacing is not None:
+            self.target_spacing = tuple(float(s) for s in self.target_spacing)
+
+    def __eq__(self, other) -> bool:  # the generated __eq__ cannot compare numpy arrays
+        return isinstance(other, PreprocessTransform) and self.to_dict() == other.to_dict()
+
+    @property
+    def resamples(self) -> bool:
+        """Whether the network grid has a different spacing from the input grid."""
+        return self.target_spacing is not None and not same_grid(
+            self.input_shape, self.input_affine, self.resampled_shape, self.resampled_affine)
+
+    @property
+    def network_affine(self) -> np.ndarray:
+        """World position of each network voxel: network index v is resampled index v + start - pad."""
+        shift = np.eye(4)
+        shift[:3, 3] = np.subtract(self.crop_start, self.pad_before)
+        return self.resampled_affine @ shift
+
+    def _check(self, volume: np.ndarray, shape: tuple[int, int, int], what: str) -> np.ndarray:
+        volume = np.asarray(volume)
+        if volume.shape[-3:] != shape:
+            raise ValueError(f"{what} volume has spatial shape {volume.shape[-3:]}, expected {shape}")
+        return volume
+
+    def to_resampled_grid(self, volume, order: int = 1, fill: float = 0.0) -> np.ndarray:
+        """Input grid -> resampled grid (the same array when no target spacing applies)."""
+        volume = self._check(volume, self.input_shape, "input")
+        if not self.resamples:
+            return volume
+        return resample_to_grid(volume, self.input_affine, self.resampled_shape, self.resampled_affine,
+                                order=order, cval=fill)
+
+    def crop_and_pad(self, volume, fill: float = 0.0) -> np.ndarray:
+        """Resampled grid -> network grid: crop, then pad with ``fill``."""
+        volume = self._check(volume, self.resampled_shape, "resampled")
+        cropped = volume[(Ellipsis, *(slice(a, b) for a, b in zip(self.crop_start, self.crop_stop)))]
+        pads = [(0, 0)] * (volume.ndim - 3) + list(zip(self.pad_before, self.pad_after))
+        return np.pad(cropped, pads, mode="constant", constant_values=fill)
+
+    def apply(self, volume, order: int = 1, fill: float = 0.0) -> np.ndarray:
+        """Input grid (..., X, Y, Z) -> network grid (..., x, y, z); padding gets ``fill``."""
+        return self.crop_and_pad(self.to_resampled_grid(volume, order, fill), fill)
+
+    def invert(self, volume, order: int = 1, fill: float = 0.0) -> np.ndarray:
+        """Network grid (..., x, y, z) -> input grid (..., X, Y, Z).
+
+        Removes the padding, puts the crop back into a ``fill``-valued volume and,
+        only if a target spacing was used, resamples back onto the input grid.
+        """
+        volume = self._check(volume, self.output_shape, "network")
+        inner = tuple(slice(b, n - a) for b, a, n in zip(self.pad_before, self.pad_after, self.output_shape))
+        out = np.full(volume.shape[:-3] + self.resampled_shape, fill, dtype=volume.dtype)
+        out[(Ellipsis, *(slice(a, b) for a, b in zip(self.crop_start, self.crop_stop)))] = volume[(Ellipsis, *inner)]
+        if self.resamples:
+            out = resample_to_grid(out, self.resampled_affine, self.input_shape, self.input_affine,
+                                   order=order, cval=fill)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable record (lists and plain numbers only)."""
+        return {
+            "input_shape": list(self.input_shape),
+            "input_affine": self.input_affine.tolist(),
+            "target_spacing": None if self.target_spacing is None else list(self.target_spacing),
+            "resampled_shape": list(self.resampled_shape),
+            "resampled_affine": self.resampled_affine.tolist(),
+            "crop_start": list(self.crop_start),
+            "crop_stop": list(self.crop_stop),
+            "pad_before": list(self.pad_before),
+            "pad_after": list(self.pad_after),
+            "output_shape": list(self.output_shape),
+            "method": self.method,
+            "crop": self.crop,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessTransform:
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+def _spacing_triple(spacing) -> tuple[float, float, float] | None:
+    if spacing is None:
+        return None
+    values = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"spacing must be positive millimetres, got {spacing!r}")
+    return tuple(float(v) for v in values)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) of the mask's non-zero voxels per axis."""
+    if not mask.any():
+        raise ValueError("the brain mask is empty: no brain to crop around")
+    idx = [np.flatnonzero(np.any(mask, axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    return np.array([i[0] for i in idx]), np.array([i[-1] + 1 for i in idx])
+
+
+def _crop_box(mask: np.ndarray, crop: str, window: int, margin: int) -> tuple[np.ndarray, ...]:
+    """(crop_start, crop_stop, pad_before, pad_after) before rounding up to ``multiple_of``."""
+    shape = np.array(mask.shape)
+    zeros = np.zeros(3, dtype=np.int64)
+    if crop == "none":
+        return zeros, shape, zeros, zeros
+    lo, hi = _bounding_box(mask)
+    if crop == "brain":
+        return np.maximum(lo - margin, 0), np.minimum(hi + margin, shape), zeros, zeros
+    # 'fixed': a window^3 box centred on the brain box; the part outside the volume is padding.
+    start = (lo + hi) // 2 - window // 2
+    stop = start + window
+    crop_start, crop_stop = np.clip(start, 0, shape), np.clip(stop, 0, shape)
+    return crop_start, crop_stop, crop_start - start, stop - crop_stop
+
+
+def _round_up_padding(size: np.ndarray, multiple_of: int, minimum: int) -> tuple[np.ndarray, np.ndarray]:
+    """Extra (before, after) padding so that each size is a multiple of ``multiple_of`` and >= ``minimum``."""
+    m = max(1, int(multiple_of))
+    target = np.maximum(size, minimum)
+    target = -(-target // m) * m
+    extra = target - size
+    return extra // 2, extra - extra // 2
+
+
+def preprocess(images, affine, *, method: str = "zscore", crop: str = "brain", window: int = 128, spacing=None,
+               margin: int = 4, multiple_of: int = 16, mask=None) -> tuple[np.ndarray, np.ndarray, PreprocessTransform]:
+    """Images (C, X, Y, Z) on the grid ``affine`` -> (network input, network brain mask, transform).
+
+    Steps: resample to ``spacing`` mm (trilinear; None keeps the native grid) ->
+    crop ('brain': brain box + ``margin`` voxels; 'fixed': a ``window``^3 box on the
+    brain box centre; 'none') -> zero-pad each size to a multiple of ``multiple_of``
+    (and to at least ``window`` for 'fixed') -> normalise inside the brain mask.
+    ``mask`` defaults to :func:`brain_mask` of the images.
+    """
+    if crop not in CROP_MODES:
+        raise ValueError(f"unknown crop {crop!r}; expected one of {', '.join(CROP_MODES)}")
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; expected one of {', '.join(NORMALISATIONS)}")
+    images = _as_channels(images)
+    affine = np.asarray(affine, dtype=np.float64)
+    mask = brain_mask(images) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != images.shape[1:]:
+        raise ValueError(f"mask shape {mask.shape} does not match images {images.shape[1:]}")
+    target = _spacing_triple(spacing)
+    if target is None:
+        res_affine, res_shape = affine, images.shape[1:]
+    else:
+        res_affine, res_shape = resampled_affine(affine, images.shape[1:], target)
+    partial = PreprocessTransform(images.shape[1:], affine, target, res_shape, res_affine, (0, 0, 0), res_shape,
+                                  (0, 0, 0), (0, 0, 0), res_shape, method, crop)
+    # Resample once; the crop box is chosen on the resampled grid.
+    res_images = partial.to_resampled_grid(images.astype(np.float32, copy=False), order=1)
+    res_mask = partial.to_resampled_grid(mask.astype(np.uint8), order=0).astype(bool)
+    start, stop, before, after = _crop_box(res_mask, crop, int(window), int(margin))
+    more_before, more_after = _round_up_padding(stop - start + before + after, multiple_of,
+                                                int(window) if crop == "fixed" else 0)
+    before, after = before + more_before, after + more_after
+    transform = PreprocessTransform(images.shape[1:], affine, target, res_shape, res_affine, start, stop, before,
+                                    after, stop - start + before + after, method, crop)
+    net_mask = transform.crop_and_pad(res_mask, fill=False)
+    net_images = transform.crop_and_pad(res_images)
+    return normalise(net_images, net_mask, method), net_mask, transform
+
