@@ -36,6 +36,9 @@ class MomentAccumulator:
         n = samples.shape[0]
         if n == 0:
             return
+        if n == 1:
+            self._welford(samples[0])
+            return
         chunk_mean = samples.mean(dim=0)
         chunk_m2 = ((samples - chunk_mean) ** 2).sum(dim=0)
         chunk_ent = entropy(samples, dim=1).mean(dim=0)
@@ -49,6 +52,19 @@ class MomentAccumulator:
         self.m2 = self.m2 + chunk_m2 + delta**2 * (self.count * n / total)
         self.mean_entropy = self.mean_entropy + (chunk_ent - self.mean_entropy) * (n / total)
         self.count = total
+
+    def _welford(self, sample: torch.Tensor) -> None:
+        """One sample, in place: the CPU path decodes samples one at a time."""
+        ent = entropy(sample, dim=0)
+        if self.count == 0:
+            self.mean, self.m2, self.mean_entropy = sample.clone(), torch.zeros_like(sample), ent
+            self.count = 1
+            return
+        self.count += 1
+        delta = sample - self.mean
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        self.m2.addcmul_(delta, sample - self.mean)
+        self.mean_entropy.add_(ent - self.mean_entropy, alpha=1.0 / self.count)
 
     @property
     def variance(self) -> torch.Tensor:

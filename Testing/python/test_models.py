@@ -209,3 +209,16 @@ def test_factory_errors_and_options(x):
     enable_mc_dropout(enc)
     with torch.no_grad():
         assert not torch.equal(enc.encode(x)[0], enc.encode(x)[0])
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_light_decoder_is_cheaper_and_equivalent_in_interface(name, x):
+    torch.manual_seed(0)
+    full = build_model(name, base_channels=4, depth=2, decoder="full")
+    light = build_model(name, base_channels=4, depth=2, decoder="light")
+    assert light(x).shape == full(x).shape == (x.shape[0], 4, *x.shape[2:])
+    assert count_parameters(light) < count_parameters(full)
+    assert build_model_from_config(light.config).config["decoder"] == "light"
+    assert set(light.gradcam_layers()) == set(full.gradcam_layers())
+    with pytest.raises(ValueError, match="decoder"):
+        build_model(name, decoder="heavy")

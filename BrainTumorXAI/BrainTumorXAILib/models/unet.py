@@ -10,7 +10,8 @@ Layout for depth N (channels c_l = base_channels * channel_multiplier**l):
     bottleneck           maxpool -> block(c_{N-1} -> c_N)
     bottleneck_dropout   MC dropout on the bottleneck output (first thing decode does)
     decoder.i, i<N       up(2x) -> [gate(skip)] -> concat -> block(2 c_l -> c_l) -> MC dropout,
-                         l = N-1-i (decoder.0 coarsest, decoder.{N-1} finest)
+                         l = N-1-i (decoder.0 coarsest, decoder.{N-1} finest);
+                         decoder='light': up(2x) -> [gate(skip)] -> add -> one conv -> MC dropout
     head                 1x1x1 conv -> class logits
 
 ``encode`` is deterministic (unless ``dropout_in_encoder``), so MC Dropout runs the
@@ -24,8 +25,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .blocks import NORMS, AttentionGate, ConvBlock, ResidualBlock
+from .blocks import NORMS, AttentionGate, ConvBlock, ConvNormAct, ResidualBlock
 from .dropout import MCDropout3d
+
+#: 'full': concatenated skip + a two-conv block per stage (classic U-Net);
+#: 'light': additive skip + one conv per stage.  The light decoder puts most of
+#: the computation in the encoder, which runs once under MC Dropout, so each MC
+#: sample (a decoder pass) costs much less.
+DECODERS = ("full", "light")
 
 BlockFactory = Callable[[int, int, str], nn.Module]
 
@@ -55,11 +62,13 @@ class DecoderStage(nn.Module):
     """
 
     def __init__(self, block: BlockFactory, in_channels: int, out_channels: int, norm: str,
-                 attention: bool, dropout: float):
+                 attention: bool, dropout: float, light: bool = False):
         super().__init__()
         self.up = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
         self.gate = AttentionGate(out_channels, in_channels) if attention else None
-        self.block = block(2 * out_channels, out_channels, norm)
+        # Light stage: additive skip and a single conv (SegResNet-style asymmetric decoder).
+        self.light = light
+        self.block = ConvNormAct(out_channels, out_channels, norm) if light else block(2 * out_channels, out_channels, norm)
         self.dropout = _dropout(dropout, out_channels)
         self.attention: torch.Tensor | None = None
 
@@ -67,7 +76,9 @@ class DecoderStage(nn.Module):
         if self.gate is not None:
             skip, alpha = self.gate(skip, x)  # gating signal: the coarser decoder features
             self.attention = alpha.detach()
-        return self.dropout(self.block(torch.cat([self.up(x), skip], dim=1)))
+        up = self.up(x)
+        merged = up + skip if self.light else torch.cat([up, skip], dim=1)
+        return self.dropout(self.block(merged))
 
 
 class EncoderDecoder3D(nn.Module):
@@ -79,18 +90,21 @@ class EncoderDecoder3D(nn.Module):
 
     def __init__(self, in_channels: int = 4, num_classes: int = 4, base_channels: int = 16, depth: int = 4,
                  channel_multiplier: int = 2, norm: str = "instance", dropout: float = 0.1,
-                 dropout_in_encoder: bool = False):
+                 dropout_in_encoder: bool = False, decoder: str = "full"):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
         if depth < 1 or base_channels < 1 or channel_multiplier < 1 or in_channels < 1 or num_classes < 1:
             raise ValueError("depth, base_channels, channel_multiplier, in_channels and num_classes must be >= 1")
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self._config = {
             "name": self.architecture, "in_channels": int(in_channels), "num_classes": int(num_classes),
             "base_channels": int(base_channels), "depth": int(depth), "channel_multiplier": channel_multiplier,
             "norm": norm, "dropout": float(dropout), "dropout_in_encoder": bool(dropout_in_encoder),
+            "decoder": decoder,
         }
         self.in_channels, self.num_classes, self.depth = int(in_channels), int(num_classes), int(depth)
         ch = [int(base_channels * channel_multiplier**level) for level in range(depth + 1)]
@@ -105,7 +119,7 @@ class EncoderDecoder3D(nn.Module):
         self.bottleneck = EncoderStage(block, ch[depth - 1], ch[depth], norm, downsample=True)
         self.bottleneck_dropout = _dropout(dropout, ch[depth])
         self.decoder = nn.ModuleList(
-            DecoderStage(block, ch[lvl + 1], ch[lvl], norm, self.use_attention, dropout)
+            DecoderStage(block, ch[lvl + 1], ch[lvl], norm, self.use_attention, dropout, light=decoder == "light")
             for lvl in reversed(range(depth))
         )
         self.head = nn.Conv3d(ch[0], num_classes, kernel_size=1)
