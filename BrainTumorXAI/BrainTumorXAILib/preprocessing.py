@@ -13,11 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel import orientations as nio
 from scipy import ndimage
 
 from .grid import resample_to_grid, resampled_affine, same_grid
 
 CROP_MODES = ("brain", "fixed", "none")
+
+#: Axis order the network sees, whatever the header: BraTS's own (LPS), so that
+#: BraTS data passes unchanged and a RAS, permuted or flipped file is turned
+#: into the same array layout by exact axis flips/permutations (no interpolation).
+NETWORK_AXCODES = ("L", "P", "S")
 NORMALISATIONS = ("zscore", "minmax")
 
 # With fewer exactly-zero voxels than this the background is not clean (not skull-stripped, or noisy).
@@ -108,8 +114,10 @@ def _ints(values) -> tuple[int, int, int]:
 class PreprocessTransform:
     """Every geometric step between the input grid and the network grid.
 
-    input grid --(resample to target_spacing, if any)--> resampled grid
+    input grid --(flip/permute axes to NETWORK_AXCODES)--> reoriented grid
+    --(resample to target_spacing, if any)--> resampled grid
     --(crop [crop_start, crop_stop))--> --(zero-pad pad_before/pad_after)--> network grid.
+    ``resampled_affine`` refers to the reoriented (and resampled) grid.
     """
 
     input_shape: tuple[int, int, int]
@@ -124,6 +132,7 @@ class PreprocessTransform:
     output_shape: tuple[int, int, int]
     method: str = "zscore"
     crop: str = "brain"
+    reorient: bool = True
 
     def __post_init__(self) -> None:
         self.input_affine = np.asarray(self.input_affine, dtype=np.float64)
@@ -138,10 +147,32 @@ class PreprocessTransform:
         return isinstance(other, PreprocessTransform) and self.to_dict() == other.to_dict()
 
     @property
+    def _ornt(self) -> np.ndarray:
+        """nibabel orientation transform input axes -> network axes (identity when not reorienting)."""
+        if not self.reorient:
+            return np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+        return nio.ornt_transform(nio.io_orientation(self.input_affine), nio.axcodes2ornt(NETWORK_AXCODES))
+
+    @property
+    def reoriented_shape(self) -> tuple[int, int, int]:
+        return _ints(np.array(self.input_shape)[np.argsort(self._ornt[:, 0])])
+
+    @property
+    def reoriented_affine(self) -> np.ndarray:
+        return self.input_affine @ nio.inv_ornt_aff(self._ornt, self.input_shape)
+
+    @property
     def resamples(self) -> bool:
         """Whether the network grid has a different spacing from the input grid."""
         return self.target_spacing is not None and not same_grid(
-            self.input_shape, self.input_affine, self.resampled_shape, self.resampled_affine)
+            self.reoriented_shape, self.reoriented_affine, self.resampled_shape, self.resampled_affine)
+
+    def _reoriented(self, volume: np.ndarray) -> np.ndarray:
+        return _apply_ornt(volume, self._ornt)
+
+    def _unreoriented(self, volume: np.ndarray) -> np.ndarray:
+        return _apply_ornt(volume, nio.ornt_transform(nio.axcodes2ornt(NETWORK_AXCODES), nio.io_orientation(
+            self.input_affine)) if self.reorient else self._ornt)
 
     @property
     def network_affine(self) -> np.ndarray:
@@ -158,10 +189,10 @@ class PreprocessTransform:
 
     def to_resampled_grid(self, volume, order: int = 1, fill: float = 0.0) -> np.ndarray:
         """Input grid -> resampled grid (the same array when no target spacing applies)."""
-        volume = self._check(volume, self.input_shape, "input")
+        volume = self._reoriented(self._check(volume, self.input_shape, "input"))
         if not self.resamples:
             return volume
-        return resample_to_grid(volume, self.input_affine, self.resampled_shape, self.resampled_affine,
+        return resample_to_grid(volume, self.reoriented_affine, self.resampled_shape, self.resampled_affine,
                                 order=order, cval=fill)
 
     def crop_and_pad(self, volume, fill: float = 0.0) -> np.ndarray:
@@ -186,9 +217,9 @@ class PreprocessTransform:
         out = np.full(volume.shape[:-3] + self.resampled_shape, fill, dtype=volume.dtype)
         out[(Ellipsis, *(slice(a, b) for a, b in zip(self.crop_start, self.crop_stop)))] = volume[(Ellipsis, *inner)]
         if self.resamples:
-            out = resample_to_grid(out, self.resampled_affine, self.input_shape, self.input_affine,
+            out = resample_to_grid(out, self.resampled_affine, self.reoriented_shape, self.reoriented_affine,
                                    order=order, cval=fill)
-        return out
+        return np.ascontiguousarray(self._unreoriented(out))
 
     def to_dict(self) -> dict:
         """JSON-serialisable record (lists and plain numbers only)."""
@@ -205,11 +236,20 @@ class PreprocessTransform:
             "output_shape": list(self.output_shape),
             "method": self.method,
             "crop": self.crop,
+            "reorient": self.reorient,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessTransform:
         return cls(**data)
+
+
+def _apply_ornt(volume: np.ndarray, ornt: np.ndarray) -> np.ndarray:
+    """nibabel's apply_orientation on the last three axes (leading channel axes allowed)."""
+    lead = volume.ndim - 3
+    moved = np.moveaxis(volume, list(range(lead)), list(range(3, 3 + lead))) if lead else volume
+    out = nio.apply_orientation(moved, ornt)
+    return np.moveaxis(out, list(range(3, 3 + lead)), list(range(lead))) if lead else out
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -258,10 +298,11 @@ def _round_up_padding(size: np.ndarray, multiple_of: int, minimum: int) -> tuple
 
 
 def preprocess(images, affine, *, method: str = "zscore", crop: str = "brain", window: int = 128, spacing=None,
-               margin: int = 4, multiple_of: int = 16, mask=None) -> tuple[np.ndarray, np.ndarray, PreprocessTransform]:
+               margin: int = 4, multiple_of: int = 16, mask=None, reorient: bool = True) -> tuple[np.ndarray, np.ndarray, PreprocessTransform]:
     """Images (C, X, Y, Z) on the grid ``affine`` -> (network input, network brain mask, transform).
 
-    Steps: resample to ``spacing`` mm (trilinear; None keeps the native grid) ->
+    Steps: flip/permute axes to ``NETWORK_AXCODES`` (exact; ``reorient=False`` keeps the
+    stored axis order) -> resample to ``spacing`` mm (trilinear; None keeps the native grid) ->
     crop ('brain': brain box + ``margin`` voxels; 'fixed': a ``window``^3 box on the
     brain box centre; 'none') -> zero-pad each size to a multiple of ``multiple_of``
     (and to at least ``window`` for 'fixed') -> normalise inside the brain mask.
@@ -277,12 +318,15 @@ def preprocess(images, affine, *, method: str = "zscore", crop: str = "brain", w
     if mask.shape != images.shape[1:]:
         raise ValueError(f"mask shape {mask.shape} does not match images {images.shape[1:]}")
     target = _spacing_triple(spacing)
+    oriented = PreprocessTransform(images.shape[1:], affine, None, images.shape[1:], affine, (0, 0, 0),
+                                   images.shape[1:], (0, 0, 0), (0, 0, 0), images.shape[1:], method, crop, reorient)
+    or_affine, or_shape = oriented.reoriented_affine, oriented.reoriented_shape
     if target is None:
-        res_affine, res_shape = affine, images.shape[1:]
+        res_affine, res_shape = or_affine, or_shape
     else:
-        res_affine, res_shape = resampled_affine(affine, images.shape[1:], target)
+        res_affine, res_shape = resampled_affine(or_affine, or_shape, target)
     partial = PreprocessTransform(images.shape[1:], affine, target, res_shape, res_affine, (0, 0, 0), res_shape,
-                                  (0, 0, 0), (0, 0, 0), res_shape, method, crop)
+                                  (0, 0, 0), (0, 0, 0), res_shape, method, crop, reorient)
     # Resample once; the crop box is chosen on the resampled grid.
     res_images = partial.to_resampled_grid(images.astype(np.float32, copy=False), order=1)
     res_mask = partial.to_resampled_grid(mask.astype(np.uint8), order=0).astype(bool)
@@ -291,7 +335,7 @@ def preprocess(images, affine, *, method: str = "zscore", crop: str = "brain", w
                                                 int(window) if crop == "fixed" else 0)
     before, after = before + more_before, after + more_after
     transform = PreprocessTransform(images.shape[1:], affine, target, res_shape, res_affine, start, stop, before,
-                                    after, stop - start + before + after, method, crop)
+                                    after, stop - start + before + after, method, crop, reorient)
     net_mask = transform.crop_and_pad(res_mask, fill=False)
     net_images = transform.crop_and_pad(res_images)
     return normalise(net_images, net_mask, method), net_mask, transform

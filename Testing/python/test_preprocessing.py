@@ -161,16 +161,36 @@ def test_invert_apply_is_exact_without_resampling(name, crop):
     assert net.shape[1:] == t.output_shape and net_mask.shape == t.output_shape
     assert all(n % 16 == 0 for n in t.output_shape)
     back = t.invert(t.apply(images), fill=-5.0)
-    box = tuple(slice(a, b) for a, b in zip(t.crop_start, t.crop_stop))
-    np.testing.assert_array_equal(back[(Ellipsis, *box)], images[(Ellipsis, *box)])
-    outside = np.ones(SHAPE, bool)
-    outside[box] = False
-    assert np.all(back[:, outside] == -5.0)
+    # The crop box lives on the reoriented grid; map it back to find the kept input voxels.
+    kept = np.zeros(t.resampled_shape, bool)
+    kept[tuple(slice(a, b) for a, b in zip(t.crop_start, t.crop_stop))] = True
+    inside = t.invert(t.crop_and_pad(kept), order=0).astype(bool)
+    assert inside.sum() == np.prod(np.subtract(t.crop_stop, t.crop_start))
+    np.testing.assert_array_equal(back[:, inside], images[:, inside])
+    assert np.all(back[:, ~inside] == -5.0)
     # A network-grid map of world coordinates lands on the same world positions.
     world_net = world_coordinates(t.output_shape, t.network_affine)
     world_back = t.invert(world_net, fill=np.nan)
     expected = world_coordinates(SHAPE, AFFINES[name])
-    np.testing.assert_allclose(world_back[:, box[0], box[1], box[2]], expected[:, box[0], box[1], box[2]], atol=1e-9)
+    np.testing.assert_allclose(world_back[:, inside], expected[:, inside], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(AFFINES))
+def test_network_sees_the_same_anatomy_whatever_the_header_orientation(name):
+    """A flipped/permuted file of the same head gives the same network input (LPS axis order)."""
+    images = _images()
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    ref, _, _ = preprocess(images, lps, crop="none", multiple_of=1)
+    net, _, t = preprocess(images, AFFINES[name], crop="none", multiple_of=1)
+    # Store the same head in this header's axis order (exact flips/permutations of the LPS array).
+    from nibabel import orientations as nio
+    to_file = nio.ornt_transform(nio.axcodes2ornt(("L", "P", "S")), nio.io_orientation(AFFINES[name]))
+    stored = np.stack([nio.apply_orientation(c, to_file) for c in images])
+    file_affine = lps @ nio.inv_ornt_aff(to_file, images.shape[1:])
+    assert nio.aff2axcodes(file_affine) == nio.aff2axcodes(AFFINES[name])
+    again, _, _ = preprocess(stored, file_affine, crop="none", multiple_of=1)
+    np.testing.assert_allclose(again, ref, atol=1e-5)
+    assert nio.aff2axcodes(t.network_affine) == ("L", "P", "S")
 
 
 def test_brain_crop_keeps_whole_brain():
