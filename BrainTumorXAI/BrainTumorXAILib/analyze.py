@@ -99,7 +99,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     net_input, net_mask, transform = preprocess(
         images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
         window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
-        multiple_of=int(norm.get("multiple_of", 16)), mask=brain,
+        multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
     )
     timings["preprocess"] = time.perf_counter() - t0
 
