@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from BrainTumorXAILib import gradcam as gc
-from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, resolve_weights
+from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, network_input, resolve_weights
 from BrainTumorXAILib.case_io import load_case
 from BrainTumorXAILib.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode
 from BrainTumorXAILib.predictor import Predictor
-from BrainTumorXAILib.preprocessing import brain_mask, preprocess
 from BrainTumorXAILib.resources import sample_case_path
 from BrainTumorXAILib.runtime import resolve_device
 from BrainTumorXAILib.sliding_window import make_tiling
@@ -67,10 +66,7 @@ def main() -> None:
     model, meta = load_model(weights, device=device)
     norm = meta["normalisation"]
     case = load_case(args.case)
-    mask = brain_mask(case.images)
-    volume, net_mask, _ = preprocess(case.images, case.affine, method=norm.get("method", "zscore"),
-                                     crop=norm.get("crop", "brain"), window=int(norm.get("window", 128)),
-                                     spacing=norm.get("spacing"), multiple_of=int(norm.get("multiple_of", 16)), mask=mask)
+    volume, net_mask, _, mask = network_input(case, meta)
     window = int(norm.get("window", 128))
     tiles = windows(volume, window, device)
     n = args.mc_samples

@@ -88,38 +88,10 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     model, meta = load_model(weights, device=device)
     timings["load"] = time.perf_counter() - t0
 
-    from .preprocessing import brain_mask as compute_brain_mask
-    from .preprocessing import preprocess
-
-    control.report("preprocess", 0.0, "preprocessing")
-    t0 = time.perf_counter()
-    images = _reorder_channels(case.images, meta.get("sequences", list(SEQUENCES)))
-    norm = dict(meta.get("normalisation", {}))
-    brain = compute_brain_mask(case.images)
-    net_input, net_mask, transform = preprocess(
-        images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
-        window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
-        multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
-    )
-    timings["preprocess"] = time.perf_counter() - t0
-
-    from .predictor import Predictor
-
     classes = gradcam_class_indices(options.gradcam)
-    window = int(norm.get("window", 128))
-    predictor = Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
-                          mc_samples=options.mc_samples, mc_batch=options.mc_batch, seed=options.seed,
-                          gradcam_classes=classes, gradcam_layer=options.gradcam_layer, control=control)
-    t0 = time.perf_counter()
-    torch.manual_seed(options.seed)
-    maps = predictor.predict(net_input, net_mask)
-    timings["inference"] = time.perf_counter() - t0
-    timings.update({f"inference.{k}": v for k, v in maps.timings_s.items()})
-
-    control.report("resample", 0.0, "mapping back to the input grid")
-    t0 = time.perf_counter()
-    grid = _back_to_input_grid(maps, transform, brain)
-    timings["resample"] = time.perf_counter() - t0
+    prediction = predict_case(case, model, meta, device, options, control, classes)
+    timings.update(prediction.timings)
+    grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
     with staged_output(out_dir, overwrite=options.overwrite) as staging:
         control.report("write", 0.0, "writing volumes")
@@ -165,6 +137,56 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         summary["scene"] = str(options.scene)
     control.report("figures", 1.0, "done")
     return summary
+
+
+@dataclass
+class CasePrediction:
+    grid: dict  # maps on the case grid: probabilities, classes, entropy, variance, ...
+    maps: object  # PredictionMaps on the network grid
+    transform: object  # PreprocessTransform
+    brain: np.ndarray  # brain mask on the case grid
+    timings: dict
+
+
+def network_input(case, meta: dict):
+    """(input, network brain mask, PreprocessTransform, case brain mask) as the checkpoint's recipe says."""
+    from .preprocessing import brain_mask, preprocess
+
+    norm = dict(meta.get("normalisation", {}))
+    images = _reorder_channels(case.images, meta.get("sequences", list(SEQUENCES)))
+    brain = brain_mask(case.images)
+    net_input, net_mask, transform = preprocess(
+        images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
+        window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
+        multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
+    )
+    return net_input, net_mask, transform, brain
+
+
+def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
+                 gradcam_classes=()) -> CasePrediction:
+    """Preprocess, predict on the network grid, and map everything back onto the case grid."""
+    from .predictor import Predictor
+
+    control = control or JobControl()
+    timings = {}
+    control.report("preprocess", 0.0, "preprocessing")
+    t0 = time.perf_counter()
+    net_input, net_mask, transform, brain = network_input(case, meta)
+    timings["preprocess"] = time.perf_counter() - t0
+    window = int(meta.get("normalisation", {}).get("window", 128))
+    predictor = Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
+                          mc_samples=options.mc_samples, mc_batch=options.mc_batch, seed=options.seed,
+                          gradcam_classes=gradcam_classes, gradcam_layer=options.gradcam_layer, control=control)
+    t0 = time.perf_counter()
+    maps = predictor.predict(net_input, net_mask)
+    timings["inference"] = time.perf_counter() - t0
+    timings.update({f"inference.{k}": v for k, v in maps.timings_s.items()})
+    control.report("resample", 0.0, "mapping back to the input grid")
+    t0 = time.perf_counter()
+    grid = _back_to_input_grid(maps, transform, brain)
+    timings["resample"] = time.perf_counter() - t0
+    return CasePrediction(grid, maps, transform, brain, timings)
 
 
 # -- helpers ---------------------------------------------------------------------
