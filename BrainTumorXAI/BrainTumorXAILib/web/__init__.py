@@ -1,0 +1,1 @@
+"""Web viewer (trame-slicer): ``braintumorxai view``."""

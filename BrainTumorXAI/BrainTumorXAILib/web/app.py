@@ -1,0 +1,509 @@
+"""``braintumorxai view``: the analysis in a browser, on Slicer's own core (trame-slicer).
+
+One trame server holds one Slicer MRML scene rendered by trame-slicer's slice
+and 3D views (remote-controlled areas).  The page lists the data folder's cases,
+takes an uploaded case (four NIfTI files or a zip, see :mod:`.uploads`), runs the
+analysis in a child process with a progress bar (:mod:`.jobs`) and shows the
+results (:mod:`.scene`).  Downloads (results zip, .mrb scene) and uploads go
+through plain HTTP routes on the same server so large files never travel over
+the websocket.
+
+Runs on CPU-only servers: 3D views render through EGL/OSMesa (llvmpipe) with
+depth peeling off, which llvmpipe cannot do with multisampling (translucent
+surfaces would vanish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import webbrowser
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("VTK_SMP_BACKEND_IN_USE", "STDThread")
+
+from .jobs import JobOptions, JobRunner, default_results_dir, is_complete  # noqa: E402
+from .uploads import GIB, UploadError, UploadLimits, UploadSession, check_name  # noqa: E402
+
+LAYOUT_ID = "BrainTumorXAI"
+ROUTE = "/btx"
+
+
+def _layout():
+    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+    return Layout(LayoutDirection.Horizontal, [
+        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view()]),
+        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.threed_view(), ViewLayoutDefinition.sagittal_view()]),
+    ])
+
+
+class ViewerApp:
+    def __init__(self, data_dir: Path | None, results_dir: Path | None = None, options: JobOptions | None = None,
+                 limits: UploadLimits | None = None, server=None):
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+
+        from .scene import ResultsScene
+
+        self.data_dir = Path(data_dir).resolve() if data_dir else None
+        self.results_dir = Path(results_dir or default_results_dir())
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.limits = limits or UploadLimits()
+        self.runner = JobRunner(self.results_dir, options or JobOptions())
+        self.server = server or get_server(None, client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self.state, self.ctrl = self.server.state, self.server.controller
+
+        self.slicer_app = SlicerApp()
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout(LAYOUT_ID, _layout())
+        self._fix_threed_rendering()
+        self.results = ResultsScene(self.slicer_app)
+
+        self._cases: dict[str, Path] = {}
+        self._case_dirs: dict[str, Path] = {}
+        self._connections: set[str] = set()
+        self._uploads: UploadSession | None = None
+        self._upload_job = None
+        self._poll_task = None
+        self._init_state()
+        self._build_ui()
+        self.layout_manager.set_layout(LAYOUT_ID)
+        self._fix_threed_rendering()
+        self.server.add_protocol_to_configure(self._configure_protocol)
+        self.ctrl.on_server_bind.add(self._bind_routes)
+        atexit.register(self.close)
+
+    # -- rendering on CPU-only machines ------------------------------------------------------------------------
+    def _fix_threed_rendering(self) -> None:
+        for view in self.slicer_app.view_manager.get_threed_views():
+            view.renderer().SetUseDepthPeeling(False)
+            view.renderer().SetUseDepthPeelingForVolumes(False)
+            view.set_background_color([20, 20, 30]) if hasattr(view, "set_background_color") else None
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        s = self.state
+        s.trame__title = "BrainTumorXAI viewer"
+        s.cases = self._scan_cases()
+        s.selected_case = None
+        s.busy = False
+        s.progress = 0
+        s.progress_text = ""
+        s.error = ""
+        s.info = ""
+        s.loaded_case = ""
+        s.overlay_items = [{"title": "None", "value": "none"}]
+        s.overlay = "none"
+        s.opacity = 0.6
+        s.legend = None
+        s.show_brain = True
+        s.show_seg = True
+        s.show_NCR = s.show_ED = s.show_ET = True
+        s.tumour_only = False
+        s.volumes = []
+        s.metrics = []
+        s.max_upload = f"{self.limits.max_total_bytes / GIB:.1f} GB"
+        s.change("selected_case")(self._on_case)
+        s.change("overlay")(self._on_overlay)
+        s.change("opacity")(lambda opacity, **_: self._update(self.results.set_opacity, opacity))
+        s.change("show_brain", "show_NCR", "show_ED", "show_ET", "tumour_only")(self._on_toggles)
+        s.change("show_seg")(lambda show_seg, **_: self._update(self.results.set_segmentation_visible, show_seg))
+
+    def _scan_cases(self) -> list[dict]:
+        from ..case_io import list_cases
+
+        self._cases = {}
+        if self.data_dir is None:
+            return []
+        try:
+            folders = list_cases(self.data_dir)
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            self.state.error = str(exc)
+            return []
+        for folder in folders:
+            self._cases[folder.name] = folder
+        return [{"title": name, "value": name} for name in self._cases]
+
+    def _update(self, fn, *args):
+        fn(*args)
+        self._render_all()
+
+    def _render_all(self) -> None:
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
+    # -- cases and jobs --------------------------------------------------------------------------------------
+    def _on_case(self, selected_case, **_):
+        if not selected_case:
+            return
+        folder = self._cases.get(selected_case)
+        if folder is None:
+            return
+        self.state.error = ""
+        try:
+            out = self.runner.results_for(folder)
+        except Exception as exc:  # noqa: BLE001
+            self.state.error = str(exc)
+            return
+        self._open_or_run(folder, out)
+
+    def _open_or_run(self, case_dir: Path, out_dir: Path) -> None:
+        if is_complete(out_dir):
+            self._show_results(out_dir, case_dir)
+            return
+        self.state.busy, self.state.progress, self.state.progress_text = True, 0, f"analysing {case_dir.name}..."
+        job = self.runner.submit(case_dir, out_dir)
+        self._start_polling(job)
+
+    def _start_polling(self, job) -> None:
+        from trame_server.utils.asynchronous import create_task
+
+        async def poll():
+            while job.running:
+                with self.state:
+                    self.state.progress = round(100 * job.fraction)
+                    self.state.progress_text = f"{job.case_dir.name}: {job.stage} {job.message}".strip()
+                await asyncio.sleep(0.3)
+            with self.state:
+                self.state.busy = False
+                if job.state == "done":
+                    self.state.progress = 100
+                    self._show_results(job.out_dir, job.case_dir)
+                elif job.state == "failed":
+                    self.state.error = f"analysis of {job.case_dir.name} failed: {job.error}"
+                else:
+                    self.state.progress_text = "cancelled"
+
+        self._poll_task = create_task(poll())
+
+    def _show_results(self, out_dir: Path, case_dir: Path | None) -> None:
+        from .scene import overlay_items
+
+        try:
+            summary = self.results.load(out_dir, case_dir)
+        except Exception as exc:  # noqa: BLE001 - a broken results folder is a message, not a crash
+            self.state.error = f"cannot show {out_dir.name}: {exc}"
+            return
+        s = self.state
+        s.overlay_items = overlay_items(summary)
+        if s.overlay not in [i["value"] for i in s.overlay_items]:
+            s.overlay = "none"
+        tables = self.results.tables()
+        s.volumes, s.metrics = tables["volumes"], tables["metrics"]
+        legend = self.results.set_overlay(s.overlay, s.opacity)
+        s.legend = legend.as_state() if legend else None
+        self._on_toggles(show_brain=s.show_brain, show_NCR=s.show_NCR, show_ED=s.show_ED, show_ET=s.show_ET,
+                         tumour_only=s.tumour_only)
+        self.results.set_segmentation_visible(s.show_seg)
+        self.slicer_app.display_manager.reset_views()
+        for view in self.slicer_app.view_manager.get_threed_views():
+            view.reset_camera()
+        self._render_all()
+        s.loaded_case = summary.get("case", {}).get("id", out_dir.name)
+        s.progress_text = f"showing {s.loaded_case}"
+
+    def _on_overlay(self, overlay, **_):
+        legend = self.results.set_overlay(overlay, self.state.opacity)
+        self.state.legend = legend.as_state() if legend else None
+        self._render_all()
+
+    def _on_toggles(self, **kw):
+        s = self.state
+        get = lambda k: kw.get(k, s[k])  # noqa: E731
+        only = get("tumour_only")
+        self.results.set_visibility(brain=get("show_brain") and not only,
+                                    regions={c: get(f"show_{c}") for c in ("NCR", "ED", "ET")})
+        self._render_all()
+
+    # -- connections: each one's uploads in its own temporary folder -------------------------------------------
+    def _configure_protocol(self, protocol) -> None:
+        from wslink.websocket import LinkProtocol
+
+        app = self
+
+        class Connections(LinkProtocol):
+            def onConnect(self, request, client_id):
+                app._connections.add(client_id)
+
+            def onClose(self, client_id):
+                app._connections.discard(client_id)
+                if not app._connections:
+                    app._drop_uploads()
+
+        protocol.registerLinkProtocol(Connections())
+
+    def _upload_session(self) -> UploadSession:
+        if self._uploads is None or self._uploads.closed:
+            self._uploads = UploadSession(self.limits)
+        return self._uploads
+
+    def _drop_uploads(self) -> None:
+        job = self.runner.current
+        if job is not None and self._uploads is not None and self._uploads.root in job.out_dir.parents:
+            job.cancel()
+        if self._uploads is not None:
+            if self.results.out_dir is not None and self._uploads.root in self.results.out_dir.parents:
+                self.results.clear()
+            self._uploads.close()
+            self._uploads = None
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self._drop_uploads()
+
+    # -- HTTP routes: upload, downloads ----------------------------------------------------------------------------
+    def _bind_routes(self, wslink_server) -> None:
+        from aiohttp import web
+
+        app = wslink_server.app
+        app.router.add_post(f"{ROUTE}/upload", self._handle_upload)
+        app.router.add_get(f"{ROUTE}/results.zip", self._handle_results_zip)
+        app.router.add_get(f"{ROUTE}/scene.mrb", self._handle_scene)
+        app.router.add_get(f"{ROUTE}/health", lambda request: web.json_response({"ok": True}))
+
+    async def _handle_upload(self, request):
+        from aiohttp import web
+
+        try:
+            folder, case_id = await self._receive_upload(request)
+        except UploadError as exc:
+            with self.state:
+                self.state.error = str(exc)
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        except Exception as exc:  # noqa: BLE001 - never crash the server on a bad request
+            msg = f"upload failed: {type(exc).__name__}: {exc}"
+            with self.state:
+                self.state.error = msg
+            return web.json_response({"ok": False, "error": msg}, status=400)
+        with self.state:
+            self.state.error = ""
+            self.state.info = f"uploaded case {case_id}"
+            self._open_or_run(folder, folder.parent / "results")
+        return web.json_response({"ok": True, "case": case_id})
+
+    async def _receive_upload(self, request):
+        limit = self.limits.max_total_bytes
+        if request.content_length is not None and request.content_length > limit + (1 << 20):
+            raise UploadError(f"the upload is larger than the limit of {limit / GIB:.1f} GB")
+        if not request.content_type.startswith("multipart/"):
+            raise UploadError("expected a multipart/form-data upload")
+        session = self._upload_session()
+        staging = Path(tempfile.mkdtemp(prefix="incoming-", dir=session.root))
+        try:
+            reader = await request.multipart()
+            files, total = [], 0
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if not part.filename:
+                    continue
+                name = check_name(part.filename)
+                if len(files) >= self.limits.max_files:
+                    raise UploadError(f"more than {self.limits.max_files} files uploaded")
+                target = staging / f"{len(files):02d}"
+                with open(target, "wb") as out:
+                    while True:
+                        chunk = await part.read_chunk(1 << 20)
+                        if not chunk:
+                            break
+                        total += len(chunk)
+                        if total > limit:
+                            raise UploadError(f"{name}: the upload is larger than the limit of {limit / GIB:.1f} GB")
+                        out.write(chunk)
+                files.append((name, target))
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, session.add, files)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    async def _handle_results_zip(self, request):
+        from aiohttp import web
+
+        out = self.results.out_dir
+        if out is None or not is_complete(out):
+            return web.json_response({"ok": False, "error": "no results are shown"}, status=404)
+        tmp = Path(tempfile.mkdtemp(prefix="braintumorxai-zip-"))
+        name = f"{self.state.loaded_case or out.name}_results.zip"
+        path = tmp / name
+
+        def build():
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # outputs are gzip/png already
+                for f in sorted(out.rglob("*")):
+                    if f.is_file():
+                        zf.write(f, f"{out.name}/{f.relative_to(out)}")
+
+        await asyncio.get_running_loop().run_in_executor(None, build)
+        threading.Timer(600, shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}).start()
+        return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def _handle_scene(self, request):
+        from aiohttp import web
+
+        if self.results.out_dir is None:
+            return web.json_response({"ok": False, "error": "no results are shown"}, status=404)
+        tmp = Path(tempfile.mkdtemp(prefix="braintumorxai-mrb-"))
+        name = f"{self.state.loaded_case or 'scene'}.mrb"
+        path = tmp / name
+        try:
+            ok = self.slicer_app.io_manager.write_scene(path)  # the scene shown, written by Slicer's own logic
+        except Exception as exc:  # noqa: BLE001
+            ok, err = False, str(exc)
+        else:
+            err = "" if ok else "Slicer could not write the scene"
+        if not ok or not path.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return web.json_response({"ok": False, "error": err or "scene not written"}, status=500)
+        threading.Timer(600, shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}).start()
+        return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    # -- page --------------------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v3
+
+        upload_js = (
+            "(async (ev) => { const fd = new FormData(); for (const f of ev.target.files) fd.append('files', f, f.name);"
+            " ev.target.value = ''; uploading = true; error = '';"
+            f" try {{ const r = await fetch('{ROUTE.lstrip('/')}/upload', {{method: 'POST', body: fd}});"
+            " const j = await r.json(); if (!j.ok) { error = j.error; } }"
+            " catch (e) { error = 'upload failed: ' + e; } uploading = false; })($event)"
+        )
+        self.state.uploading = False
+        with SinglePageWithDrawerLayout(self.server, theme="dark") as ui:
+            ui.title.set_text("BrainTumorXAI")
+            ui.root.theme = "dark"
+            with ui.toolbar:
+                v3.VSpacer()
+                v3.VSelect(label="Case", items=("cases",), v_model=("selected_case",), density="compact",
+                           hide_details=True, style="max-width: 320px;", classes="mx-2", id="case-select",
+                           disabled=("busy",))
+                with html.Label(classes="v-btn v-btn--variant-outlined mx-2 px-3", style="cursor: pointer;",
+                                title=("`NIfTI files (t1, t1ce, t2, flair) or one zip, up to ${max_upload}`",)):
+                    html.Span("Upload case")
+                    html.Input(type="file", multiple=True, accept=".nii,.gz,.zip", style="display: none;",
+                               id="upload-input", change=upload_js, disabled=("busy || uploading",))
+                v3.VBtn("Results (zip)", href=f"{ROUTE.lstrip('/')}/results.zip", target="_blank",
+                        disabled=("!loaded_case",), variant="text", prepend_icon="mdi-download")
+                v3.VBtn("Scene (.mrb)", href=f"{ROUTE.lstrip('/')}/scene.mrb", target="_blank",
+                        disabled=("!loaded_case",), variant="text", prepend_icon="mdi-download")
+            with ui.drawer as drawer:
+                drawer.width = 330
+                with html.Div(classes="pa-3"):
+                    v3.VProgressLinear(v_model=("progress",), height=18, color="primary", v_show=("busy || uploading",),
+                                       indeterminate=("uploading",), id="progress")
+                    html.Div("{{ progress_text }}", classes="text-caption mb-2", id="progress-text")
+                    v3.VAlert(text=("error",), type="error", density="compact", v_show=("error",),
+                              closable=True, id="error", classes="mb-2")
+                    html.Div("{{ loaded_case }}", id="loaded-case", classes="text-subtitle-1 mb-2",
+                             v_show=("loaded_case",))
+                    v3.VSelect(label="Overlay", items=("overlay_items",), v_model=("overlay",), density="compact",
+                               hide_details=True, id="overlay-select")
+                    v3.VSlider(label="Opacity", v_model=("opacity",), min=0, max=1, step=0.05, hide_details=True,
+                               density="compact")
+                    with html.Div(v_if=("legend",), classes="mb-2", id="legend"):
+                        html.Div("{{ legend.title }}", classes="text-caption")
+                        html.Div(style=("{height: '12px', background: legend.gradient, borderRadius: '2px'}",))
+                        with html.Div(classes="d-flex text-caption"):
+                            html.Span("{{ legend.min }}")
+                            v3.VSpacer()
+                            html.Span("{{ legend.max }}")
+                    v3.VCheckbox(label="Segmentation in slices", v_model=("show_seg",), density="compact",
+                                 hide_details=True)
+                    v3.VCheckbox(label="Brain (3D)", v_model=("show_brain",), density="compact", hide_details=True,
+                                 disabled=("tumour_only",))
+                    v3.VCheckbox(label="Tumour only", v_model=("tumour_only",), density="compact", hide_details=True)
+                    with html.Div(classes="d-flex"):
+                        for cls, color in (("NCR", "#db2e26"), ("ED", "#33bf40"), ("ET", "#ffd91a")):
+                            v3.VCheckbox(label=cls, v_model=(f"show_{cls}",), density="compact", hide_details=True,
+                                         color=color)
+                    with v3.VTable(density="compact", v_show=("volumes.length",), classes="mt-2"):
+                        with html.Thead():
+                            with html.Tr():
+                                html.Th("Region")
+                                html.Th("Volume (cm³)")
+                        with html.Tbody():
+                            with html.Tr(v_for="row in volumes", key="row.name"):
+                                html.Td("{{ row.name }}")
+                                html.Td("{{ row.volume }}")
+                    with v3.VTable(density="compact", v_show=("metrics.length",), classes="mt-2", id="metrics"):
+                        with html.Thead():
+                            with html.Tr():
+                                for h in ("Region", "Dice", "HD95 (mm)", "Sens.", "Prec."):
+                                    html.Th(h)
+                        with html.Tbody():
+                            with html.Tr(v_for="m in metrics", key="m.region"):
+                                for k in ("region", "dice", "hd95", "sensitivity", "precision"):
+                                    html.Td(f"{{{{ m.{k} }}}}")
+            with ui.content:
+                with html.Div(style="position: relative; width: 100%; height: calc(100vh - 92px);", id="views"):
+                    self.layout_manager.initialize_layout_grid(ui)
+        self.ui = ui
+
+
+def _free_argv():
+    """trame parses sys.argv itself; give it nothing of ours."""
+    saved = sys.argv
+    sys.argv = [saved[0]]
+    return saved
+
+
+def serve(data_dir=None, host: str = "127.0.0.1", port: int = 8080, open_browser: bool = False, *,
+          results_dir=None, weights=None, mc_samples: int = 20, gradcam: str = "all", device: str = "auto",
+          max_upload_bytes: int = 2 * GIB, max_uncompressed_bytes: int = 4 * GIB) -> int:
+    """Run the web viewer until interrupted; returns the exit status."""
+    from ..errors import BrainTumorXAIError
+
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise BrainTumorXAIError(f"{data_dir}: data folder does not exist or is not a folder")
+    options = JobOptions(weights=Path(weights) if weights else None, device=device, mc_samples=mc_samples,
+                         gradcam=gradcam)
+    limits = UploadLimits(max_total_bytes=max_upload_bytes, max_uncompressed_bytes=max_uncompressed_bytes)
+    app = ViewerApp(Path(data_dir) if data_dir else None, results_dir, options, limits)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: anyone who can reach it can upload and run analyses", file=sys.stderr)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+    if open_browser:
+        app.ctrl.on_server_ready.add(lambda **_: webbrowser.open(url))
+    saved = _free_argv()
+    try:
+        app.server.start(port=port, host=host, open_browser=False, timeout=0, show_connection_info=False)
+    finally:
+        sys.argv = saved
+        app.close()
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="braintumorxai-view", description=__doc__.splitlines()[0])
+    p.add_argument("data_dir", nargs="?", type=Path)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--results", type=Path, help="cache folder for analyses (default: per-user cache)")
+    p.add_argument("--weights", type=Path)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--mc-samples", type=int, default=20)
+    p.add_argument("--gradcam", default="all")
+    p.add_argument("--max-upload-mb", type=float, default=2048)
+    p.add_argument("--open", action="store_true", help="open the system browser")
+    a = p.parse_args(argv)
+    return serve(a.data_dir, host=a.host, port=a.port, open_browser=a.open, results_dir=a.results, weights=a.weights,
+                 mc_samples=a.mc_samples, gradcam=a.gradcam, device=a.device,
+                 max_upload_bytes=int(a.max_upload_mb * 1024 * 1024))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
