@@ -183,7 +183,8 @@ SELECT_CASE_JS = """
 """
 
 
-def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), timeout=240.0, log_path=None) -> dict:
+def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), timeout=240.0, log_path=None,
+        overlay=None) -> dict:
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
@@ -223,6 +224,9 @@ def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), tim
         cdp.wait_js("document.querySelectorAll('#views img').length >= 4 && "
                     "[...document.querySelectorAll('#views img')].every(i => i.naturalWidth > 0)", 60,
                     "four rendered views")
+        if overlay:
+            cdp.js(f"window.trame.state.set('overlay', {json.dumps(overlay)})")
+            cdp.wait_js("!!document.querySelector('#legend')", 30, "the overlay legend")
         time.sleep(3)  # let the last frames arrive
         box = cdp.js("(() => { const r = document.querySelector('#views').getBoundingClientRect();"
                      " return [r.left, r.top, r.right, r.bottom]; })()")
@@ -257,6 +261,7 @@ def main(argv=None) -> int:
     p.add_argument("--mc-samples", type=int)
     p.add_argument("--gradcam")
     p.add_argument("--screenshot", type=Path, help="save the page screenshot here (e.g. Resources/Screenshots/web_viewer.png)")
+    p.add_argument("--overlay", help="overlay to show before the screenshot, e.g. prob:ET, gradcam:NCR, entropy")
     p.add_argument("--timeout", type=float, default=240)
     p.add_argument("--log", type=Path)
     a = p.parse_args(argv)
@@ -267,7 +272,7 @@ def main(argv=None) -> int:
         extra += ["--mc-samples", str(a.mc_samples)]
     if a.gradcam:
         extra += ["--gradcam", a.gradcam]
-    out = run(a.data_dir, a.results, a.case, a.screenshot, extra, a.timeout, a.log)
+    out = run(a.data_dir, a.results, a.case, a.screenshot, extra, a.timeout, a.log, a.overlay)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -1,0 +1,128 @@
+"""The web viewer: the server starts and serves the trame page; uploads over HTTP; end to end in headless Chromium.
+
+The end-to-end test needs Chromium (``apt-get install -y chromium``) and the
+``websocket-client`` package; it skips, saying so, only when Chromium is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trame_slicer", reason="web extra not installed (pip install 'braintumorxai[web]')")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
+import driver  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def web_case(tmp_path_factory):
+    """A small synthetic case (64x64x48 at 3 mm) in a data folder, and a tiny untrained checkpoint."""
+    from BrainTumorXAILib.checkpoint import save_checkpoint
+    from BrainTumorXAILib.models.factory import build_model
+    from BrainTumorXAILib.synth import generate_case
+
+    root = tmp_path_factory.mktemp("web")
+    data = root / "data"
+    case = generate_case(data, "BraTS2021_00042", seed=42, shape=(64, 64, 48), spacing=3.0)
+    weights = root / "tiny.pt"
+    save_checkpoint(weights, build_model("unet", base_channels=4, depth=2),
+                    normalisation={"method": "zscore", "crop": "brain", "spacing": None, "window": 32,
+                                   "multiple_of": 16}, provenance={})
+    return data, case, weights
+
+
+@pytest.fixture(scope="module")
+def server(web_case, tmp_path_factory):
+    data, _, weights = web_case
+    tmp_path = tmp_path_factory.mktemp("server")
+    port = driver.free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = driver.start_server(data, tmp_path / "results", port,
+                               ["--weights", str(weights), "--mc-samples", "2", "--gradcam", "NCR",
+                                "--max-upload-mb", "1"], log)
+    try:
+        driver.wait_http(f"http://127.0.0.1:{port}/btx/health", 90)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        driver.kill(proc)
+        log.close()
+
+
+def _post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for name, data in files:
+        body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+                   f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        body.write(data)
+        body.write(b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    req = urllib.request.Request(url, data=body.getvalue(), method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def test_server_serves_the_trame_page(server):
+    base, proc = server
+    with urllib.request.urlopen(base + "/index.html", timeout=10) as r:
+        assert r.status == 200
+        page = r.read().decode()
+    assert "trame" in page.lower()
+
+
+def test_uploads_over_http(server, web_case):
+    base, proc = server
+    _, case, _ = web_case
+    code, reply = _post_files(base + "/btx/upload", [("evil.exe", b"MZ")])
+    assert code == 400 and "unsupported file type" in reply["error"]
+    code, reply = _post_files(base + "/btx/upload", [("big.nii.gz", b"\0" * 2_000_000)])
+    assert code == 400 and "larger than the limit" in reply["error"]
+    files = [(p.name, p.read_bytes()) for p in sorted(case.iterdir()) if "flair" not in p.name and p.is_file()]
+    code, reply = _post_files(base + "/btx/upload", files)
+    assert code == 400 and "missing flair" in reply["error"]
+    code, reply = _post_files(base + "/btx/upload", [("x.zip", b"PK\x03\x04garbage")])
+    assert code == 400 and "not a valid zip" in reply["error"]
+    assert proc.poll() is None  # bad uploads never take the server down
+    files = [(p.name, p.read_bytes()) for p in sorted(case.iterdir()) if p.name.endswith(".nii.gz")]
+    code, reply = _post_files(base + "/btx/upload", files)
+    assert code == 200 and reply == {"ok": True, "case": "BraTS2021_00042"}
+
+
+def test_results_zip_is_404_before_a_case(server):
+    base, _ = server
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(base + "/btx/results.zip", timeout=10)
+    assert err.value.code == 404
+
+
+@pytest.mark.skipif(driver.find_chromium() is None,
+                    reason="chromium is not installed (apt-get install -y chromium) - browser end-to-end test skipped")
+def test_end_to_end_in_headless_chromium(web_case, tmp_path):
+    pytest.importorskip("websocket", reason="websocket-client not installed")
+    data, _, weights = web_case
+    t0 = time.time()
+    out = driver.run(data, tmp_path / "results", case="BraTS2021_00042",
+                     extra_server_args=["--weights", str(weights), "--mc-samples", "2", "--gradcam", "NCR"],
+                     timeout=150, log_path=tmp_path / "server.log")
+    print(json.dumps(out))
+    assert out["saw_progress"], "the analysis should have run in the background with a progress bar"
+    threed, axial = out["stats"]["threed"], out["stats"]["axial"]
+    assert threed["size"][0] > 200 and threed["size"][1] > 200
+    assert threed["std"] > 5 and threed["colours"] > 50, f"3D view looks blank: {threed}"
+    assert threed["coloured_fraction"] > 0.005, f"no tumour colours in the 3D view: {threed}"
+    assert axial["std"] > 5, f"axial view looks blank: {axial}"
+    assert any((tmp_path / "results").glob("BraTS2021_00042-*/summary.json"))  # cached in the results folder
+    assert time.time() - t0 < 170

@@ -1,0 +1,169 @@
+"""Upload validation of the web viewer: every refusal is an UploadError with a clear one-line message."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from BrainTumorXAILib.web.uploads import UploadError, UploadLimits, UploadSession, check_name, extract_zip
+
+SEQ = ("t1", "t1ce", "t2", "flair")
+
+
+@pytest.fixture(scope="module")
+def case_files(tmp_path_factory) -> dict[str, bytes]:
+    import nibabel as nib
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("upcase")
+    out = {}
+    for s in SEQ:
+        img = nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 6), dtype=np.float32), np.eye(4))
+        path = folder / f"Up_{s}.nii.gz"
+        nib.save(img, str(path))
+        out[path.name] = path.read_bytes()
+    return out
+
+
+def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def session(tmp_path):
+    with UploadSession(UploadLimits(max_total_bytes=5_000_000, max_uncompressed_bytes=5_000_000),
+                       parent=tmp_path) as s:
+        yield s
+
+
+def test_four_nifti_files_accepted(session, case_files):
+    folder, case_id = session.add(list(case_files.items()))
+    assert case_id == "Up"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(case_files)
+    assert session.root in folder.parents
+
+
+def test_zip_with_folder_accepted_and_clutter_ignored(session, case_files):
+    entries = {f"case/{n}": d for n, d in case_files.items()}
+    entries["__MACOSX/._x"] = b"junk"
+    entries["case/README.txt"] = b"hello"
+    folder, case_id = session.add([("case.zip", _zip(entries))])
+    assert case_id == "Up" and len(list(folder.iterdir())) == 4
+
+
+@pytest.mark.parametrize("member, words", [
+    ("../evil_t1.nii.gz", "outside the archive"),
+    ("/abs/evil_t1.nii.gz", "absolute path"),
+    ("C:/evil_t1.nii.gz", "absolute path"),
+])
+def test_zip_path_traversal_refused(session, case_files, member, words):
+    with pytest.raises(UploadError, match=words):
+        session.add([("bad.zip", _zip({**case_files, member: b"x"}))])
+    assert not any(session.root.rglob("*.nii.gz"))  # nothing left behind
+
+
+def test_zip_symlink_refused(session, case_files):
+    with pytest.raises(UploadError, match="symbolic link"):
+        session.add([("link.zip", _zip(case_files, symlink="Up_seg.nii.gz"))])
+
+
+@pytest.mark.parametrize("name", ["case.tar.gz", "notes.txt", "image.nii.gz.exe", "x.mha"])
+def test_wrong_extension_refused(session, name):
+    with pytest.raises(UploadError, match="unsupported file type"):
+        session.add([(name, b"data")])
+
+
+def test_name_is_reduced_to_basename():
+    assert check_name("../../etc/Up_t1.nii.gz") == "Up_t1.nii.gz"
+    assert check_name("C:\\x\\Up_t1.nii") == "Up_t1.nii"
+
+
+def test_too_big_refused(tmp_path, case_files):
+    with UploadSession(UploadLimits(max_total_bytes=1000), parent=tmp_path) as s:
+        with pytest.raises(UploadError, match="larger than the limit"):
+            s.add(list(case_files.items()))
+
+
+def test_zip_bomb_refused(tmp_path, case_files):
+    bomb = _zip({**case_files, "Up_seg.nii.gz": b"\0" * 3_000_000})  # compresses to a few KB
+    assert len(bomb) < 100_000
+    with UploadSession(UploadLimits(max_total_bytes=10**6, max_uncompressed_bytes=2_000_000), parent=tmp_path) as s:
+        with pytest.raises(UploadError, match="unpacks to"):
+            s.add([("bomb.zip", bomb)])
+
+
+def test_zip_bomb_with_lying_header_stopped_while_extracting(tmp_path):
+    data = _zip({"Up_t1.nii.gz": b"\0" * 1_000_000})
+    # forge the declared uncompressed size in both headers
+    data = bytearray(data)
+    local = data.index(b"PK\x03\x04")
+    data[local + 22:local + 26] = (10).to_bytes(4, "little")
+    central = data.index(b"PK\x01\x02")
+    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UploadError):
+        extract_zip(io.BytesIO(bytes(data)), tmp_path / "out", UploadLimits(max_uncompressed_bytes=100_000),
+                    archive_name="lying.zip")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_corrupt_zip_refused(session):
+    with pytest.raises(UploadError, match="not a valid zip archive"):
+        session.add([("broken.zip", b"PK\x03\x04 this is not really a zip")])
+
+
+def test_corrupt_member_refused(session, case_files):
+    data = bytearray(_zip(case_files))
+    i = data.index(b"Up_t1.nii.gz") + len("Up_t1.nii.gz") + 20
+    data[i:i + 40] = b"\xff" * 40
+    with pytest.raises(UploadError, match="corrupt|not a readable|not a valid"):
+        session.add([("damaged.zip", bytes(data))])
+
+
+def test_missing_sequence_named(session, case_files):
+    files = [(n, d) for n, d in case_files.items() if "flair" not in n]
+    with pytest.raises(UploadError, match="missing flair image") as exc:
+        session.add(files)
+    assert "\n" not in str(exc.value)
+    assert str(session.root) not in str(exc.value)  # no server paths in the page
+
+
+def test_not_nifti_content_refused(session, case_files):
+    files = dict(case_files)
+    files["Up_t2.nii.gz"] = b"definitely not gzip"
+    with pytest.raises(UploadError, match="Up_t2.nii.gz"):
+        session.add(list(files.items()))
+
+
+def test_mixing_zip_and_files_refused(session, case_files):
+    with pytest.raises(UploadError, match="not both"):
+        session.add([("a.zip", _zip(case_files)), *case_files.items()])
+
+
+def test_session_folder_removed_on_close(tmp_path, case_files):
+    s = UploadSession(parent=tmp_path)
+    folder, _ = s.add(list(case_files.items()))
+    assert folder.exists()
+    s.close()
+    assert not s.root.exists() and s.closed
+    with pytest.raises(UploadError, match="closed"):
+        s.add(list(case_files.items()))
+
+
+def test_failed_upload_leaves_nothing(session, case_files):
+    with pytest.raises(UploadError):
+        session.add([(n, d) for n, d in case_files.items() if "t1ce" not in n])
+    assert [p for p in Path(session.root).iterdir()] == []
