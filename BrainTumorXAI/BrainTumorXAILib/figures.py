@@ -2,8 +2,11 @@
 uncertainty and Grad-CAM maps over FLAIR, on axial, coronal and sagittal slices.
 
 Arrays come in the file's own axis order; they are turned to the closest RAS
-orientation (exact flips/permutations) and drawn in radiological convention
-(patient's left on the image's right) with the true voxel aspect ratio.
+orientation (exact flips/permutations, no resampling) and drawn as Slicer's
+default slice views show them: radiological convention (patient's right on the
+viewer's left) for axial and coronal, anterior on the left for sagittal, with
+the true voxel aspect ratio.  Each figure is composited in numpy and drawn as
+one image -- a matplotlib axes per panel would cost ~20 ms each.
 """
 
 from __future__ import annotations
@@ -15,19 +18,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from nibabel import orientations as nio  # noqa: E402
 
-from .labels import CLASS_COLORS, CLASS_LONG_NAMES, TUMOUR_CLASSES  # noqa: E402
+from .labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES  # noqa: E402
 
 PLANES = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS array order
+_VIEW_NOTE = {"axial": "radiological: patient's right on the left", "coronal": "radiological: patient's right on the left",
+              "sagittal": "anterior on the left"}
 DPI = 150
+CELL_IN = 1.8  # width of one panel, inches
+GAP_PX = 2  # white gap between panels, in voxels
+LABEL_ALPHA = 0.6
+MAP_ALPHA = 0.75
+SEQUENCE_ROWS = (("t1ce", "T1ce"), ("flair", "FLAIR"), ("t2", "T2"))
+
+#: RGBA per internal class (background transparent), for label overlays.
+_LABEL_RGBA = np.array([(0, 0, 0, 0)] + [(*CLASS_COLORS[c], LABEL_ALPHA) for c in CLASS_NAMES[1:]])
 
 
 def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Array and voxel sizes reoriented to the closest RAS axes."""
+    """Array and voxel sizes reoriented to the closest RAS axes (nibabel's as_closest_canonical)."""
     ornt = nio.io_orientation(affine)
     ras = nio.apply_orientation(np.asarray(array), ornt)
     spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))[np.argsort(ornt[:, 0])]
@@ -35,130 +49,193 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _slice(volume_ras: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """2D image for imshow: superior (or anterior) up; patient's right on the viewer's left
-    (radiological), and for sagittal the face on the viewer's left."""
+    """2D image (rows top to bottom) matching Slicer's default views: superior (axial:
+    anterior) up, patient's right on the viewer's left, sagittal with the face on the left."""
     img = np.take(volume_ras, index, axis=_PLANE_AXIS[plane])
     return np.flipud(img.T)[:, ::-1]
 
 
 def _aspect(spacing: np.ndarray, plane: str) -> float:
-    a, b = [i for i in range(3) if i != _PLANE_AXIS[plane]]
-    return float(spacing[b] / spacing[a])
+    """imshow aspect (pixel height / width) of a slice of ``plane``."""
+    cols, rows = [i for i in range(3) if i != _PLANE_AXIS[plane]]
+    return float(spacing[rows] / spacing[cols])
 
 
-def choose_slices(mask_ras: np.ndarray, plane: str = "axial", n: int = 5, fallback: np.ndarray | None = None) -> list[int]:
-    """n slice indices spread over the extent of ``mask`` (else ``fallback``, else the volume)."""
+def choose_slices(classes_or_mask: np.ndarray, n: int = 5, *, plane: str = "axial",
+                  fallback: np.ndarray | None = None) -> list[int]:
+    """Up to ``n`` slice indices of ``plane`` spread evenly inside the extent of the non-zero
+    voxels (the ends excluded: they cut only a sliver), else of ``fallback`` (e.g. the brain),
+    else of the volume.  Arrays are in RAS order (see ``to_ras``)."""
     axis = _PLANE_AXIS[plane]
-    source = mask_ras if np.any(mask_ras) else fallback
+    source = classes_or_mask if np.any(classes_or_mask) else fallback
     if source is None or not np.any(source):
-        lo, hi = 0, mask_ras.shape[axis] - 1
+        lo, hi = 0, classes_or_mask.shape[axis] - 1
     else:
         present = np.flatnonzero(np.any(source, axis=tuple(i for i in range(3) if i != axis)))
         lo, hi = int(present[0]), int(present[-1])
     return sorted({int(round(v)) for v in np.linspace(lo, hi, n + 2)[1:-1]})
 
 
-def _label_cmap() -> ListedColormap:
-    colors = [(0, 0, 0, 0)] + [(*CLASS_COLORS[c], 0.6) for c in TUMOUR_CLASSES]
-    return ListedColormap(colors)
+def _window(volume: np.ndarray) -> tuple[float, float]:
+    """1st-99th percentile of the non-zero voxels, once per volume so all columns share it."""
+    values = volume[::2, ::2, ::2]
+    values = values[values != 0]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, (1, 99))
+    return float(lo), float(max(hi, lo + 1e-6))
 
 
-def _grey(ax, image, aspect):
-    lo, hi = np.percentile(image[image != 0], (1, 99)) if np.any(image != 0) else (0, 1)
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6), aspect=aspect, interpolation="nearest")
+def _grey(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    lo, hi = window
+    g = np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+    return np.repeat(g[..., None], 3, axis=-1)
 
 
-def _legend(fig) -> None:
-    handles = [Patch(color=CLASS_COLORS[c], label=f"{c}: {CLASS_LONG_NAMES[c]}") for c in TUMOUR_CLASSES]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+def _over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Alpha-blend an RGBA layer over an RGB image."""
+    a = rgba[..., 3:4]
+    return rgb * (1 - a) + rgba[..., :3] * a
 
 
-def overview_figure(images: dict[str, np.ndarray], pred_classes: np.ndarray, affine: np.ndarray, path, *,
-                    gt_classes: np.ndarray | None = None, plane: str = "axial", n_slices: int = 5) -> Path:
-    """Columns = slices through the tumour; rows = T1ce, FLAIR, T2, [ground truth], prediction."""
-    ras = {k: to_ras(v, affine)[0] for k, v in images.items()}
-    pred, spacing = to_ras(pred_classes, affine)
-    gt = None if gt_classes is None else to_ras(gt_classes, affine)[0]
-    brain = np.any([v != 0 for v in ras.values()], axis=0)
-    slices = choose_slices(pred > 0 if gt is None else (gt > 0) | (pred > 0), plane, n_slices, brain)
-    rows = [(name.upper() if name != "t1ce" else "T1ce", ras[name], None) for name in ("t1ce", "flair", "t2") if name in ras]
-    if gt is not None:
-        rows.append(("Ground truth", ras["flair"], gt))
-    rows.append(("Prediction", ras["flair"], pred))
-    aspect = _aspect(spacing, plane)
-    fig, axes = plt.subplots(len(rows), len(slices), figsize=(2.0 * len(slices), 2.0 * len(rows) + 0.4), squeeze=False)
-    for r, (title, background, labels) in enumerate(rows):
-        for c, index in enumerate(slices):
-            ax = axes[r][c]
-            _grey(ax, _slice(background, plane, index), aspect)
-            if labels is not None:
-                ax.imshow(_slice(labels, plane, index), cmap=_label_cmap(), vmin=-0.5, vmax=3.5, aspect=aspect,
-                          interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(title, fontsize=9)
-            if r == 0:
-                ax.set_title(f"{plane} {index}", fontsize=8)
-    _legend(fig)
-    fig.suptitle(f"{plane.capitalize()} slices (radiological view: patient left on the right)", fontsize=10)
-    return _save(fig, path)
+def _labels_rgba(labels: np.ndarray) -> np.ndarray:
+    return _LABEL_RGBA[np.clip(labels.astype(np.intp), 0, len(_LABEL_RGBA) - 1)]
 
 
-def map_figure(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, path, *, title: str,
-               cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None, plane: str = "axial",
-               slices: list[int] | None = None, focus: np.ndarray | None = None) -> Path:
-    """One row per map, overlaid on ``background`` (FLAIR) with one colour bar per row."""
-    bg, spacing = to_ras(background, affine)
-    ras_maps = {k: to_ras(v, affine)[0] for k, v in maps.items()}
-    if slices is None:
-        target = to_ras(focus, affine)[0] if focus is not None else next(iter(ras_maps.values())) > 0
-        slices = choose_slices(target, plane, 5, bg != 0)
-    aspect = _aspect(spacing, plane)
-    fig, axes = plt.subplots(len(ras_maps), len(slices), figsize=(2.0 * len(slices) + 0.8, 2.0 * len(ras_maps) + 0.4),
-                             squeeze=False)
-    for r, (name, volume) in enumerate(ras_maps.items()):
-        top = vmax if vmax is not None else max(float(np.percentile(volume[bg != 0], 99.9)) if np.any(bg) else 1.0, 1e-6)
-        for c, index in enumerate(slices):
-            ax = axes[r][c]
-            _grey(ax, _slice(bg, plane, index), aspect)
-            overlay = np.ma.masked_less_equal(_slice(volume, plane, index), vmin + 1e-3 * (top - vmin))
-            im = ax.imshow(overlay, cmap=cmap, vmin=vmin, vmax=top, alpha=0.75, aspect=aspect, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(name, fontsize=9)
-        fig.colorbar(im, ax=list(axes[r]), fraction=0.02, pad=0.01)
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+def _map_rgba(values: np.ndarray, cmap, norm: Normalize) -> np.ndarray:
+    """Colour-mapped values, transparent at (or below) the bottom of the scale."""
+    rgba = np.asarray(cmap(norm(values)), float)
+    rgba[..., 3] = np.where(values > norm.vmin + 1e-3 * (norm.vmax - norm.vmin), MAP_ALPHA, 0.0)
+    return rgba
+
+
+def _mosaic(cells: list[list[np.ndarray]]) -> np.ndarray:
+    """Rows x columns of equal-sized RGB panels, separated by white gaps, as uint8
+    (matplotlib draws uint8 RGB without re-normalising it)."""
+    h, w = cells[0][0].shape[:2]
+    out = np.full((len(cells) * (h + GAP_PX) - GAP_PX, len(cells[0]) * (w + GAP_PX) - GAP_PX, 3), 255, np.uint8)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            out[r * (h + GAP_PX):r * (h + GAP_PX) + h, c * (w + GAP_PX):c * (w + GAP_PX) + w] = \
+                np.round(np.clip(cell, 0.0, 1.0) * 255)
+    return out
+
+
+def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
+            col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False):
+    """One image axes with row/column titles, optional per-row colour bars and class legend."""
+    n_rows, n_cols = len(row_titles), len(col_titles)
+    img_w = n_cols * CELL_IN
+    img_h = img_w * mosaic.shape[0] * aspect / mosaic.shape[1]
+    left, right = 0.3, (0.75 if colorbars else 0.1)
+    top, bottom = 0.55, (0.45 if legend else 0.1)
+    fig_w, fig_h = left + img_w + right, top + img_h + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
+    ax.imshow(mosaic, aspect=aspect, interpolation="nearest")
+    ax.set_axis_off()
+    h, w = cell_shape
+    for r, text in enumerate(row_titles):
+        ax.text(-GAP_PX, r * (h + GAP_PX) + h / 2, text, rotation=90, ha="right", va="center", fontsize=9)
+    for c, text in enumerate(col_titles):
+        ax.text(c * (w + GAP_PX) + w / 2, -GAP_PX, text, ha="center", va="bottom", fontsize=8)
+    fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=10)
+    for r, (cmap, norm) in enumerate(colorbars or ()):
+        row_top = 1 - r * (h + GAP_PX) / mosaic.shape[0]  # in axes fraction, from the top
+        band = h / mosaic.shape[0]
+        y0 = (bottom + img_h * (row_top - band * 0.95)) / fig_h
+        cax = fig.add_axes(((left + img_w + 0.08) / fig_w, y0, 0.1 / fig_w, img_h * band * 0.9 / fig_h))
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax).ax.tick_params(labelsize=7)
+    if legend:
+        handles = [Patch(color=CLASS_COLORS[c], label=f"{c}: {CLASS_LONG_NAMES[c]}") for c in TUMOUR_CLASSES]
+        fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    return fig
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # zlib level 6 would triple the time
     plt.close(fig)
     return path
+
+
+def overview_figure(images: dict[str, np.ndarray], pred_classes: np.ndarray, affine: np.ndarray, path,
+                    gt_classes: np.ndarray | None = None, plane: str = "axial", n_slices: int = 5) -> Path:
+    """Columns = slices through the tumour; rows = T1ce, FLAIR, T2, [ground truth], prediction
+    (labels over FLAIR, or the first sequence given)."""
+    ras = {k: to_ras(v, affine)[0] for k, v in images.items()}
+    pred, spacing = to_ras(pred_classes, affine)
+    gt = None if gt_classes is None else to_ras(gt_classes, affine)[0]
+    brain = np.any([v != 0 for v in ras.values()], axis=0)
+    slices = choose_slices(pred > 0 if gt is None else (gt > 0) | (pred > 0), n_slices, plane=plane, fallback=brain)
+    background = ras.get("flair", next(iter(ras.values())))
+    rows = [(title, ras[key], None) for key, title in SEQUENCE_ROWS if key in ras]
+    if gt is not None:
+        rows.append(("Ground truth", background, gt))
+    rows.append(("Prediction", background, pred))
+    windows = {id(vol): _window(vol) for _, vol, _ in rows}
+    cells = []
+    for _, volume, labels in rows:
+        row = []
+        for index in slices:
+            rgb = _grey(_slice(volume, plane, index), windows[id(volume)])
+            if labels is not None:
+                rgb = _over(rgb, _labels_rgba(_slice(labels, plane, index)))
+            row.append(rgb)
+        cells.append(row)
+    fig = _figure(_mosaic(cells), cells[0][0].shape[:2], _aspect(spacing, plane), legend=True,
+                  title=f"{plane.capitalize()} slices ({_VIEW_NOTE[plane]})",
+                  row_titles=[r[0] for r in rows], col_titles=[f"{plane} {i}" for i in slices])
+    return _save(fig, path)
+
+
+def _top(volume: np.ndarray, vmin: float) -> float:
+    """Robust top of a map's scale: 99.5th percentile of the values above ``vmin``."""
+    above = volume[volume > vmin]
+    return float(max(np.percentile(above, 99.5), vmin + 1e-6)) if above.size else vmin + 1.0
+
+
+def map_figure(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, path, *, title: str,
+               cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None, plane: str = "axial",
+               slices: list[int] | None = None, focus: np.ndarray | None = None) -> Path:
+    """One row per map (e.g. per class) overlaid on ``background`` (FLAIR), each with its own
+    colour bar; slices through ``focus`` (e.g. the predicted tumour) unless given."""
+    bg, spacing = to_ras(background, affine)
+    ras_maps = {k: to_ras(v, affine)[0] for k, v in maps.items()}
+    if slices is None:
+        target = to_ras(focus, affine)[0] if focus is not None else next(iter(ras_maps.values())) > vmin
+        slices = choose_slices(target, 5, plane=plane, fallback=bg != 0)
+    colormap = plt.get_cmap(cmap)
+    window = _window(bg)
+    greys = [_grey(_slice(bg, plane, i), window) for i in slices]
+    cells, colorbars = [], []
+    for volume in ras_maps.values():
+        norm = Normalize(vmin, vmax if vmax is not None else _top(volume, vmin))
+        cells.append([_over(g, _map_rgba(_slice(volume, plane, i), colormap, norm)) for g, i in zip(greys, slices)])
+        colorbars.append((colormap, norm))
+    fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane), title=title,
+                  row_titles=list(ras_maps), col_titles=[f"{plane} {i}" for i in slices], colorbars=colorbars)
+    return _save(fig, path)
 
 
 def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes: np.ndarray,
                       prob_maps: dict[str, np.ndarray], variance_maps: dict[str, np.ndarray],
                       gradcam_maps: dict[str, np.ndarray], affine: np.ndarray,
                       gt_classes: np.ndarray | None = None) -> list[Path]:
-    """Every panel of the analysis; returns the written paths."""
+    """overview_{axial,coronal,sagittal}.png, probabilities.png, uncertainty.png (variance per
+    class, plus entropy when ``variance_maps`` has it) and gradcam.png, each when it has data."""
     out_dir = Path(out_dir)
-    flair = case_images["flair"]
+    flair = case_images.get("flair", next(iter(case_images.values())))
     tumour = np.asarray(pred_classes) > 0
-    paths = [overview_figure(case_images, pred_classes, affine, out_dir / f"overview_{p}.png", gt_classes=gt_classes,
-                             plane=p) for p in PLANES]
-    if prob_maps:
-        paths.append(map_figure(flair, prob_maps, affine, out_dir / "probabilities.png", focus=tumour,
-                                title="Softmax probability per class (MC mean)", vmax=1.0))
-    if variance_maps:
-        paths.append(map_figure(flair, variance_maps, affine, out_dir / "uncertainty.png", focus=tumour,
-                                title="MC Dropout variance per class, and predictive entropy", cmap="viridis"))
-    if gradcam_maps:
-        paths.append(map_figure(flair, gradcam_maps, affine, out_dir / "gradcam.png", focus=tumour,
-                                title="Grad-CAM 3D per class", cmap="jet", vmax=1.0))
+    paths = [overview_figure(case_images, pred_classes, affine, out_dir / f"overview_{p}.png", gt_classes, p)
+             for p in PLANES]
+    panels = (("probabilities.png", prob_maps, "Softmax probability per class (MC mean)", "inferno", 1.0),
+              ("uncertainty.png", variance_maps, "MC Dropout variance per class, and predictive entropy", "viridis",
+               None),
+              ("gradcam.png", gradcam_maps, "Grad-CAM 3D per class", "jet", 1.0))
+    for name, maps, title, cmap, vmax in panels:
+        if maps:
+            paths.append(map_figure(flair, maps, affine, out_dir / name, title=title, cmap=cmap, vmax=vmax,
+                                    focus=tumour))
     return paths
-

@@ -4,9 +4,14 @@ The pipeline mirrors Slicer's labelmap -> closed-surface conversion: flying
 edges on the binary mask in voxel index space, windowed-sinc smoothing whose
 pass band follows Slicer's "smoothing factor" (default 0.5), then the NIfTI
 affine maps the points to RAS millimetres, so flipped and oblique headers are
-exact.  Files follow Slicer's model convention: points stored in LPS with a
-``SPACE=LPS`` marker (a field-data string array in .vtp, as Slicer writes it);
-STL cannot carry the marker and is written in LPS, which Slicer assumes.
+exact.
+
+Files follow Slicer's model convention (vtkMRMLModelStorageNode, Slicer >= 4.11):
+points are stored in LPS and tagged ``SPACE=LPS`` -- a one-value string array
+named ``SPACE`` in the field data of .vtp, and the text "3D Slicer output.
+SPACE=LPS" in the header of legacy .vtk and of STL (the 80-byte binary header).
+Slicer reads the tag when present and otherwise assumes LPS, so even an STL
+whose header is lost by another tool still lands in the right place.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from .labels import CLASS_NAMES, TUMOUR_CLASSES
+from .labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
 
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-SPACE_ARRAY = "SPACE"
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+SPACE_ARRAY = "SPACE"  # Slicer's tag name ("following NRRD naming convention")
+SYSTEMS = ("LPS", "RAS")
+FORMATS = (".vtp", ".vtk", ".stl")
 
 
 def _image_from_mask(mask: np.ndarray) -> vtk.vtkImageData:
@@ -48,6 +55,7 @@ def _matrix(affine: np.ndarray) -> vtk.vtkMatrix4x4:
 
 
 def _transformed(polydata: vtk.vtkPolyData, affine: np.ndarray) -> vtk.vtkPolyData:
+    """Points mapped by ``affine``; triangle winding kept outward for mirroring affines too."""
     transform = vtk.vtkTransform()
     transform.SetMatrix(_matrix(affine))
     f = vtk.vtkTransformPolyDataFilter()
@@ -65,7 +73,11 @@ def _transformed(polydata: vtk.vtkPolyData, affine: np.ndarray) -> vtk.vtkPolyDa
 
 
 def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.0) -> vtk.vtkPolyData:
-    """Closed, smoothed triangle surface of a binary mask, in RAS mm, with outward normals."""
+    """Closed, smoothed triangle surface of a binary mask, in RAS mm, with outward normals.
+
+    Same steps and parameters as Slicer's binary labelmap -> closed surface
+    conversion (decimation before smoothing, 20 windowed-sinc iterations).
+    """
     mask = np.asarray(mask, bool)
     if not mask.any():
         return vtk.vtkPolyData()
@@ -81,7 +93,10 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
         dec = vtk.vtkDecimatePro()
         dec.SetInputData(surface)
         dec.SetTargetReduction(float(decimation))
+        dec.SetFeatureAngle(60)
+        dec.SplittingOff()
         dec.PreserveTopologyOn()
+        dec.SetMaximumError(1)
         dec.Update()
         surface = dec.GetOutput()
     if smoothing > 0:
@@ -98,57 +113,90 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     surface = _transformed(surface, np.asarray(affine, float))
     normals = vtk.vtkPolyDataNormals()
     normals.SetInputData(surface)
+    # Flying edges already winds every component outward (cavities included), so no
+    # AutoOrientNormals: it would point a hollow shell's inner wall into the solid.
     normals.ConsistencyOn()
-    normals.AutoOrientNormalsOn()  # closed surfaces: normals point outward
+    normals.AutoOrientNormalsOff()
     normals.SplittingOff()
     normals.Update()
     return normals.GetOutput()
 
 
-def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5) -> dict[str, vtk.vtkPolyData]:
-    """Surfaces of the brain and of each tumour class (NCR, ED, ET)."""
+def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5,
+                  regions: bool = False) -> dict[str, vtk.vtkPolyData]:
+    """Surfaces of the brain and of each tumour class (NCR, ED, ET); with ``regions``
+    also of the whole tumour (WT) and tumour core (TC) (the ET region is the ET class)."""
     classes = np.asarray(classes)
     out = {"brain": mask_surface(brain_mask, affine, smoothing=smoothing)}
     for name in TUMOUR_CLASSES:
         out[name] = mask_surface(classes == CLASS_NAMES.index(name), affine, smoothing=smoothing)
+    if regions:
+        for name in ("WT", "TC"):
+            out[name] = mask_surface(region_mask(classes, name), affine, smoothing=smoothing)
     return out
 
 
-def _to_space(polydata: vtk.vtkPolyData, matrix: np.ndarray) -> vtk.vtkPolyData:
-    transform = vtk.vtkTransform()
-    transform.SetMatrix(_matrix(matrix))
-    f = vtk.vtkTransformPolyDataFilter()
-    f.SetTransform(transform)
-    f.SetInputData(polydata)
-    f.Update()
-    return f.GetOutput()
+def _with_space_tag(polydata: vtk.vtkPolyData, system: str) -> vtk.vtkPolyData:
+    """Shallow copy carrying Slicer's SPACE field array (the caller's object stays untouched)."""
+    tagged = vtk.vtkPolyData()
+    tagged.ShallowCopy(polydata)
+    fields = vtk.vtkFieldData()
+    fields.ShallowCopy(polydata.GetFieldData())
+    tag = vtk.vtkStringArray()
+    tag.SetName(SPACE_ARRAY)
+    tag.InsertNextValue(system)
+    fields.AddArray(tag)  # replaces an existing SPACE array of the same name
+    tagged.SetFieldData(fields)
+    return tagged
+
+
+def _space_from_header(header: str | None) -> str | None:
+    """Slicer's rule: look for "SPACE=RAS" / "SPACE=LPS" anywhere in the header text."""
+    for system in SYSTEMS:
+        if header and f"SPACE={system}" in header:
+            return system
+    return None
+
+
+def _space_from_field_data(polydata: vtk.vtkPolyData) -> str | None:
+    """Read and drop the SPACE array (as Slicer does, so re-writing cannot clash)."""
+    tag = polydata.GetFieldData().GetAbstractArray(SPACE_ARRAY)
+    if tag is None or not tag.GetNumberOfValues():
+        return None
+    value = str(tag.GetValue(0)).upper()
+    polydata.GetFieldData().RemoveArray(SPACE_ARRAY)
+    return next((system for system in SYSTEMS if system in value), None)
 
 
 def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS") -> Path:
-    """Write .vtp/.vtk (tagged with Slicer's SPACE marker) or .stl (LPS, Slicer's assumption)."""
+    """Write a RAS surface as .vtp, .vtk (legacy 4.2) or binary .stl, the points converted to
+    ``coordinate_system`` and tagged the way Slicer writes and reads it (see the module doc)."""
     path = Path(path)
     system = coordinate_system.upper()
-    if system not in ("LPS", "RAS"):
+    if system not in SYSTEMS:
         raise ValueError(f"coordinate system must be LPS or RAS, got {coordinate_system!r}")
-    data = _to_space(polydata, RAS_TO_LPS) if system == "LPS" else polydata
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: unsupported surface format (use {', '.join(FORMATS)})")
+    data = _transformed(polydata, RAS_TO_LPS) if system == "LPS" else polydata
+    header = f"3D Slicer output. SPACE={system}"
     if suffix == ".vtp":
-        tag = vtk.vtkStringArray()
-        tag.SetName(SPACE_ARRAY)
-        tag.InsertNextValue(system)
-        data.GetFieldData().AddArray(tag)
         writer = vtk.vtkXMLPolyDataWriter()
+        data = _with_space_tag(data, system)
     elif suffix == ".vtk":
         writer = vtk.vtkPolyDataWriter()
-        writer.SetHeader(f"3D Slicer output. SPACE={system}")
-    elif suffix == ".stl":
-        if system != "LPS":
-            raise ValueError("STL files carry no coordinate tag: they are written in LPS, as Slicer assumes")
+        writer.SetFileVersion(42)  # as Slicer: 5.1 is unreadable by Slicer 4 (VTK < 9) and most other tools
+        writer.SetFileTypeToBinary()
+        writer.SetHeader(header)
+    else:
         writer = vtk.vtkSTLWriter()
         writer.SetFileTypeToBinary()
-    else:
-        raise ValueError(f"{path}: unsupported surface format (use .vtp, .vtk or .stl)")
+        writer.SetHeader(header)  # fits the 80-byte binary STL header
+        triangles = vtk.vtkTriangleFilter()  # STL holds triangles only
+        triangles.SetInputData(data)
+        triangles.Update()
+        data = triangles.GetOutput()
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer.SetFileName(str(path))
     writer.SetInputData(data)
     if not writer.Write():
@@ -157,30 +205,24 @@ def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS
 
 
 def read_surface(path) -> vtk.vtkPolyData:
-    """Read a surface written by ``write_surface`` (or Slicer) back into RAS."""
+    """Read a .vtp/.vtk/.stl surface (ours or Slicer's) back into RAS, honouring its SPACE
+    tag; untagged files are taken as LPS, as Slicer does."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".vtp":
-        reader = vtk.vtkXMLPolyDataReader()
-    elif suffix == ".vtk":
-        reader = vtk.vtkPolyDataReader()
-    elif suffix == ".stl":
-        reader = vtk.vtkSTLReader()
-    else:
-        raise ValueError(f"{path}: unsupported surface format")
+    readers = {".vtp": vtk.vtkXMLPolyDataReader, ".vtk": vtk.vtkPolyDataReader, ".stl": vtk.vtkSTLReader}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unsupported surface format (use {', '.join(FORMATS)})")
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    reader = readers[suffix]()
     reader.SetFileName(str(path))
     reader.Update()
     data = reader.GetOutput()
-    system = "LPS"  # Slicer's assumption for untagged files
     if suffix == ".vtp":
-        tag = data.GetFieldData().GetAbstractArray(SPACE_ARRAY)
-        if tag is not None and tag.GetNumberOfValues():
-            system = tag.GetValue(0).upper()
-    elif suffix == ".vtk":
-        header = reader.GetHeader() or ""
-        if "SPACE=RAS" in header.upper():
-            system = "RAS"
-    return _to_space(data, RAS_TO_LPS) if system == "LPS" else data
+        system = _space_from_field_data(data)
+    else:
+        system = _space_from_header(reader.GetHeader())
+    return data if system == "RAS" else _transformed(data, RAS_TO_LPS)
 
 
 def write_case_surfaces(surfaces: dict[str, vtk.vtkPolyData], out_dir) -> dict[str, dict[str, Path]]:

@@ -1,10 +1,15 @@
-"""Figures: written, valid, oriented by the header, class colours visible."""
+"""Figures: written, valid, oriented by the header like Slicer's views, class colours visible."""
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 
-from BrainTumorXAILib.figures import _slice, choose_slices, overview_figure, to_ras, write_all_figures
+from BrainTumorXAILib import figures
+from BrainTumorXAILib.figures import _aspect, _slice, choose_slices, map_figure, overview_figure, to_ras, write_all_figures
 from BrainTumorXAILib.labels import CLASS_COLORS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LPS = np.diag([-1.2, -1.2, 2.0, 1.0])
 
 
 def toy_case(shape=(40, 44, 30)):
@@ -19,45 +24,105 @@ def toy_case(shape=(40, 44, 30)):
     return images, classes
 
 
-def test_all_figures_written_as_png_with_class_colours(tmp_path):
+def class_pixels(rgb, name):
+    """Pixels of ``name``'s colour blended at 60 % over any grey (its dominant channels
+    stand out by >= 0.6 x their gap in CLASS_COLORS)."""
+    c = np.array(CLASS_COLORS[name])
+    order = np.argsort(c)[::-1]
+    top, mid, low = (rgb[..., i] for i in order)
+    need_mid = 0.6 * (c[order[1]] - c[order[2]]) * 0.8 if c[order[1]] - c[order[2]] > 0.3 else -1
+    need_top = 0.6 * (c[order[0]] - c[order[1]]) * 0.8
+    mask = (top - mid > need_top) & (top - low > 0.25)
+    return mask & (mid - low > need_mid) if need_mid > 0 else mask
+
+
+def row_bands(path, n_rows):
+    """The image's rows of panels, cut from the PNG using the figure's fixed margins."""
+    rgb = mpimg.imread(path)[..., :3]
+    top = int(0.55 * figures.DPI)
+    bottom = rgb.shape[0] - int(0.45 * figures.DPI)
+    edges = np.linspace(top, bottom, n_rows + 1).astype(int)
+    return [rgb[a + 3:b - 3] for a, b in zip(edges[:-1], edges[1:])]
+
+
+def test_all_figures_written_as_valid_png(tmp_path):
     images, classes = toy_case()
-    affine = np.diag([-1.2, -1.2, 2.0, 1.0])
     probs = {c: (classes == i + 1).astype(float) for i, c in enumerate(("NCR", "ED", "ET"))}
-    paths = write_all_figures(tmp_path, images, classes, probs, {"ET": probs["ET"] * 0.2, "entropy": probs["ED"]},
-                              {"ET": probs["ET"]}, affine, gt_classes=classes)
-    names = {p.name for p in paths}
-    assert names == {"overview_axial.png", "overview_coronal.png", "overview_sagittal.png", "probabilities.png",
-                     "uncertainty.png", "gradcam.png"}
-    pixels = mpimg.imread(tmp_path / "overview_axial.png")[..., :3]
-    assert pixels.shape[0] > 300 and pixels.shape[1] > 600
-    # Edema's green is blended at 60 % over grey: look for pixels clearly green-dominated.
-    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    assert np.count_nonzero((g > r + 0.15) & (g > b + 0.15)) > 50
-    assert CLASS_COLORS["ED"][1] > CLASS_COLORS["ED"][0]
+    variance = {"ET": probs["ET"] * 0.2, "entropy": probs["ED"]}
+    paths = write_all_figures(tmp_path, images, classes, probs, variance, {"ET": probs["ET"]}, LPS, gt_classes=classes)
+    assert [p.name for p in paths] == ["overview_axial.png", "overview_coronal.png", "overview_sagittal.png",
+                                       "probabilities.png", "uncertainty.png", "gradcam.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        height, width = mpimg.imread(path).shape[:2]
+        assert 300 < height < 3000 and 600 < width < 3000
+    assert [p.name for p in write_all_figures(tmp_path / "bare", images, classes, {}, {}, {}, LPS)] == \
+        ["overview_axial.png", "overview_coronal.png", "overview_sagittal.png"]
 
 
-def test_flipped_header_shows_the_same_picture():
+@pytest.mark.parametrize("plane", figures.PLANES)
+def test_class_colours_only_in_the_label_rows(tmp_path, plane):
     images, classes = toy_case()
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
-    ras = np.diag([1.0, 1.0, 1.0, 1.0])
-    flipped = classes[::-1, ::-1, :]  # the same head stored with RAS axes
-    a, _ = to_ras(classes, lps)
-    b, _ = to_ras(flipped, ras)
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(_slice(a, "axial", 14), _slice(b, "axial", 14))
+    path = overview_figure(images, classes, LPS, tmp_path / "o.png", gt_classes=classes, plane=plane)
+    bands = row_bands(path, 5)  # T1ce, FLAIR, T2, ground truth, prediction
+    for name in ("NCR", "ED", "ET"):
+        counts = [np.count_nonzero(class_pixels(b, name)) for b in bands]
+        assert counts[3] > 30 and counts[4] > 30, (name, counts)
+        assert max(counts[:3]) == 0, (name, counts)
 
 
-def test_radiological_convention_puts_patient_right_on_viewer_left():
+def test_flipped_or_permuted_header_draws_the_same_picture(tmp_path):
+    """The same head stored as LPS, as RAS (axes flipped) and with permuted axes."""
+    images, classes = toy_case()
+    ras_affine = np.diag([1.2, 1.2, 2.0, 1.0])
+    permuted_affine = np.array([[0, 0, 1.2, 0], [0, 1.2, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1.0]])
+    variants = {
+        "lps": (lambda a: a, LPS),
+        "ras": (lambda a: a[::-1, ::-1, :], ras_affine),
+        "permuted": (lambda a: a[::-1, ::-1, :].transpose(2, 1, 0), permuted_affine),
+    }
+    drawn = {}
+    for name, (store, affine) in variants.items():
+        for plane in figures.PLANES:
+            p = overview_figure({k: store(v) for k, v in images.items()}, store(classes), affine,
+                                tmp_path / f"{name}_{plane}.png", plane=plane)
+            drawn[name, plane] = mpimg.imread(p)
+        m = map_figure(store(images["flair"]), {"ED": store((classes == 2).astype(float))}, affine,
+                       tmp_path / f"{name}_map.png", title="t")
+        drawn[name, "map"] = mpimg.imread(m)
+    for key in ("axial", "coronal", "sagittal", "map"):
+        np.testing.assert_array_equal(drawn["lps", key], drawn["ras", key])
+        np.testing.assert_array_equal(drawn["lps", key], drawn["permuted", key])
+
+
+# Slicer's default views (vtkMRMLSliceNode::Get{Axial,Coronal,Sagittal}SliceToRASMatrix):
+# screen-right is -R (axial, coronal) or -A (sagittal); screen-up is +A (axial) or +S.
+@pytest.mark.parametrize("plane, right_axis, up_axis", [("axial", 0, 1), ("coronal", 0, 2), ("sagittal", 1, 2)])
+def test_views_match_slicer(plane, right_axis, up_axis):
+    index = {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
     vol = np.zeros((10, 10, 10))
-    vol[8, 5, 5] = 1  # high x in RAS = patient's right
-    img = _slice(vol, "axial", 5)
-    assert np.argwhere(img)[0][1] < 5
+    pos = [5, 5, 5]
+    pos[right_axis], pos[up_axis] = 8, 8  # towards the patient's right/anterior and up
+    vol[tuple(pos)] = 1
+    row, col = np.argwhere(_slice(vol, plane, pos[index]))[0]
+    assert col < 5 and row < 5  # viewer's left, top
 
 
-def test_choose_slices_spread_over_the_tumour(tmp_path):
-    _, classes = toy_case()
+def test_aspect_follows_the_spacing():
+    _, spacing = to_ras(np.zeros((4, 4, 4)), LPS)
+    np.testing.assert_allclose(spacing, [1.2, 1.2, 2.0])
+    assert _aspect(spacing, "axial") == pytest.approx(1.0)
+    assert _aspect(spacing, "coronal") == pytest.approx(2.0 / 1.2)
+
+
+def test_choose_slices_spread_over_the_tumour_else_the_brain():
+    images, classes = toy_case()
     ras, _ = to_ras(classes, np.eye(4))
-    slices = choose_slices(ras > 0, "axial", 5)
-    assert len(slices) == 5 and min(slices) >= 8 and max(slices) < 20
-    path = overview_figure(toy_case()[0], classes, np.eye(4), tmp_path / "o.png", plane="coronal")
-    assert path.stat().st_size > 10_000
+    slices = choose_slices(ras > 0, 5)
+    assert len(slices) == 5 and min(slices) > 8 and max(slices) < 19
+    assert all(b > a for a, b in zip(slices, slices[1:]))
+    brain = images["flair"] > 0
+    fallback = choose_slices(np.zeros_like(brain), 3, plane="coronal", fallback=brain)
+    assert min(fallback) > 5 and max(fallback) < 38
+    tiny = choose_slices(np.zeros((4, 4, 4)), 5)  # nothing anywhere: the whole volume, deduplicated
+    assert 0 < len(tiny) <= 4 and set(tiny) <= {0, 1, 2, 3}

@@ -5,19 +5,32 @@ import pytest
 import vtk
 from vtk.util import numpy_support
 
-from BrainTumorXAILib.surfaces import case_surfaces, mask_surface, read_surface, surface_stats, write_case_surfaces, write_surface
+from BrainTumorXAILib.surfaces import (case_surfaces, mask_surface, read_surface, surface_stats, write_case_surfaces,
+                                       write_surface)
 
 OBLIQUE_FLIPPED = np.array([[-1.4, 0.2, 0.0, 40.0], [0.15, 1.45, 0.3, -30.0], [0.0, -0.25, 2.5, 10.0], [0, 0, 0, 1.0]])
-AFFINES = {"identity": np.eye(4), "lps": np.diag([-1.0, -1.0, 1.0, 1.0]), "oblique_flipped": OBLIQUE_FLIPPED}
+AFFINES = {"identity": np.eye(4), "lps_anisotropic": np.diag([-0.9, -1.1, 2.0, 1.0]),
+           "oblique_flipped": OBLIQUE_FLIPPED}
+CENTRE = np.array([20.0, 18.0, 14.0])
+RADIUS = 8
 
 
-def sphere(shape=(40, 40, 30), centre=(20, 18, 14), radius=8):
-    idx = np.indices(shape).transpose(1, 2, 3, 0)
-    return np.linalg.norm(idx - np.array(centre), axis=-1) <= radius
+def ball(shape=(40, 40, 30), centre=CENTRE, radius=RADIUS, inner=None):
+    """Voxel sphere (a hollow shell when ``inner`` is given)."""
+    r = np.linalg.norm(np.indices(shape).transpose(1, 2, 3, 0) - centre, axis=-1)
+    return (r <= radius) & (r > inner if inner is not None else True)
 
 
 def points(poly):
     return numpy_support.vtk_to_numpy(poly.GetPoints().GetData()).astype(float)
+
+
+def normals(poly):
+    return numpy_support.vtk_to_numpy(poly.GetPointData().GetNormals()).astype(float)
+
+
+def world(affine, ijk):
+    return (affine @ np.append(ijk, 1.0))[:3]
 
 
 def assert_same_cloud(a, b, tol=1e-4):
@@ -30,57 +43,106 @@ def assert_same_cloud(a, b, tol=1e-4):
 @pytest.mark.parametrize("name", list(AFFINES))
 def test_sphere_volume_centroid_and_bounds_in_world(name):
     affine = AFFINES[name]
-    mask = sphere()
-    poly = mask_surface(mask, affine)
-    voxel_volume = abs(np.linalg.det(affine[:3, :3]))
+    poly = mask_surface(ball(), affine)
     stats = surface_stats(poly)
-    assert stats["volume_mm3"] == pytest.approx(mask.sum() * voxel_volume, rel=0.05)
-    centre = (affine @ np.array([20, 18, 14, 1.0]))[:3]
-    np.testing.assert_allclose(points(poly).mean(0), centre, atol=1.0)
-    idx = np.argwhere(mask)
-    corners = np.array([[x, y, z, 1] for x in (idx[:, 0].min() - .5, idx[:, 0].max() + .5)
-                        for y in (idx[:, 1].min() - .5, idx[:, 1].max() + .5)
-                        for z in (idx[:, 2].min() - .5, idx[:, 2].max() + .5)])
-    world = (affine @ corners.T).T[:, :3]
+    voxel_volume = abs(np.linalg.det(affine[:3, :3]))
+    assert stats["volume_mm3"] == pytest.approx(4 / 3 * np.pi * RADIUS ** 3 * voxel_volume, rel=0.05)
+    np.testing.assert_allclose(points(poly).mean(0), world(affine, CENTRE), atol=1.0)
+    # Every point inside the world box of the mask's voxel-edge bounding box.
+    lo, hi = CENTRE - RADIUS - 0.5, CENTRE + RADIUS + 0.5
+    corners = np.array([world(affine, [x, y, z]) for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     p = points(poly)
-    assert np.all(p >= world.min(0) - 1e-6) and np.all(p <= world.max(0) + 1e-6)
+    assert np.all(p >= corners.min(0) - 1e-6) and np.all(p <= corners.max(0) + 1e-6)
+    np.testing.assert_allclose(stats["bounds"], np.ravel(np.c_[p.min(0), p.max(0)]))
+    assert stats["area_mm2"] > 0 and stats["n_cells"] > 0
 
 
 @pytest.mark.parametrize("name", list(AFFINES))
-def test_normals_point_outward(name):
-    poly = mask_surface(sphere(), AFFINES[name])
-    centre = (AFFINES[name] @ np.array([20, 18, 14, 1.0]))[:3]
-    normals = numpy_support.vtk_to_numpy(poly.GetPointData().GetNormals())
-    outward = np.einsum("ij,ij->i", normals, points(poly) - centre)
-    assert np.mean(outward > 0) > 0.99
+def test_normals_point_outward_also_into_a_cavity(name):
+    """A hollow shell (edema around a core): the outer wall's normals point away from the
+    centre, the inner wall's into the cavity, and the enclosed volume is the shell's."""
+    affine = AFFINES[name]
+    shell = ball(radius=12, inner=6)
+    poly = mask_surface(shell, affine)
+    offset = points(poly) - world(affine, CENTRE)
+    radius_vox = np.linalg.norm(np.linalg.solve(affine[:3, :3], offset.T).T, axis=1)
+    outward = np.einsum("ij,ij->i", normals(poly), offset) > 0
+    inner = radius_vox < 9
+    assert outward[~inner].mean() > 0.99 and (~outward[inner]).mean() > 0.99
+    expected = 4 / 3 * np.pi * (12 ** 3 - 6 ** 3) * abs(np.linalg.det(affine[:3, :3]))
+    assert surface_stats(poly)["volume_mm3"] == pytest.approx(expected, rel=0.05)
 
 
-def test_vtp_vtk_stl_round_trip_and_slicer_convention(tmp_path):
-    poly = mask_surface(sphere(), OBLIQUE_FLIPPED)
+@pytest.mark.parametrize("system", ["LPS", "RAS"])
+@pytest.mark.parametrize("ext", ["vtp", "vtk", "stl"])
+def test_round_trip_and_slicer_tags(tmp_path, ext, system):
+    poly = mask_surface(ball(), OBLIQUE_FLIPPED)
     ras = points(poly)
-    for ext in ("vtp", "vtk", "stl"):
-        path = write_surface(poly, tmp_path / f"s.{ext}")
-        assert_same_cloud(points(read_surface(path)), ras)
-    # Files hold LPS coordinates with Slicer's SPACE marker.
-    r = vtk.vtkXMLPolyDataReader()
-    r.SetFileName(str(tmp_path / "s.vtp"))
-    r.Update()
-    assert r.GetOutput().GetFieldData().GetAbstractArray("SPACE").GetValue(0) == "LPS"
-    np.testing.assert_allclose(points(r.GetOutput()), ras * [-1, -1, 1], atol=1e-4)
-    assert "SPACE=LPS" in (tmp_path / "s.vtk").read_bytes()[:100].decode("latin-1")
+    path = write_surface(poly, tmp_path / f"s.{ext}", coordinate_system=system)
+    assert_same_cloud(points(read_surface(path)), ras)
+    # What the file holds: coordinates in ``system``, tagged the way Slicer writes it.
+    reader = {"vtp": vtk.vtkXMLPolyDataReader, "vtk": vtk.vtkPolyDataReader, "stl": vtk.vtkSTLReader}[ext]()
+    reader.SetFileName(str(path))
+    reader.Update()
+    stored = points(reader.GetOutput())
+    assert_same_cloud(stored, ras * ([-1, -1, 1] if system == "LPS" else 1))
+    if ext == "vtp":
+        assert reader.GetOutput().GetFieldData().GetAbstractArray("SPACE").GetValue(0) == system
+    else:
+        assert f"3D Slicer output. SPACE={system}" in reader.GetHeader()
+    assert poly.GetFieldData().GetAbstractArray("SPACE") is None  # the caller's surface is untouched
 
 
-def test_slicer_reads_our_files_in_the_right_place(tmp_path):
+def test_untagged_stl_is_read_as_lps_like_slicer(tmp_path):
+    poly = mask_surface(ball(), OBLIQUE_FLIPPED)
+    lps = vtk.vtkTransformPolyDataFilter()
+    flip = vtk.vtkTransform()
+    flip.Scale(-1, -1, 1)
+    lps.SetTransform(flip)
+    lps.SetInputData(poly)
+    writer = vtk.vtkSTLWriter()  # another tool: no header tag
+    writer.SetFileName(str(tmp_path / "plain.stl"))
+    writer.SetInputConnection(lps.GetOutputPort())
+    writer.Write()
+    assert_same_cloud(points(read_surface(tmp_path / "plain.stl")), points(poly))
+
+
+def test_slicer_reads_our_files_and_we_read_slicers(tmp_path):
     slicer = pytest.importorskip("slicer", reason="slicer-core wheel (extra 'slicer') not installed")
-    poly = mask_surface(sphere(), OBLIQUE_FLIPPED)
+    poly = mask_surface(ball(), OBLIQUE_FLIPPED)
     scene = slicer.vtkMRMLScene()
-    for ext in ("vtp", "stl"):
-        path = write_surface(poly, tmp_path / f"s.{ext}")
-        model = scene.AddNewNodeByClass("vtkMRMLModelNode")
-        storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
-        storage.SetFileName(str(path))
-        assert storage.ReadData(model)
-        assert_same_cloud(points(model.GetPolyData()), points(poly))
+    source = scene.AddNewNodeByClass("vtkMRMLModelNode")
+    source.SetAndObservePolyData(poly)
+    for ext in ("vtp", "vtk", "stl"):
+        for system in ("LPS", "RAS"):
+            ours = write_surface(poly, tmp_path / f"ours_{system}.{ext}", coordinate_system=system)
+            model = scene.AddNewNodeByClass("vtkMRMLModelNode")
+            storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
+            storage.SetFileName(str(ours))
+            assert storage.ReadData(model)
+            assert_same_cloud(points(model.GetPolyData()), points(poly))
+            theirs = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
+            theirs.SetCoordinateSystem(theirs.GetCoordinateSystemFromString(system))
+            theirs.SetFileName(str(tmp_path / f"slicer_{system}.{ext}"))
+            assert theirs.WriteData(source)
+            assert_same_cloud(points(read_surface(theirs.GetFileName())), points(poly))
+
+
+def test_unsupported_inputs_raise(tmp_path):
+    poly = mask_surface(ball(), np.eye(4))
+    with pytest.raises(ValueError):
+        write_surface(poly, tmp_path / "s.obj")
+    with pytest.raises(ValueError):
+        write_surface(poly, tmp_path / "s.vtp", coordinate_system="XYZ")
+    with pytest.raises(FileNotFoundError):
+        read_surface(tmp_path / "missing.vtp")
+
+
+def test_decimation_keeps_the_shape():
+    full = mask_surface(ball(), OBLIQUE_FLIPPED)
+    reduced = mask_surface(ball(), OBLIQUE_FLIPPED, decimation=0.5)
+    assert reduced.GetNumberOfPoints() < 0.7 * full.GetNumberOfPoints()
+    assert surface_stats(reduced)["volume_mm3"] == pytest.approx(surface_stats(full)["volume_mm3"], rel=0.05)
 
 
 def test_case_surfaces_and_empty_classes(tmp_path):
@@ -89,9 +151,15 @@ def test_case_surfaces_and_empty_classes(tmp_path):
     classes[13:17, 13:17, 13:17] = 3
     brain = np.zeros_like(classes, bool)
     brain[3:27, 3:27, 3:27] = True
-    surfaces = case_surfaces(classes, brain, np.eye(4))
+    surfaces = case_surfaces(classes, brain, np.eye(4), regions=True)
+    assert set(surfaces) == {"brain", "NCR", "ED", "ET", "WT", "TC"}
     assert surfaces["NCR"].GetNumberOfPoints() == 0 and surfaces["ED"].GetNumberOfPoints() > 0
+    # WT is solid, ED is WT minus the ET core.
+    wt, ed, et = (surface_stats(surfaces[n])["volume_mm3"] for n in ("WT", "ED", "ET"))
+    assert wt == pytest.approx(ed + et, rel=0.02)
     written = write_case_surfaces(surfaces, tmp_path)
-    assert set(written) == {"brain", "ED", "ET"}
-    assert all(p.exists() for files in written.values() for p in files.values())
-    assert surface_stats(surfaces["NCR"])["n_points"] == 0
+    assert set(written) == {"brain", "ED", "ET", "WT", "TC"}
+    assert all(p.exists() and set(files) == {"vtp", "stl"} for files in written.values() for p in files.values())
+    assert surface_stats(surfaces["NCR"]) == {"n_points": 0, "n_cells": 0, "area_mm2": 0.0, "volume_mm3": 0.0,
+                                              "bounds": None}
+    assert mask_surface(np.zeros((4, 4, 4), bool), OBLIQUE_FLIPPED).GetNumberOfPoints() == 0
