@@ -1,0 +1,109 @@
+"""A small case plus an ``analyze``-layout results folder written directly with nibabel.
+
+Follows the analyze output contract (file names, summary.json keys, every
+volume on the reference grid with the same affine) without running the
+network, so the Slicer Logic tests stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from BrainTumorXAILib.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, from_internal
+
+SHAPE = (28, 32, 24)
+
+
+def flipped_oblique_affine() -> np.ndarray:
+    """Rotated about all axes, x mirrored (negative determinant), anisotropic, off-centre."""
+    ax, ay, az = np.deg2rad([15.0, -10.0, 25.0])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    a = np.eye(4)
+    a[:3, :3] = rx @ ry @ rz @ np.diag([-2.5, 2.2, 3.0])
+    a[:3, 3] = (40.0, -25.0, 12.0)
+    return a
+
+
+def _save(array, affine, path: Path, dtype) -> str:
+    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    nib.save(img, str(path))
+    return path.name
+
+
+def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: str = "brats2021",
+                          affine=None, with_metrics: bool = True) -> tuple[Path, Path, dict]:
+    """(case folder, results folder, arrays) for an ellipsoid brain with a layered tumour."""
+    root = Path(root)
+    affine = flipped_oblique_affine() if affine is None else affine
+    case_dir, out = root / case_id, root / f"{case_id}_results"
+    case_dir.mkdir(parents=True)
+    (out / "surfaces").mkdir(parents=True)
+    grid = np.indices(SHAPE, dtype=np.float64)
+    centre = (np.asarray(SHAPE) - 1) / 2
+    r_brain = np.sqrt((((grid - centre[:, None, None, None]) / (0.42 * np.asarray(SHAPE))[:, None, None, None]) ** 2).sum(0))
+    brain = r_brain < 1.0
+    tc = np.asarray([SHAPE[0] * 0.6, SHAPE[1] * 0.45, SHAPE[2] * 0.5])
+    r_t = np.sqrt(((grid - tc[:, None, None, None]) ** 2).sum(0))
+    classes = np.zeros(SHAPE, np.uint8)
+    classes[(r_t < 7.5) & brain] = 2  # ED
+    classes[(r_t < 5.0) & brain] = 3  # ET
+    classes[(r_t < 3.0) & brain] = 1  # NCR
+    suffix = {"brats2021": "_{}", "brats2023": "-{}"}[convention]
+    names = {"brats2021": dict(zip(SEQUENCES, SEQUENCES)),
+             "brats2023": {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"}}[convention]
+    rng = np.random.default_rng(0)
+    images = {}
+    for i, seq in enumerate(SEQUENCES):
+        img = (brain * (100 + 20 * i) + classes * (30 + 10 * i) + rng.normal(0, 2, SHAPE)).astype(np.float32)
+        images[seq] = img
+        _save(img, affine, case_dir / f"{case_id}{suffix.format(names[seq])}.nii.gz", np.float32)
+    _save(from_internal(classes, convention), affine, case_dir / f"{case_id}{suffix.format('seg')}.nii.gz", np.uint8)
+
+    onehot = np.stack([(classes == c) for c in range(4)]).astype(np.float32)
+    probs = 0.85 * onehot + 0.05
+    probs /= probs.sum(0)
+    outputs: dict = {"seg": _save(from_internal(classes, convention), affine, out / "seg.nii.gz", np.uint8),
+                     "probabilities": {}, "mc_variance": {}, "gradcam": {}, "surfaces": {}, "figures": []}
+    arrays = {"classes": classes, "brain": brain, "images": images, "probabilities": probs}
+    for c, name in enumerate(CLASS_NAMES):
+        outputs["probabilities"][name] = _save(probs[c], affine, out / f"prob_{name}.nii.gz", np.float32)
+        var = (0.02 * (c + 1) * probs[c] * (1 - probs[c])).astype(np.float32)
+        outputs["mc_variance"][name] = _save(var, affine, out / f"mc_variance_{name}.nii.gz", np.float32)
+    entropy = -(probs * np.log(probs)).sum(0)
+    outputs["entropy"] = _save(entropy, affine, out / "entropy.nii.gz", np.float32)
+    outputs["mutual_information"] = _save(0.1 * entropy, affine, out / "mutual_information.nii.gz", np.float32)
+    for name in TUMOUR_CLASSES:
+        cam = np.clip(1.0 - r_t / 10.0, 0, 1).astype(np.float32)
+        outputs["gradcam"][name] = _save(cam, affine, out / f"gradcam_{name}.nii.gz", np.float32)
+
+    from BrainTumorXAILib.surfaces import case_surfaces, write_case_surfaces
+
+    written = write_case_surfaces(case_surfaces(classes, brain, affine), out / "surfaces")
+    outputs["surfaces"] = {n: {fmt: str(Path(p).relative_to(out)) for fmt, p in files.items()}
+                           for n, files in written.items()}
+    voxel_cm3 = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    vol = {n: float((classes == c + 1).sum() * voxel_cm3) for c, n in enumerate(TUMOUR_CLASSES)}
+    regions = {"WT": vol["NCR"] + vol["ED"] + vol["ET"], "TC": vol["NCR"] + vol["ET"], "ET": vol["ET"]}
+    metrics = None
+    if with_metrics:
+        metrics = {"classes": {n: {"dice": 0.9 - 0.1 * i, "iou": 0.8, "hd95": 2.0 + i} for i, n in enumerate(TUMOUR_CLASSES)},
+                   "regions": {n: {"dice": 0.95 - 0.05 * i, "iou": 0.9, "hd95": 1.5 + i, "sensitivity": 0.9,
+                                   "specificity": 0.99, "precision": 0.92} for i, n in enumerate(("WT", "TC", "ET"))}}
+    files = {seq: str(case_dir / f"{case_id}{suffix.format(names[seq])}.nii.gz") for seq in SEQUENCES}
+    summary = {
+        "case": {"id": case_id, "folder": str(case_dir), "naming": convention, "files": files,
+                 "reference": "t1ce", "shape": list(SHAPE), "spacing": [2.5, 2.2, 3.0], "affine": affine.tolist(),
+                 "label_convention": convention, "has_label": True},
+        "model": {"weights": "none"}, "device": "cpu", "timings_s": {"total": 0.0},
+        "volumes_cm3": {"classes": vol, "regions": regions}, "metrics": metrics, "uncertainty_quality": None,
+        "outputs": outputs,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return case_dir, out, arrays
