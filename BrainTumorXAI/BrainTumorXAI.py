@@ -1,0 +1,539 @@
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional, Union
+
+import qt
+import vtk
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+# The analysis core and the Qt-free Logic live in BrainTumorXAILib (usable without Slicer's GUI too).
+from BrainTumorXAILib.labels import SEQUENCES, TUMOUR_CLASSES
+from BrainTumorXAILib.slicer_logic import BrainTumorXAILogic
+
+#: Python packages the analysis process needs besides torch (installed on request).
+REQUIREMENTS = ["nibabel>=5.0", "scipy>=1.10", "scikit-image>=0.21", "matplotlib>=3.7", "tqdm>=4.60", "nilearn>=0.10"]
+
+
+#
+# BrainTumorXAI
+#
+
+
+class BrainTumorXAI(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Brain Tumor XAI")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["BrainTumorXAI developers"]
+        self.parent.helpText = _("""
+Segments gliomas in BraTS-style MRI (T1, T1ce, T2, FLAIR) with a 3D U-Net and explains the result:
+per-class softmax probabilities, Monte Carlo Dropout variance, predictive entropy and mutual information,
+Grad-CAM 3D heatmaps, and closed surfaces of the tumour subregions (NCR red, ED green, ET yellow)
+inside a translucent brain. The analysis runs in a separate process; Slicer stays responsive and the run
+can be cancelled. Each run gets its own subject-hierarchy folder with a results table (volumes, and
+Dice/HD95 when a ground truth is given).
+<p><b>Research use only: not for diagnosis.</b> The bundled demo weights are for trying the module.</p>
+See the <a href="https://github.com/braintumorxai/SlicerBrainTumorXAI#readme">documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Input layout and label conventions follow the BraTS challenge (Menze et al. 2015, Baid et al. 2021).
+Uncertainty by Monte Carlo Dropout (Gal and Ghahramani 2016); Grad-CAM after Selvaraju et al. 2017.
+""")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Offer the bundled synthetic BraTS case in the Sample Data module (it ships with the extension)."""
+    import SampleData
+
+    from BrainTumorXAILib.case_io import scan_case
+    from BrainTumorXAILib.resources import sample_case_path
+
+    folder = sample_case_path()
+    if not folder.is_dir():
+        return
+    try:
+        found = scan_case(folder)
+    except Exception:  # a broken sample must not break Slicer's start-up
+        logging.warning(f"BrainTumorXAI: sample case in {folder} is not usable")
+        return
+    iconsPath = os.path.join(os.path.dirname(__file__), "Resources/Icons")
+    files = [found.files[s] for s in SEQUENCES]
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="BrainTumorXAI",
+        sampleName="BrainTumorXAI synthetic glioma",
+        thumbnailFileName=os.path.join(iconsPath, "BrainTumorXAI.png"),
+        uris=[Path(f).as_uri() for f in files],
+        fileNames=[Path(f).name for f in files],
+        nodeNames=[f"{found.case_id}_{s}" for s in SEQUENCES],
+        loadFileType=["VolumeFile"] * len(files),
+    )
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class BrainTumorXAIParameterNode:
+    """
+    t1Volume, t1ceVolume, t2Volume, flairVolume - the four BraTS input sequences.
+    groundTruth - optional reference segmentation (segments named NCR/ED/ET) or BraTS label map.
+    modelPath - checkpoint; empty uses the bundled demo weights.
+    device - auto, CPU or GPU.
+    mcSamples - Monte Carlo Dropout samples (0: deterministic only).
+    gradcamNCR/ED/ET - classes to compute Grad-CAM for.
+    overlayOpacity - foreground opacity of the selected overlay.
+    """
+
+    t1Volume: vtkMRMLScalarVolumeNode
+    t1ceVolume: vtkMRMLScalarVolumeNode
+    t2Volume: vtkMRMLScalarVolumeNode
+    flairVolume: vtkMRMLScalarVolumeNode
+    groundTruth: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]
+    modelPath: Path
+    device: Annotated[str, Choice(["auto", "CPU", "GPU"])] = "auto"
+    mcSamples: Annotated[int, WithinRange(0, 200)] = 20
+    gradcamNCR: bool = True
+    gradcamED: bool = True
+    gradcamET: bool = True
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+
+
+#
+# Widget
+#
+
+
+class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    OVERLAY_KINDS = [("none", _("None")), ("probability", _("Probability")), ("variance", _("MC variance")),
+                     ("entropy", _("Entropy")), ("mutual_information", _("Mutual information")),
+                     ("gradcam", _("Grad-CAM"))]
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._process = None
+        self._workDir = None
+        self._runFolder = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._pollProcess)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/BrainTumorXAI.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = BrainTumorXAILogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.modelPathLineEdit.filters = ctkPathFilters()
+        self.ui.modelPathLineEdit.nameFilters = ["PyTorch checkpoint (*.pt *.pth)"]
+        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.autoFillButton.connect("clicked(bool)", lambda: self.autoFillInputs(overwrite=True))
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.tumourOnlyButton.connect("clicked(bool)", lambda: self.onPreset("tumour"))
+        self.ui.ncrButton.connect("clicked(bool)", lambda: self.onPreset("NCR"))
+        self.ui.edButton.connect("clicked(bool)", lambda: self.onPreset("ED"))
+        self.ui.etButton.connect("clicked(bool)", lambda: self.onPreset("ET"))
+        self.ui.allBrainButton.connect("clicked(bool)", lambda: self.onPreset("all"))
+        self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        for key, title in self.OVERLAY_KINDS:
+            self.ui.overlayKindComboBox.addItem(title, key)
+        for className in TUMOUR_CLASSES:
+            self.ui.overlayClassComboBox.addItem(className)
+        self.ui.overlayKindComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        self.ui.overlayClassComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        self.ui.overlayOpacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.hide()
+        self.ui.outputsCollapsibleButton.enabled = False
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._process is not None:
+            self._process.cancel()
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        self._runFolder = None
+        self.ui.outputsCollapsibleButton.enabled = False
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        # Volumes loaded by the user (Add Data, DICOM, Sample Data) fill empty selectors by name.
+        if node.IsA("vtkMRMLScalarVolumeNode") and self._parameterNode:
+            qt.QTimer.singleShot(0, lambda: self.autoFillInputs(overwrite=False))
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(BrainTumorXAIParameterNode(self.logic.getParameterNode()))
+        self.autoFillInputs(overwrite=False)
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def autoFillInputs(self, overwrite: bool) -> None:
+        if not self._parameterNode:
+            return
+        found = BrainTumorXAILogic.findSequenceVolumes(slicer.mrmlScene)
+        for seq in SEQUENCES:
+            attr = f"{seq}Volume"
+            if seq in found and (overwrite or getattr(self._parameterNode, attr) is None):
+                setattr(self._parameterNode, attr, found[seq])
+
+    def _inputProblem(self) -> str:
+        """Why Apply is not possible right now ('' when it is)."""
+        p = self._parameterNode
+        if p is None:
+            return _("No parameter node")
+        if self._process is not None:
+            return _("An analysis is running")
+        volumes = {s: getattr(p, f"{s}Volume") for s in SEQUENCES}
+        missing = [s.upper() if s != "t1ce" else "T1ce" for s, v in volumes.items() if v is None]
+        if missing:
+            return _("Select the input volume(s): {names}").format(names=", ".join(missing))
+        if len({v.GetID() for v in volumes.values()}) < 4:
+            return _("The four inputs must be four different volumes")
+        dims = {tuple(v.GetImageData().GetDimensions()) if v.GetImageData() else None for v in volumes.values()}
+        if None in dims:
+            return _("An input volume has no image data")
+        if p.modelPath and str(p.modelPath) not in ("", ".") and not Path(p.modelPath).is_file():
+            return _("Model file not found: {path}").format(path=p.modelPath)
+        return ""
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        problem = self._inputProblem()
+        self.ui.applyButton.enabled = not problem
+        self.ui.applyButton.toolTip = problem or _("Segment the tumour and compute the explanation maps")
+
+    # ------------------------------------------------------------- actions
+    def onLoadCase(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Select a BraTS case folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the case."), waitCursor=True):
+            nodes = self.logic.loadCase(folder)
+            for seq in SEQUENCES:
+                setattr(self._parameterNode, f"{seq}Volume", nodes[seq])
+            if "seg" in nodes:
+                self._parameterNode.groundTruth = nodes["seg"]
+            slicer.util.setSliceViewerLayers(background=nodes["flair"], fit=True)
+
+    def ensureDependencies(self) -> bool:
+        """torch through the PyTorch extension (right CUDA build) when present, else pip; asks first."""
+        try:
+            import torch  # noqa: F401
+
+            hasTorch = True
+        except ImportError:
+            hasTorch = False
+        if not hasTorch:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                PyTorchUtils = None
+            if not slicer.util.confirmOkCancelDisplay(
+                    _("Brain Tumor XAI needs PyTorch, which is not installed yet. Install it now? "
+                      "This downloads several hundred MB and may take a few minutes.")):
+                return False
+            with slicer.util.WaitCursor():
+                if PyTorchUtils is not None:
+                    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+                    if not torchLogic.torchInstalled() and torchLogic.installTorch(askConfirmation=False) is None:
+                        slicer.util.errorDisplay(_("PyTorch installation failed; see the Python console."))
+                        return False
+                else:
+                    slicer.util.pip_install("torch")
+        missing = []
+        for module, requirement in (("nibabel", REQUIREMENTS[0]), ("scipy", REQUIREMENTS[1]), ("skimage", REQUIREMENTS[2]),
+                                    ("matplotlib", REQUIREMENTS[3]), ("tqdm", REQUIREMENTS[4]), ("nilearn", REQUIREMENTS[5])):
+            try:
+                __import__(module)
+            except ImportError:
+                missing.append(requirement)
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay(
+                    _("Brain Tumor XAI needs these Python packages: {names}. Install them now?").format(names=", ".join(missing))):
+                return False
+            with slicer.util.WaitCursor():
+                slicer.util.pip_install(missing)
+        return True
+
+    def onApplyButton(self) -> None:
+        problem = self._inputProblem()
+        if problem:
+            slicer.util.errorDisplay(problem)
+            return
+        if not self.ensureDependencies():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the analysis."), waitCursor=True):
+            self._workDir = Path(tempfile.mkdtemp(prefix="BrainTumorXAI-", dir=slicer.app.temporaryPath))
+            volumes = {s: getattr(p, f"{s}Volume") for s in SEQUENCES}
+            caseId = _safeCaseId(volumes["t1ce"].GetName())
+            caseDir = self.logic.exportInputs(volumes, self._workDir / "input" / caseId, caseId, groundTruth=p.groundTruth)
+            gradcam = [c for c in TUMOUR_CLASSES if getattr(p, f"gradcam{c}")]
+            weights = str(p.modelPath) if p.modelPath and str(p.modelPath) not in ("", ".") else None
+            self._process = self.logic.startAnalysis(caseDir, self._workDir / "output", cleanupPaths=[self._workDir],
+                                                     weights=weights, device=p.device, mcSamples=p.mcSamples,
+                                                     gradcamClasses=gradcam)
+            self._setRunning(True)
+            self._timer.start()
+
+    def onCancelButton(self) -> None:
+        if self._process is None:
+            return
+        self.ui.statusLabel.text = _("Cancelling…")
+        slicer.app.processEvents()
+        self._process.cancel()  # kills the process group and deletes the temporary folder
+        self._process = None
+        self._timer.stop()
+        self._setRunning(False)
+        self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+
+    def _setRunning(self, running: bool) -> None:
+        self.ui.applyButton.enabled = not running
+        self.ui.cancelButton.enabled = running
+        self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.settingsCollapsibleButton.enabled = not running
+        self.ui.progressBar.setVisible(running)
+        if running:
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = _("Starting…")
+        self._checkCanApply()
+
+    def _pollProcess(self) -> None:
+        if self._process is None:
+            self._timer.stop()
+            return
+        updates, code = self._process.poll()
+        for update in updates:
+            self.ui.progressBar.value = int(100 * float(update.get("fraction", 0.0)))
+            self.ui.statusLabel.text = f"{update.get('stage', '')}: {update.get('message', '')}"
+        if code is None:
+            return
+        self._timer.stop()
+        process, self._process = self._process, None
+        self._setRunning(False)
+        if code != 0:
+            logging.error(process.log)
+            lastLine = process.log.strip().splitlines()[-1] if process.log.strip() else ""
+            self.ui.statusLabel.text = _("Analysis failed: {message}").format(message=lastLine)
+            slicer.util.errorDisplay(_("The analysis failed (exit code {code}).").format(code=code),
+                                     detailedText=process.log)
+            shutil.rmtree(self._workDir, ignore_errors=True)
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the results."), waitCursor=True):
+            self._runFolder = self.logic.loadResults(self._workDir / "output")
+            shutil.rmtree(self._workDir / "input", ignore_errors=True)
+            self._showRun()
+            self.ui.statusLabel.text = _("Done. Results in {folder}").format(folder=self._workDir / "output")
+
+    def _showRun(self) -> None:
+        nodes = self.logic.runNodes(self._runFolder)
+        self.ui.outputsCollapsibleButton.enabled = True
+        self.ui.outputsCollapsibleButton.collapsed = False
+        self.ui.resultsTableView.setMRMLTableNode(nodes.get("table"))
+        background = self._parameterNode.flairVolume if self._parameterNode else None
+        if background is not None:
+            slicer.util.setSliceViewerLayers(background=background, fit=True)
+        self.onOverlayChanged()
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager and layoutManager.threeDWidget(0):
+            layoutManager.threeDWidget(0).threeDView().resetFocalPoint()
+
+    def onPreset(self, preset: str) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to change the view."), waitCursor=False):
+            self.logic.showOnly(preset, self._runFolder)
+
+    def onOverlayChanged(self, *args) -> None:
+        if self._runFolder is None:
+            return
+        kind = self.ui.overlayKindComboBox.currentData
+        className = self.ui.overlayClassComboBox.currentText
+        self.ui.overlayClassComboBox.enabled = kind in ("probability", "variance", "gradcam")
+        overlays = self.logic.runNodes(self._runFolder)["overlays"]
+        node = None
+        if kind and kind != "none":
+            node = overlays.get(f"{kind}:{className}") or overlays.get(kind)
+        self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value)
+
+    def onSaveScene(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save scene bundle"), "",
+                                              "Medical Reality Bundle (*.mrb)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Failed to save the scene."), waitCursor=True):
+                self.logic.saveSceneBundle(path if path.lower().endswith(".mrb") else path + ".mrb")
+
+
+def ctkPathFilters():
+    import ctk
+
+    return ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+
+
+def _safeCaseId(name: str) -> str:
+    """A case id for the exported BraTS 2021 file names (no separators that the naming uses)."""
+    stem = name
+    for suffix in ("_t1ce", "_t1", "_t2", "_flair", "-t1c", "-t1n", "-t2w", "-t2f"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    cleaned = "".join(ch if ch.isalnum() or ch in "-" else "-" for ch in stem).strip("-")
+    return cleaned or "BrainTumorXAI"
+
+
+#
+# Test
+#
+
+
+class BrainTumorXAITest(ScriptedLoadableModuleTest):
+    """Runs the real Logic on the bundled sample case with the demo weights on CPU."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_BrainTumorXAI_endToEnd()
+
+    def test_BrainTumorXAI_endToEnd(self):
+        import json
+
+        import numpy as np
+
+        from BrainTumorXAILib.labels import CLASS_COLORS
+        from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
+        from BrainTumorXAILib.slicer_logic import niftiArrayFromVolume
+
+        caseFolder, weights = sample_case_path(), demo_weights_path()
+        self.assertTrue(caseFolder.is_dir(), f"sample case missing: {caseFolder}")
+        self.assertTrue(weights.is_file(), f"demo weights missing: {weights}")
+        logic = BrainTumorXAILogic()
+
+        self.delayDisplay("Loading the sample case")
+        inputs = logic.loadCase(caseFolder)
+        for seq in SEQUENCES:
+            self.assertTrue(inputs[seq].IsA("vtkMRMLScalarVolumeNode"))
+        found = BrainTumorXAILogic.findSequenceVolumes(slicer.mrmlScene)
+        self.assertEqual({s: n.GetID() for s, n in found.items()}, {s: inputs[s].GetID() for s in SEQUENCES})
+
+        self.delayDisplay("Running the analysis in a background process")
+        work = Path(tempfile.mkdtemp(prefix="BrainTumorXAITest-", dir=slicer.app.temporaryPath))
+        try:
+            caseDir = logic.exportInputs({s: inputs[s] for s in SEQUENCES}, work / "input" / "Test", "Test",
+                                         groundTruth=inputs.get("seg"))
+            process = logic.startAnalysis(caseDir, work / "output", weights=weights, device="cpu", mcSamples=2,
+                                          gradcamClasses=["ET"])
+            fractions = []
+            while True:
+                updates, code = process.poll()
+                fractions += [u["fraction"] for u in updates]
+                if code is not None:
+                    break
+                slicer.app.processEvents()
+                qt.QThread.msleep(100)
+            self.assertEqual(code, 0, process.log)
+            self.assertTrue(fractions and fractions == sorted(fractions), "progress must move forward")
+
+            folder = logic.loadResults(work / "output")
+            nodes = logic.runNodes(folder)
+            summary = json.loads((work / "output" / "summary.json").read_text())
+
+            # Geometry: every output volume sits on the reference input's grid.
+            _, referenceAffine = niftiArrayFromVolume(inputs["t1ce"])
+            volumes = [nodes["labelmap"]] + list(nodes["overlays"].values())
+            self.assertEqual(len(nodes["overlays"]), 3 + 3 + 1 + 2)  # prob, var per class, Grad-CAM ET, H, MI
+            for node in volumes:
+                data, affine = niftiArrayFromVolume(node)
+                self.assertTrue(np.allclose(affine, referenceAffine, atol=1e-4), node.GetName())
+                self.assertEqual(node.GetImageData().GetDimensions(), inputs["t1ce"].GetImageData().GetDimensions())
+            prob = niftiArrayFromVolume(nodes["overlays"]["probability:NCR"])[0]
+            self.assertTrue(prob.min() >= 0.0 and prob.max() <= 1.0)
+
+            # Segmentation: names, colours (ET must not turn grey), closed surfaces.
+            seg = nodes["segmentation"].GetSegmentation()
+            self.assertEqual([seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())],
+                             list(TUMOUR_CLASSES))
+            for name in TUMOUR_CLASSES:
+                self.assertEqual(tuple(round(c, 3) for c in seg.GetSegment(name).GetColor()),
+                                 tuple(round(c, 3) for c in CLASS_COLORS[name]))
+            self.assertTrue(seg.ContainsRepresentation("Closed surface"))
+            wt = summary["volumes_cm3"]["regions"]["WT"]
+            if wt > 0:
+                points = sum(nodes["segmentation"].GetClosedSurfaceInternalRepresentation(n).GetNumberOfPoints()
+                             for n in TUMOUR_CLASSES if nodes["segmentation"].GetClosedSurfaceInternalRepresentation(n))
+                self.assertGreater(points, 0)
+            self.assertGreater(nodes["brain"].GetPolyData().GetNumberOfPoints(), 0)
+
+            # Table: volumes match summary.json, Dice present because the sample has a ground truth.
+            table = nodes["table"]
+            self.assertEqual(table.GetNumberOfRows(), 6)
+            volumeColumn = table.GetColumnIndex("Volume [cm3]")
+            self.assertAlmostEqual(float(table.GetCellText(3, volumeColumn)), wt, places=3)
+            if "seg" in inputs:
+                self.assertGreaterEqual(table.GetColumnIndex("Dice"), 0)
+
+            # Presets and overlays work on the loaded run.
+            logic.showOnly("ET", folder)
+            display = nodes["segmentation"].GetDisplayNode()
+            self.assertEqual([display.GetSegmentVisibility(n) for n in TUMOUR_CLASSES], [False, False, True])
+            logic.setOverlay(nodes["overlays"]["gradcam:ET"], 0.4)
+            composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+            self.assertEqual(composite.GetForegroundVolumeID(), nodes["overlays"]["gradcam:ET"].GetID())
+
+            # A second load is a second folder.
+            second = logic.loadResults(work / "output")
+            self.assertNotEqual(second, folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.delayDisplay("Test passed")
