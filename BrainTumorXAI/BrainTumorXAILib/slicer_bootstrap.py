@@ -320,3 +320,30 @@ def _pick_background(scene):
         if "flair" in (v.GetName() or "").lower():
             return v
     return volumes[0] if volumes else None
+
+
+def main(argv=None) -> int:
+    """``python -m BrainTumorXAILib.slicer_bootstrap RESULTS_DIR --screenshots DIR``: render a results
+    folder (with its case inputs) to 3d_view.png and axial_view.png, e.g. into Resources/Screenshots."""
+    import argparse
+
+    from .slicer_scene import build_scene_from_results
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--screenshots", type=Path, required=True, help="output folder for the PNGs")
+    parser.add_argument("--size", type=int, default=800)
+    parser.add_argument("--preset", default="all", help="view preset: tumour, NCR, ED, ET, all")
+    args = parser.parse_args(argv)
+    scene, logic, folder = build_scene_from_results(args.results)
+    try:
+        logic.showOnly(args.preset, folder)
+        for path in render_views(scene, args.screenshots, size=(args.size, args.size)).values():
+            print(path)
+    finally:
+        release_headless_scene(scene)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

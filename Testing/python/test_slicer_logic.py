@@ -269,3 +269,37 @@ def test_ui_names_referenced_by_the_widget_exist():
             and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
     assert used, "the widget references no ui elements"
     assert not used - names, f"missing in BrainTumorXAI.ui: {sorted(used - names)}"
+
+
+def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
+    """Progress lines are parsed; Cancel stops the child and its children and removes the work folder."""
+    import os
+    import time
+
+    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+
+    work = tmp_path / "work"
+    (work / "output").mkdir(parents=True)
+    pidfile = tmp_path / "grandchild.pid"
+    child = ("import json, subprocess, sys, time\n"
+             f"g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+             f"open({str(pidfile)!r}, 'w').write(str(g.pid))\n"
+             "print('plain log line', flush=True)\n"
+             "print(json.dumps({'stage': 'inference', 'fraction': 0.25, 'message': 'window 1/4'}), flush=True)\n"
+             "time.sleep(60)\n")
+    process = AnalysisProcess([sys.executable, "-c", child], cleanupPaths=[work])
+    updates, deadline = [], time.time() + 20
+    while not updates and time.time() < deadline:
+        updates += process.poll()[0]
+        time.sleep(0.05)
+    assert updates == [{"stage": "inference", "fraction": 0.25, "message": "window 1/4"}]
+    process.cancel(grace=1.0)
+    assert process.process.returncode is not None and not work.exists()
+    assert "plain log line" in process.log
+    grandchild = int(pidfile.read_text())
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(grandchild, 0)
+        # A zombie still answers kill(0); reap-state check via /proc when available.
+        if Path(f"/proc/{grandchild}/stat").exists() and Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z":
+            raise ProcessLookupError
