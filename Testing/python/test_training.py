@@ -1,0 +1,156 @@
+"""training/: a short CPU run, overfitting one case, exact resume, torchrun DDP, bad cases, evaluation, cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from BrainTumorXAILib.checkpoint import load_checkpoint, load_model
+from training.config import TrainConfig
+from training.data import CaseStore, PatchDataset, make_split
+from training.losses import DiceFocalLoss
+from training.train import main as train_main
+
+TINY = ["--base-channels", "4", "--depth", "2", "--patch", "32", "--batch", "2", "--warmup-steps", "2",
+        "--val-mc-samples", "2", "--quiet", "--deterministic"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from BrainTumorXAILib.synth import generate_cases
+
+    root = tmp_path_factory.mktemp("train_data")
+    generate_cases(root, 5, seed=11, shape=(48, 48, 40), spacing=4.0)
+    return root
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_writes_checkpoints_logs_plots_and_split(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(["--data", str(tiny_data), "--out", str(run), "--epochs", "2", "--steps-per-epoch", "2",
+                       *TINY]) == 0
+    for name in ("best.pt", "last.pt", "metrics.csv", "split.json", "config.json", "plots/loss.png", "plots/dice.png"):
+        assert (run / name).exists(), name
+    rows = read_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(p.name for p in tiny_data.iterdir())
+    model, meta = load_model(run / "best.pt")
+    assert meta["normalisation"]["window"] == 32 and meta["provenance"]["split"] == split
+    assert "training_state" in load_checkpoint(run / "last.pt")
+
+
+def test_loss_decreases_when_overfitting_one_case(tiny_data):
+    from BrainTumorXAILib.models.factory import build_model
+
+    cfg = TrainConfig(patch=32, depth=2, foreground_fraction=1.0, flip=False, spatial_prob=0.0, gamma_prob=0.0,
+                      noise_prob=0.0, intensity_scale=0.0, intensity_shift=0.0)
+    store = CaseStore(tiny_data, cfg.normalisation_record())
+    data = PatchDataset(store, store.keys()[:1], cfg, 4)
+    image, label = map(torch.stack, zip(*[data[i] for i in range(4)]))
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4, depth=2, dropout=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loss_fn = DiceFocalLoss()
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = loss_fn(model(image), label)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
+    args = ["--data", str(tiny_data), "--epochs", "3", "--steps-per-epoch", "2", *TINY]
+    assert train_main([*args, "--out", str(tmp_path / "straight")]) == 0
+    assert train_main([*args, "--out", str(tmp_path / "split"), "--stop-after-epochs", "1"]) == 0
+    assert len(read_csv(tmp_path / "split" / "metrics.csv")) == 1
+    assert train_main([*args, "--out", str(tmp_path / "split"), "--resume"]) == 0
+    a, b = read_csv(tmp_path / "straight" / "metrics.csv"), read_csv(tmp_path / "split" / "metrics.csv")
+    assert len(a) == len(b) == 3
+    for ra, rb in zip(a, b):
+        for key in ("lr", "train_loss", "val_loss", "val_dice_WT", "val_mc_accuracy"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-6, abs=1e-9), key
+    wa = load_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    wb = load_checkpoint(tmp_path / "split" / "last.pt")["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_bad_case_is_reported_and_skipped(tiny_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    bad = data / make_split(sorted(p.name for p in data.iterdir()), (0.75, 0.15, 0.10), 0)["train"][0]
+    next(bad.glob("*_flair.nii.gz")).write_bytes(b"not a nifti")
+    run = tmp_path / "run"
+    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping case {bad.name}" in err and "_flair" in err
+    assert err.count(f"skipping case {bad.name}") == 1
+
+
+def test_split_is_deterministic_and_covers_every_case():
+    keys = [f"case{i:03d}" for i in range(40)]
+    a, b = make_split(keys, (0.75, 0.15, 0.10), 3), make_split(list(reversed(keys)), (0.75, 0.15, 0.10), 3)
+    assert a == b and (len(a["train"]), len(a["val"]), len(a["test"])) == (30, 6, 4)
+    assert make_split(keys, (0.75, 0.15, 0.10), 4) != a
+
+
+def test_patches_are_reproducible_per_epoch_and_index(tiny_data):
+    cfg = TrainConfig(patch=32, depth=2)
+    store = CaseStore(tiny_data, cfg.normalisation_record())
+    data = PatchDataset(store, store.keys(), cfg, 8)
+    data.set_epoch(3)
+    x1, y1 = data[5]
+    x2, y2 = data[5]
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and x1.shape == (4, 32, 32, 32)
+    data.set_epoch(4)
+    assert not torch.equal(data[5][0], x1)
+
+
+def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.train", "--data",
+                           str(tiny_data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
+                           "--device", "cpu", *TINY], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(read_csv(run / "metrics.csv")) == 1 and (run / "last.pt").exists()
+    assert load_checkpoint(run / "last.pt")["provenance"]["world_size"] == 2
+
+
+def test_evaluate_and_preprocess_cache(tiny_data, tmp_path):
+    from training.evaluate import main as eval_main
+    from training.preprocess import main as cache_main
+
+    cache = tmp_path / "cache"
+    assert cache_main(["--data", str(tiny_data), "--out", str(cache), "--patch", "32", "--depth", "2", "--quiet"]) == 0
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index["cases"]) == 5 and "crop_start" in index["cases"][0]["transform"]
+    run = tmp_path / "run"
+    assert train_main(["--data", str(cache), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", *TINY]) == 0
+    assert eval_main(["--run", str(run), "--data", str(tiny_data), "--split", "all", "--mc-samples", "2",
+                      "--quiet"]) == 0
+    out = run / "eval_all"
+    rows = read_csv(out / "cases.csv")
+    assert len(rows) == 5
+    for r in rows:
+        assert 0.0 <= float(r["dice_WT"]) <= 1.0 and float(r["hd95_WT"]) >= 0.0
+    summary = (out / "summary.md").read_text()
+    assert "dice_WT" in summary and "±" in summary
+    assert (out / "violin_dice.png").stat().st_size > 1000 and (out / "violin_hd95.png").exists()

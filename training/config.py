@@ -1,0 +1,81 @@
+"""Training configuration: every part of the recipe, with the defaults used for the demo weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    # model
+    model: str = "unet"
+    base_channels: int = 16
+    depth: int = 4
+    dropout: float = 0.1
+    decoder: str = "full"
+    norm: str = "instance"
+    # preprocessing (recorded in the checkpoint; analyze repeats it exactly)
+    spacing: float | None = None  # mm; None keeps the native grid
+    normalisation: str = "zscore"
+    crop: str = "brain"
+    # sampling and augmentation
+    patch: int = 128
+    batch: int = 2
+    steps_per_epoch: int = 250
+    foreground_fraction: float = 0.33
+    flip: bool = True
+    rotate_deg: float = 10.0
+    scale: float = 0.10
+    spatial_prob: float = 0.3
+    intensity_shift: float = 0.1
+    intensity_scale: float = 0.1
+    gamma: float = 0.3
+    gamma_prob: float = 0.3
+    noise_std: float = 0.05
+    noise_prob: float = 0.2
+    # loss and optimisation
+    focal_gamma: float = 2.0
+    dice_weight: float = 1.0
+    focal_weight: float = 1.0
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 200
+    clip_grad: float = 1.0
+    amp: bool = False
+    # data split and validation
+    split: tuple[float, float, float] = (0.75, 0.15, 0.10)
+    max_cases: int | None = None
+    val_mc_samples: int = 4
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = False
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        from .io_utils import atomic_write_text
+
+        atomic_write_text(path, json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        data["split"] = tuple(data.get("split", (0.75, 0.15, 0.10)))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def model_params(self) -> dict:
+        return {"base_channels": self.base_channels, "depth": self.depth, "dropout": self.dropout,
+                "decoder": self.decoder, "norm": self.norm}
+
+    def normalisation_record(self) -> dict:
+        """What inference must repeat (stored in every checkpoint)."""
+        return {"method": self.normalisation, "crop": self.crop,
+                "spacing": None if self.spacing is None else [float(self.spacing)] * 3,
+                "window": int(self.patch), "multiple_of": 2 ** int(self.depth), "reorient": True}

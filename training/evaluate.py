@@ -1,0 +1,149 @@
+"""Batch evaluation of a run: ``python -m training.evaluate --run RUN_DIR --data DIR [--split test]``.
+
+Each case goes through exactly what ``analyze`` does (preprocess, sliding
+window, MC Dropout, back onto the case grid) and is scored there with the
+project's one metrics module.  Writes to RUN_DIR/eval_<split>/: ``cases.csv``
+(one row per case), ``summary.csv`` and ``summary.md`` (mean +- standard error,
+as in the papers), and violin plots of Dice and HD95 per region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from BrainTumorXAILib.analyze import AnalysisOptions, predict_case
+from BrainTumorXAILib.case_io import list_cases, load_case
+from BrainTumorXAILib.checkpoint import load_model
+from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.metrics import mc_accuracy, segmentation_metrics
+from BrainTumorXAILib.runtime import resolve_device
+
+from .io_utils import atomic_write_text
+from .plots import violins
+
+METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
+
+
+def case_row(case_id: str, metrics: dict, mc_acc: float, seconds: float) -> dict:
+    row = {"case": case_id}
+    for group in ("regions", "classes"):
+        for name, values in metrics[group].items():
+            for m in METRICS:
+                row[f"{m}_{name}"] = values[m]
+    row["mc_accuracy"] = mc_acc
+    row["seconds"] = seconds
+    return row
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard error of the mean per column."""
+    out = []
+    for key in rows[0]:
+        if key == "case":
+            continue
+        values = np.array([r[key] for r in rows if r[key] is not None], float)
+        se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        out.append({"metric": key, "mean": float(values.mean()), "se": se, "n": len(values)})
+    return out
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _markdown(summary: list[dict], title: str) -> str:
+    lines = [f"# {title}", "", "| metric | mean ± SE | n |", "|---|---|---|"]
+    lines += [f"| {s['metric']} | {s['mean']:.4f} ± {s['se']:.4f} | {s['n']} |" for s in summary]
+    return "\n".join(lines) + "\n"
+
+
+def select_cases(run: Path, data: Path, split: str) -> list[Path]:
+    folders = {p.name: p for p in list_cases(data)}
+    if split == "all":
+        return list(folders.values())
+    split_file = run / "split.json"
+    if not split_file.exists():
+        raise BrainTumorXAIError(f"{split_file}: no split in this run folder (use --split all)")
+    wanted = json.loads(split_file.read_text())[split]
+    missing = [k for k in wanted if k not in folders]
+    if missing:
+        print(f"warning: {len(missing)} {split} case(s) not found in {data}: {', '.join(missing[:3])}", file=sys.stderr)
+    return [folders[k] for k in wanted if k in folders]
+
+
+def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
+             device: str = "auto", out: Path | None = None, quiet: bool = False) -> list[dict]:
+    ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run / f"{checkpoint}.pt"
+    dev = resolve_device(device)
+    model, meta = load_model(ckpt, device=dev)
+    cases = select_cases(run, data, split)
+    if not cases:
+        raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
+    options = AnalysisOptions(mc_samples=mc_samples, gradcam="none")
+    rows = []
+    for folder in cases:
+        t0 = time.perf_counter()
+        try:
+            case = load_case(folder)
+            if case.label is None:
+                raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
+        except BrainTumorXAIError as exc:
+            print(f"skipping {folder.name}: {exc}", file=sys.stderr)
+            continue
+        pred = predict_case(case, model, meta, dev, options)
+        metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
+        acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
+        rows.append(case_row(case.case_id, metrics, acc, time.perf_counter() - t0))
+        if not quiet:
+            r = rows[-1]
+            print(f"{case.case_id}: Dice WT {r['dice_WT']:.3f} TC {r['dice_TC']:.3f} ET {r['dice_ET']:.3f}")
+    out = out or run / f"eval_{split}"
+    write_report(rows, out, f"{run.name}: {split} split, {ckpt.name}, MC {mc_samples}")
+    return rows
+
+
+def write_report(rows: list[dict], out: Path, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(rows)
+    atomic_write_text(out / "cases.csv", _csv(rows))
+    atomic_write_text(out / "summary.csv", _csv(summary))
+    atomic_write_text(out / "summary.md", _markdown(summary, title))
+    for metric, label in (("dice", "Dice"), ("hd95", "HD95 (mm)")):
+        values = {r: [row[f"{metric}_{r}"] for row in rows] for r in ("WT", "TC", "ET")}
+        violins(values, label, out / f"violin_{metric}.png")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
+    p.add_argument("--mc-samples", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval_<split>)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples, a.device, a.out, a.quiet)
+    except BrainTumorXAIError as exc:
+        print(f"training.evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

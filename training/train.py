@@ -1,0 +1,275 @@
+"""Headless training: ``python -m training.train --data DIR --out RUN_DIR [...]`` (or under torchrun).
+
+The recipe: deterministic 75/15/10 split saved in the run folder; random patches
+with foreground oversampling; flips, small rotation/scaling, intensity
+shift/scale, gamma and noise; Dice + Focal loss; AdamW; linear warm-up then
+cosine annealing (per step); AMP on CUDA; gradient clipping; validation every
+epoch on whole validation cases (sliding window, MC Dropout accuracy); ``best.pt``
+by validation loss and ``last.pt`` every epoch in the self-describing checkpoint
+format, so ``--resume`` continues bit-for-bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from BrainTumorXAILib import __version__
+from BrainTumorXAILib.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.labels import CLASS_NAMES, REGIONS, SEQUENCES
+from BrainTumorXAILib.metrics import mc_accuracy, overlap_metrics
+from BrainTumorXAILib.models.factory import build_model
+from BrainTumorXAILib.predictor import Predictor
+
+from . import distributed as ddp
+from .config import TrainConfig
+from .data import CaseStore, PatchDataset, make_split
+from .io_utils import atomic_write_text
+from .losses import DiceFocalLoss
+from .plots import training_curves
+
+CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_dice_WT", "val_dice_TC", "val_dice_ET",
+              "val_iou_WT", "val_iou_TC", "val_iou_ET", "val_mc_accuracy", "epoch_time_s"]
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
+    defaults = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="BraTS-layout case folders, or a training.preprocess cache")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
+    p.add_argument("--model", default=defaults.model, choices=("unet", "resunet", "attunet"))
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--stop-after-epochs", type=int, help="end this invocation after N epochs (a wall-time "
+                   "slot); continue later with --resume")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("data", "out", "model", "split", "extra"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name in ("spacing", "max_cases"):
+            p.add_argument(flag, type=float if f.name == "spacing" else int, default=default)
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    args = p.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("split", "extra")}
+    return TrainConfig(**values), args.resume, args.stop_after_epochs
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up, then cosine annealing to zero."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.dist, self.device = ddp.setup(cfg.device)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.log = print if (self.dist.main and not cfg.quiet) else (lambda *a, **k: None)
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.store = CaseStore(Path(cfg.data), cfg.normalisation_record(), log=self._warn)
+        self.split = self._split(resume)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, **cfg.model_params()).to(self.device)
+        self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                           else None) if self.dist.active else self.model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.total_steps = cfg.epochs * cfg.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg, self.total_steps))
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loss = DiceFocalLoss(cfg.focal_gamma, cfg.dice_weight, cfg.focal_weight)
+        self.start_epoch, self.step, self.best, self.history = 0, 0, math.inf, []
+        if resume:
+            self._resume()
+        train_keys = self.store.usable(self.split["train"])
+        self.dataset = PatchDataset(self.store, train_keys, cfg, cfg.steps_per_epoch * cfg.batch * self.dist.world)
+        self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world, rank=self.dist.rank,
+                                          shuffle=True, seed=cfg.seed)
+        self.loader = DataLoader(self.dataset, batch_size=cfg.batch, sampler=self.sampler, num_workers=0)
+
+    def _warn(self, message: str) -> None:
+        if self.dist.main:
+            print(message, file=sys.stderr)
+
+    def _split(self, resume: bool) -> dict:
+        path = self.out / "split.json"
+        if path.exists():  # a run's split never changes, also on resume
+            return json.loads(path.read_text())
+        if resume:
+            raise BrainTumorXAIError(f"{path}: nothing to resume (no split.json)")
+        keys = self.store.keys()
+        if self.cfg.max_cases:
+            keys = keys[: self.cfg.max_cases]
+        split = make_split(keys, self.cfg.split, self.cfg.seed)
+        if self.dist.main:
+            atomic_write_text(path, json.dumps(split, indent=2))
+            self.cfg.save(self.out / "config.json")
+        return split
+
+    # -- checkpoints ------------------------------------------------------------
+    def _resume(self) -> None:
+        ckpt = load_checkpoint(self.out / "last.pt", map_location=self.device)
+        state = ckpt["training_state"]
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        self.start_epoch, self.step = int(state["epoch"]) + 1, int(state["global_step"])
+        self.best, self.history = float(state["best_val_loss"]), list(state["history"])
+        self.log(f"resumed from epoch {self.start_epoch - 1} (step {self.step})")
+
+    def _save(self, epoch: int, is_best: bool) -> None:
+        training_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                          "scaler": self.scaler.state_dict(), "rng": capture_rng_state(), "epoch": epoch,
+                          "global_step": self.step, "best_val_loss": self.best, "history": self.history}
+        provenance = {"trained_by": "training.train", "data": str(Path(self.cfg.data).resolve()),
+                      "split": self.split, "seed": self.cfg.seed, "config": dataclasses.asdict(self.cfg),
+                      "git_commit": git_commit(), "braintumorxai_version": __version__, "epoch": epoch,
+                      "world_size": self.dist.world, "device": str(self.device)}
+        common = dict(sequences=SEQUENCES, class_names=CLASS_NAMES, normalisation=self.cfg.normalisation_record(),
+                      provenance=provenance)
+        save_checkpoint(self.out / "last.pt", self.model, training_state=training_state, **common)
+        if is_best:
+            save_checkpoint(self.out / "best.pt", self.model, **common)
+
+    # -- loops ------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float:
+        self.net.train()
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        total, count = 0.0, 0
+        bar = self._bar(len(self.loader), f"epoch {epoch + 1}/{self.cfg.epochs}")
+        for image, label in self.loader:
+            image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = self.net(image)
+            loss = self.loss(logits.float(), label)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            total += float(loss.detach())
+            count += 1
+            if bar:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+                bar.update(1)
+        if bar:
+            bar.close()
+        return ddp.mean_over_ranks(total / max(count, 1), self.dist, self.device)
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Whole validation cases on the network grid: loss, Dice/IoU per region, MC accuracy."""
+        self.model.eval()
+        keys = self.store.usable(self.split["val"]) or self.store.usable(self.split["train"])[:1]
+        rows = []
+        predictor = Predictor(self.model, self.device, window=(self.cfg.patch,) * 3,
+                              mc_samples=self.cfg.val_mc_samples, keep_deterministic=True, seed=self.cfg.seed)
+        for key in keys:
+            case = self.store.get(key)
+            maps = predictor.predict(case.image)
+            label = torch.from_numpy(case.label.astype(np.int64))[None]
+            log_probs = torch.from_numpy(np.log(np.clip(maps.deterministic, 1e-8, 1.0)))[None]
+            row = {"loss": float(self.loss.from_log_probs(log_probs, label))}
+            pred = maps.deterministic.argmax(axis=0)
+            for region, classes in REGIONS.items():
+                m = overlap_metrics(np.isin(pred, classes), np.isin(case.label, classes))
+                row[f"dice_{region}"], row[f"iou_{region}"] = m["dice"], m["iou"]
+            row["mc_accuracy"] = mc_accuracy(maps.probabilities, case.label, mask=case.image[0] != 0)
+            rows.append(row)
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+    def _bar(self, total: int, desc: str):
+        if not self.dist.main or self.cfg.quiet:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def _write_logs(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in self.history:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        training_curves(self.history, self.out / "plots")
+
+    def run(self, stop_after_epochs: int | None = None) -> list[dict]:
+        last = self.cfg.epochs if stop_after_epochs is None else min(self.cfg.epochs,
+                                                                      self.start_epoch + stop_after_epochs)
+        try:
+            for epoch in range(self.start_epoch, last):
+                t0 = time.perf_counter()
+                train_loss = self.train_epoch(epoch)
+                if self.dist.main:
+                    val = self.validate()
+                    row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+                           "val_loss": val["loss"], **{f"val_{k}": v for k, v in val.items() if k != "loss"},
+                           "epoch_time_s": time.perf_counter() - t0}
+                    self.history.append(row)
+                    is_best = val["loss"] < self.best
+                    self.best = min(self.best, val["loss"])
+                    self._save(epoch, is_best)
+                    self._write_logs()
+                    self.log(f"epoch {epoch + 1}: train {train_loss:.4f} val {val['loss']:.4f} dice WT "
+                             f"{val['dice_WT']:.3f} TC {val['dice_TC']:.3f} ET {val['dice_ET']:.3f}"
+                             f"{' *' if is_best else ''} ({row['epoch_time_s']:.0f} s)")
+                ddp.barrier(self.dist)
+        finally:
+            ddp.teardown(self.dist)
+        return self.history
+
+
+def main(argv=None) -> int:
+    cfg, resume, stop_after = parse_args(argv)
+    try:
+        Trainer(cfg, resume).run(stop_after)
+    except BrainTumorXAIError as exc:
+        print(f"training.train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
