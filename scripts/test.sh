@@ -2,7 +2,12 @@
 # Fresh machine: set up .venv and run the whole test suite (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test,slicer
+bash scripts/setup.sh test,slicer,web
+# Headless Chromium for the web viewer's end-to-end test (Debian package; skipped with a reason if absent).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "note: chromium could not be installed; the browser test will be skipped"
+fi
 . .venv/bin/activate
 export VTK_SMP_BACKEND_IN_USE=STDThread
 python -m pytest -q -p no:cacheprovider Testing/python "$@"

@@ -82,7 +82,9 @@ def _print_analysis(summary: dict, out: Path) -> None:
 def _cmd_view(args) -> int:
     from .web.app import serve
 
-    return serve(args.data_dir, host=args.host, port=args.port, open_browser=False)
+    return serve(args.data_dir, host=args.host, port=args.port, open_browser=args.open, results_dir=args.results,
+                 weights=args.weights, device=args.device, mc_samples=args.mc_samples, gradcam=args.gradcam,
+                 max_upload_bytes=args.max_upload_mb * 1024 * 1024)
 
 
 def _progress_bar(total: int, desc: str, quiet: bool):
@@ -136,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", type=Path, nargs="?")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--results", type=Path, help="where analyses are cached (default: a per-user cache folder)")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--mc-samples", type=int, default=20)
+    p.add_argument("--gradcam", default="all")
+    p.add_argument("--max-upload-mb", type=int, default=2048)
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.set_defaults(func=_cmd_view)
     return parser
 
