@@ -1,9 +1,20 @@
 """How trustworthy the uncertainty is, on cases with a ground truth.
 
-- Expected calibration error (ECE) per region, inside the brain: the region's
-  probability (sum of its classes' probabilities) as a binary forecast.
-- AUROC of the voxel entropy for predicting voxel errors (argmax != truth):
-  1.0 means every error is more uncertain than every correct voxel.
+- Expected calibration error (ECE), equal-width bins:
+  ECE = sum_b (n_b / n) * |accuracy_b - mean confidence_b| over the non-empty bins
+  [0, 1/B), [1/B, 2/B), ... [(B-1)/B, 1]; 0 is perfectly calibrated.
+- Region ECE, inside the brain: the region's probability p (sum of its
+  classes' mean probabilities) as a binary forecast.  The forecast is
+  "in the region" when p >= 0.5, its confidence is p then and 1 - p otherwise,
+  and it is correct when it matches the region's ground truth.
+- AUROC of the voxel entropy for predicting voxel errors (argmax of the mean
+  probability != ground-truth class) inside the brain: the Mann-Whitney U
+  statistic, ties counting half; 1.0 means every error is more uncertain than
+  every correct voxel, 0.5 is chance.
+
+Above ``MAX_VOXELS`` brain voxels, ``uncertainty_quality`` evaluates a fixed
+random subset (seed 0, each voxel kept with probability MAX_VOXELS / n, so about
+MAX_VOXELS of them): results are deterministic and the AUROC sort stays cheap.
 """
 
 from __future__ import annotations
@@ -12,67 +23,90 @@ import numpy as np
 
 from .labels import REGIONS
 
-MAX_VOXELS = 5_000_000  # deterministic subsampling above this keeps the AUROC sort cheap
+MAX_VOXELS = 5_000_000
+SUBSAMPLE_SEED = 0
 
 
 def expected_calibration_error(confidence, correct, n_bins: int = 15, mask=None) -> float:
-    """Equal-width-bin ECE: sum_b |acc_b - conf_b| * n_b / n."""
+    """Equal-width-bin ECE of confidences in [0, 1] against boolean outcomes; nan when no voxel is counted."""
     conf = np.asarray(confidence, np.float64)
     hit = np.asarray(correct, bool)
     if mask is not None:
         m = np.asarray(mask, bool)
         conf, hit = conf[m], hit[m]
-    conf, hit = conf.ravel(), hit.ravel()
+    conf, hit = np.clip(conf.ravel(), 0.0, 1.0), hit.ravel()
     if conf.size == 0:
         return float("nan")
-    bins = np.clip((conf * n_bins).astype(np.int64), 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
+    # Confidence 1.0 belongs to the last bin, which is closed on the right.
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
-    hit_sum = np.bincount(bins, weights=hit.astype(np.float64), minlength=n_bins)
-    used = counts > 0
-    return float(np.sum(np.abs(hit_sum[used] - conf_sum[used])) / conf.size)
+    hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
+    # sum_b n_b/n * |acc_b - conf_b| = sum_b |hits_b - conf_sum_b| / n
+    return float(np.sum(np.abs(hit_sum - conf_sum)) / conf.size)
 
 
-def region_ece(mean_probs, ref_classes, region: str, brain_mask, n_bins: int = 15) -> float:
-    """ECE of the binary region forecast: confidence = max(p, 1-p), correct = (p >= 0.5) == truth."""
-    p = np.asarray(mean_probs)[list(REGIONS[region])].sum(axis=0)
-    truth = np.isin(ref_classes, REGIONS[region])
+def region_ece(mean_probs, ref_classes, region: str, brain_mask=None, n_bins: int = 15) -> float:
+    """ECE of the binary region forecast (see the module docstring) inside ``brain_mask`` (all voxels if None)."""
+    classes = list(REGIONS[region])
+    p = np.asarray(mean_probs)[classes].sum(axis=0, dtype=np.float64)
+    truth = np.isin(np.asarray(ref_classes), classes)
     predicted = p >= 0.5
     confidence = np.where(predicted, p, 1.0 - p)
     return expected_calibration_error(confidence, predicted == truth, n_bins, brain_mask)
 
 
 def auroc(scores, labels) -> float:
-    """Area under the ROC curve by the Mann-Whitney U statistic (ties count half); nan if one class is absent."""
-    from scipy.stats import rankdata
+    """Area under the ROC curve of ``scores`` for boolean ``labels`` (Mann-Whitney U, ties count half).
 
-    scores = np.asarray(scores, np.float64).ravel()
+    nan when either class is absent.
+    """
+    scores = np.asarray(scores).ravel()
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
     labels = np.asarray(labels, bool).ravel()
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
+    if pos.size == 0 or neg.size == 0:
         return float("nan")
-    ranks = rankdata(scores)  # average ranks for ties
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    # U = sum over positives of (#negatives below + half the #negatives equal); two sorted
+    # searches do this exactly without a stable rank sort of everything.
+    below = np.searchsorted(neg, pos, side="left").sum(dtype=np.int64)
+    not_above = np.searchsorted(neg, pos, side="right").sum(dtype=np.int64)
+    return float((below + not_above) / (2.0 * pos.size * neg.size))
 
 
-def _subsample(n: int, limit: int = MAX_VOXELS) -> slice | np.ndarray:
-    if n <= limit:
-        return slice(None)
-    return np.random.default_rng(0).choice(n, size=limit, replace=False)
+def _subsample(indices: np.ndarray) -> np.ndarray:
+    """About MAX_VOXELS of ``indices`` when there are more: a fixed-seed random draw, kept in raster order."""
+    limit = MAX_VOXELS  # read at call time, so it can be tuned
+    if indices.size <= limit:
+        return indices
+    keep = np.random.default_rng(SUBSAMPLE_SEED).random(indices.size) < limit / indices.size
+    return indices[keep]
+
+
+def _json_float(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def uncertainty_quality(mean_probs, entropy, ref_classes, brain_mask, n_bins: int = 15) -> dict:
-    """{'ece': {WT, TC, ET}, 'entropy_error_auroc': float} inside the brain (nan -> None)."""
-    mask = np.asarray(brain_mask, bool)
-    ece = {r: region_ece(mean_probs, ref_classes, r, mask, n_bins) for r in REGIONS}
-    errors = (np.asarray(mean_probs).argmax(axis=0) != np.asarray(ref_classes))[mask]
-    ent = np.asarray(entropy)[mask]
-    pick = _subsample(ent.size)
-    score = auroc(ent[pick], errors[pick])
+    """Uncertainty quality inside the brain.
+
+    Returns ``{'ece': {'WT', 'TC', 'ET'}, 'entropy_error_auroc': float,
+    'voxel_error_rate': float}`` as JSON-serialisable floats (nan -> None, e.g.
+    the AUROC of a case without any error).
+    """
+    mean_probs = np.asarray(mean_probs)
+    ref_classes = np.asarray(ref_classes)
+    if mean_probs.shape[1:] != ref_classes.shape or np.shape(entropy) != ref_classes.shape:
+        raise ValueError(f"probabilities {mean_probs.shape}, entropy {np.shape(entropy)} and reference "
+                         f"{ref_classes.shape} do not match")
+    # Gather the (subsampled) brain voxels once; every measure then works on flat arrays.
+    idx = _subsample(np.flatnonzero(np.asarray(brain_mask, bool)))
+    probs = mean_probs.reshape(mean_probs.shape[0], -1)[:, idx]
+    ref = ref_classes.ravel()[idx]
+    ent = np.asarray(entropy).ravel()[idx]
+    errors = probs.argmax(axis=0) != ref
     return {
-        "ece": {k: (None if np.isnan(v) else v) for k, v in ece.items()},
-        "entropy_error_auroc": None if np.isnan(score) else score,
-        "voxel_error_rate": float(errors.mean()) if errors.size else None,
+        "ece": {r: _json_float(region_ece(probs, ref, r, None, n_bins)) for r in REGIONS},
+        "entropy_error_auroc": _json_float(auroc(ent, errors)),
+        "voxel_error_rate": _json_float(errors.mean()) if errors.size else None,
     }
