@@ -423,7 +423,10 @@ def ctkPathFilters():
 def _safeCaseId(name: str) -> str:
     """A case id for the exported BraTS 2021 file names (no separators that the naming uses)."""
     stem = name
-    for suffix in ("_t1ce", "_t1", "_t2", "_flair", "-t1c", "-t1n", "-t2w", "-t2f"):
+    from BrainTumorXAILib.labels import NAMINGS
+
+    suffixes = sorted({s for naming in NAMINGS.values() for key, s in naming.items() if key != "seg"}, key=len)
+    for suffix in reversed(suffixes):  # longest first: "_t1ce" before "_t1"
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

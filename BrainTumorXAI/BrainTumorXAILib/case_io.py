@@ -20,13 +20,9 @@ import numpy as np
 
 from .errors import CaseError
 from .grid import grids_overlap, resample_to_grid, same_grid, voxel_spacing
-from .labels import CLASS_NAMES, CONVENTIONS, SEQUENCES, detect_label_convention, from_internal, to_internal
+from .labels import (CLASS_NAMES, CONVENTIONS, NAMINGS, SEQUENCES, detect_label_convention, from_internal,
+                     to_internal)
 
-#: File-name suffix of each sequence and of the label map, per naming convention.
-NAMINGS: dict[str, dict[str, str]] = {
-    "brats2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
-    "brats2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"},
-}
 NIFTI_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii")
 LABEL_KEY = "seg"
 

@@ -30,6 +30,12 @@ REGIONS: dict[str, tuple[int, ...]] = {
     "ET": (3,),  # enhancing tumour
 }
 
+#: File-name suffix of each sequence and of the label map, per BraTS naming convention.
+NAMINGS: dict[str, dict[str, str]] = {
+    "brats2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
+    "brats2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"},
+}
+
 #: On-disk label value of each internal class, per convention.
 CONVENTIONS: dict[str, tuple[int, int, int, int]] = {
     "brats2021": (0, 1, 2, 4),

@@ -17,6 +17,7 @@ from nibabel import orientations as nio
 from scipy import ndimage
 
 from .grid import resample_to_grid, resampled_affine, same_grid
+from .mask_ops import largest_component
 
 CROP_MODES = ("brain", "fixed", "none")
 
@@ -42,15 +43,6 @@ def _as_channels(images) -> np.ndarray:
     return images
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labelled, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    return labelled == sizes.argmax()
-
-
 def _thresholded_brain(images: np.ndarray) -> np.ndarray:
     """Fallback for a noisy background: Otsu on the mean robust-scaled intensity, largest blob, holes filled."""
     from skimage.filters import threshold_otsu
@@ -58,7 +50,7 @@ def _thresholded_brain(images: np.ndarray) -> np.ndarray:
     scaled = [np.abs(c) / max(float(np.percentile(np.abs(c), 99)), 1e-12) for c in images]
     signal = np.mean(scaled, axis=0)
     mask = signal > threshold_otsu(signal)
-    return ndimage.binary_fill_holes(_largest_component(mask))
+    return ndimage.binary_fill_holes(largest_component(mask))
 
 
 def brain_mask(images) -> np.ndarray:

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .labels import SEQUENCES, from_internal
+from .labels import NAMINGS, SEQUENCES, from_internal
+from .mask_ops import largest_component
 
 #: Grid presets for the command line: (shape, isotropic spacing in mm).
 SIZE_PRESETS: dict[str, tuple[tuple[int, int, int], float]] = {
@@ -39,11 +40,6 @@ SIZE_PRESETS: dict[str, tuple[tuple[int, int, int], float]] = {
     "small": ((120, 120, 78), 2.0),  # same field of view at 2 mm
 }
 
-#: File-name suffix of each sequence and of the label map, per naming convention.
-NAMINGS: dict[str, dict[str, str]] = {
-    "brats2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
-    "brats2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"},
-}
 
 SAMPLE_CASE_ID = "BraTS2021_Sample"
 SAMPLE_CASE_SEED = 2026
@@ -325,15 +321,6 @@ def _select_smallest(field: np.ndarray, allowed: np.ndarray, count: int) -> np.n
     return allowed & (field <= threshold)
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == sizes.argmax()
-
-
 def _eroded(mask: np.ndarray, mm: float, spacing: float) -> np.ndarray:
     """``mask`` shrunk by ``mm`` (at least one voxel; Euclidean, so no blocky facets),
     or ``mask`` itself if nothing would remain."""
@@ -361,14 +348,14 @@ def _tumour(rng: np.random.Generator, params: CaseParams, anatomy: _Anatomy, box
     core_noise = _smooth_noise(rng, shape, spacing, 10.0)
     core_field = base + 0.12 * core_noise
     core = _select_smallest(core_field, _eroded(tissue, 3.0, spacing), round(wt_voxels * params.core_fraction))
-    core = _largest_component(core)
+    core = largest_component(core)
     # Necrosis follows the core's outline, leaving an irregular enhancing rim >= ~1.5 mm.
     ncr_field = base + 0.1 * core_noise + 0.08 * _smooth_noise(rng, shape, spacing, 8.0)
     ncr = _select_smallest(ncr_field, _eroded(core, 1.5, spacing), round(core.sum() * params.ncr_fraction))
     # Edema: a >= 3 mm collar around the core, then reaching further along white matter.
     edema_field = base * np.exp(-params.edema_wm_bias * (wm - 0.5)) + 0.2 * _smooth_noise(rng, shape, spacing, 14.0)
     edema_field[_dilated(core, 3.0, spacing)] = -np.inf
-    whole = _largest_component(_select_smallest(edema_field, tissue, wt_voxels)) | core
+    whole = largest_component(_select_smallest(edema_field, tissue, wt_voxels)) | core
     et = core & ~ncr
     # Parts of the rim that do not enhance count as non-enhancing core.
     gap_noise = _smooth_noise(rng, shape, spacing, 12.0)
