@@ -1,4 +1,5 @@
-"""The web viewer: the server starts and serves the trame page; uploads over HTTP; end to end in headless Chromium.
+"""The web viewer: the server starts and serves the trame page; uploads over HTTP; it stops cleanly on SIGTERM;
+cancelling an analysis leaves nothing in the results cache; end to end in headless Chromium.
 
 The end-to-end test needs Chromium (``apt-get install -y chromium``) and the
 ``websocket-client`` package; it skips, saying so, only when Chromium is absent.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -51,9 +53,9 @@ def server(web_case, tmp_path_factory):
                                 "--max-upload-mb", "1"], log)
     try:
         driver.wait_http(f"http://127.0.0.1:{port}/btx/health", 90)
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"http://127.0.0.1:{port}", proc, tmp_path / "server.log"
     finally:
-        driver.kill(proc)
+        driver.stop(proc)
         log.close()
 
 
@@ -76,15 +78,22 @@ def _post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
 
 
 def test_server_serves_the_trame_page(server):
-    base, proc = server
+    base, proc, _ = server
     with urllib.request.urlopen(base + "/index.html", timeout=10) as r:
         assert r.status == 200
         page = r.read().decode()
     assert "trame" in page.lower()
 
 
+def test_results_zip_is_404_before_a_case(server):
+    base, _, _ = server
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(base + "/btx/results.zip", timeout=10)
+    assert err.value.code == 404
+
+
 def test_uploads_over_http(server, web_case):
-    base, proc = server
+    base, proc, _ = server
     _, case, _ = web_case
     code, reply = _post_files(base + "/btx/upload", [("evil.exe", b"MZ")])
     assert code == 400 and "unsupported file type" in reply["error"]
@@ -101,11 +110,44 @@ def test_uploads_over_http(server, web_case):
     assert code == 200 and reply == {"ok": True, "case": "BraTS2021_00042"}
 
 
-def test_results_zip_is_404_before_a_case(server):
-    base, _ = server
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(base + "/btx/results.zip", timeout=10)
-    assert err.value.code == 404
+def test_sigterm_stops_the_server_cleanly(server):
+    """SIGTERM (with the uploaded case's analysis still running) ends the server by itself with status 0."""
+    base, proc, log = server
+    assert proc.poll() is None
+    t0 = time.time()
+    rc = driver.stop(proc, timeout=30)
+    assert rc == 0, f"server exit status {rc}:\n{log.read_text(errors='replace')[-3000:]}"
+    assert time.time() - t0 < 30
+    assert "stopped" in log.read_text(errors="replace")
+
+
+def test_cancel_kills_the_analysis_and_leaves_no_partial_result(web_case, tmp_path):
+    from BrainTumorXAILib.web.jobs import JobOptions, JobRunner, is_complete
+
+    data, case, weights = web_case
+    results = tmp_path / "results"
+    runner = JobRunner(results, JobOptions(weights=weights, device="cpu", mc_samples=500, gradcam="none"))
+    out = runner.results_for(case)
+    # what a SIGKILLed run would have left: analyze's staging folder next to the results folder
+    leftover = results / f".{out.name}.partial-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "prob_ET.nii.gz").write_bytes(b"partial")
+    job = runner.submit(case)
+    end = time.time() + 90
+    while job.running and job.stage in ("queued", "load") and time.time() < end:  # until the network runs
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert job.running, f"the analysis ended before it could be cancelled: {job.state} {job.error}"
+    pid = job.pid
+    t0 = time.time()
+    assert runner.cancel()
+    assert time.time() - t0 < 15
+    assert job.state == "cancelled" and not job.running and job.wait(5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the child is gone (and reaped)
+    assert not out.exists() and not is_complete(runner.results_for(case))
+    assert list(results.iterdir()) == []  # no partial results in the cache
+    assert not runner.cancel()  # nothing left to cancel
 
 
 @pytest.mark.skipif(driver.find_chromium() is None,
@@ -116,9 +158,12 @@ def test_end_to_end_in_headless_chromium(web_case, tmp_path):
     t0 = time.time()
     out = driver.run(data, tmp_path / "results", case="BraTS2021_00042",
                      extra_server_args=["--weights", str(weights), "--mc-samples", "2", "--gradcam", "NCR"],
-                     timeout=150, log_path=tmp_path / "server.log")
+                     timeout=150, log_path=tmp_path / "server.log", overlay="probability:ET")
     print(json.dumps(out))
+    assert out["server_exit"] == 0, "the server should stop by itself on SIGTERM"
     assert out["saw_progress"], "the analysis should have run in the background with a progress bar"
+    assert out["downloads"]["scene.mrb"][1], f"the .mrb holds no scene: {out['downloads']}"
+    assert out["downloads"]["results.zip"][1], f"the results zip has no summary.json: {out['downloads']}"
     threed, axial = out["stats"]["threed"], out["stats"]["axial"]
     assert threed["size"][0] > 200 and threed["size"][1] > 200
     assert threed["std"] > 5 and threed["colours"] > 50, f"3D view looks blank: {threed}"

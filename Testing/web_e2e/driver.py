@@ -9,7 +9,11 @@ Starts ``python -m BrainTumorXAILib.web.app`` on a free loopback port and
 Chromium (``/usr/bin/chromium``) with a fresh profile, selects the case in the
 page's dropdown, waits in real time until the case is shown, takes a
 screenshot and measures the 3D view (top-right quarter of the view grid).
-Both processes are always killed.  Only 127.0.0.1 is contacted.
+The server is stopped with SIGTERM (it must exit 0 on its own; SIGKILL only as
+a last resort, reported as a failure), Chromium is killed.  Only 127.0.0.1 is
+contacted.  Overlays are named as the Slicer Logic names them:
+``probability:ET``, ``variance:NCR``, ``gradcam:ED``, ``entropy``,
+``mutual_information``.
 """
 
 from __future__ import annotations
@@ -60,21 +64,28 @@ def wait_http(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s ({last})")
 
 
-def kill(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
+def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM to the process group, SIGKILL after ``timeout`` s; the exit status (negative: killed by a
+    signal, -9 when SIGTERM did not stop it)."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        return proc.returncode
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         proc.terminate()
     try:
-        proc.wait(timeout=10)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             proc.kill()
-        proc.wait(timeout=10)
+        return proc.wait(timeout=10)
+
+
+kill = stop  # Chromium and other helpers: the same, without caring about the status
 
 
 def start_server(data_dir, results, port, extra=(), log=None) -> subprocess.Popen:
@@ -183,6 +194,19 @@ SELECT_CASE_JS = """
 """
 
 
+def downloads(port: int) -> dict:
+    """The page's two download links, fetched: {name: [bytes, member names ending in .mrml / summary.json]}."""
+    import zipfile
+
+    out = {}
+    for name, wanted in (("scene.mrb", ".mrml"), ("results.zip", "summary.json")):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/btx/{name}", timeout=60) as r:
+            data = r.read()
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            out[name] = [len(data), [n for n in zf.namelist() if n.endswith(wanted)]]
+    return out
+
+
 def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), timeout=240.0, log_path=None,
         overlay=None) -> dict:
     exe = find_chromium()
@@ -238,13 +262,19 @@ def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), tim
         if screenshot:
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             Path(screenshot).write_bytes(png)
-        return {"case": name, "selected_by": how, "saw_progress": saw_progress, "stats": stats,
-                "seconds": round(time.time() - t0, 1), "views_box": box}
+        result = {"case": name, "selected_by": how, "saw_progress": saw_progress, "stats": stats,
+                  "seconds": round(time.time() - t0, 1), "views_box": box, "downloads": downloads(port)}
+        if cdp is not None:
+            cdp.close()
+            cdp = None
+        kill(chrome)
+        result["server_exit"] = stop(server, timeout=30)
+        return result
     finally:
         if cdp is not None:
             cdp.close()
         kill(chrome)
-        kill(server)
+        stop(server)
         log.close()
         if log_path is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -261,7 +291,7 @@ def main(argv=None) -> int:
     p.add_argument("--mc-samples", type=int)
     p.add_argument("--gradcam")
     p.add_argument("--screenshot", type=Path, help="save the page screenshot here (e.g. Resources/Screenshots/web_viewer.png)")
-    p.add_argument("--overlay", help="overlay to show before the screenshot, e.g. prob:ET, gradcam:NCR, entropy")
+    p.add_argument("--overlay", help="overlay to show before the screenshot, e.g. probability:ET, gradcam:NCR, entropy")
     p.add_argument("--timeout", type=float, default=240)
     p.add_argument("--log", type=Path)
     a = p.parse_args(argv)

@@ -3,14 +3,17 @@
 One trame server holds one Slicer MRML scene rendered by trame-slicer's slice
 and 3D views (remote-controlled areas).  The page lists the data folder's cases,
 takes an uploaded case (four NIfTI files or a zip, see :mod:`.uploads`), runs the
-analysis in a child process with a progress bar (:mod:`.jobs`) and shows the
-results (:mod:`.scene`).  Downloads (results zip, .mrb scene) and uploads go
+analysis in a child process with a progress bar and a Cancel button (:mod:`.jobs`)
+and shows the results loaded by the Slicer module's Logic (:mod:`.scene`).  Downloads (results zip, .mrb scene) and uploads go
 through plain HTTP routes on the same server so large files never travel over
 the websocket.
 
 Runs on CPU-only servers: 3D views render through EGL/OSMesa (llvmpipe) with
 depth peeling off, which llvmpipe cannot do with multisampling (translucent
 surfaces would vanish).
+
+SIGTERM and SIGINT stop the server cleanly: the running analysis is cancelled,
+upload folders and temporary downloads are removed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -30,6 +34,7 @@ from pathlib import Path
 os.environ.setdefault("VTK_SMP_BACKEND_IN_USE", "STDThread")
 
 from .jobs import JobOptions, JobRunner, default_results_dir, is_complete  # noqa: E402
+from .scene import VIEW_PRESETS  # noqa: E402
 from .uploads import GIB, UploadError, UploadLimits, UploadSession, check_name  # noqa: E402
 
 LAYOUT_ID = "BrainTumorXAI"
@@ -77,6 +82,8 @@ class ViewerApp:
         self._uploads: UploadSession | None = None
         self._upload_job = None
         self._poll_task = None
+        self._tmp_dirs: list[Path] = []
+        self._closed = False
         self._init_state()
         self._build_ui()
         self.layout_manager.set_layout(LAYOUT_ID)
@@ -108,17 +115,16 @@ class ViewerApp:
         s.overlay = "none"
         s.opacity = 0.6
         s.legend = None
-        s.show_brain = True
         s.show_seg = True
-        s.show_NCR = s.show_ED = s.show_ET = True
-        s.tumour_only = False
+        s.preset = "all"
+        s.preset_items = [{"title": t, "value": v} for v, t in VIEW_PRESETS.items()]
         s.volumes = []
         s.metrics = []
         s.max_upload = f"{self.limits.max_total_bytes / GIB:.1f} GB"
         s.change("selected_case")(self._on_case)
         s.change("overlay")(self._on_overlay)
         s.change("opacity")(lambda opacity, **_: self._update(self.results.set_opacity, opacity))
-        s.change("show_brain", "show_NCR", "show_ED", "show_ET", "tumour_only")(self._on_toggles)
+        s.change("preset")(self._on_preset)
         s.change("show_seg")(lambda show_seg, **_: self._update(self.results.set_segmentation_visible, show_seg))
 
     def _scan_cases(self) -> list[dict]:
@@ -178,6 +184,7 @@ class ViewerApp:
                 await asyncio.sleep(0.3)
             with self.state:
                 self.state.busy = False
+                self.state.cancelling = False
                 if job.state == "done":
                     self.state.progress = 100
                     self._show_results(job.out_dir, job.case_dir)
@@ -188,24 +195,30 @@ class ViewerApp:
 
         self._poll_task = create_task(poll())
 
-    def _show_results(self, out_dir: Path, case_dir: Path | None) -> None:
-        from .scene import overlay_items
+    def _cancel_analysis(self) -> None:
+        """Cancel button: kill the analysis in a thread (it can take seconds), the poller sees it end."""
+        job = self.runner.current
+        if job is None or not job.running:
+            return
+        self.state.cancelling = True
+        self.state.progress_text = f"cancelling {job.case_dir.name}..."
+        threading.Thread(target=job.cancel, name="cancel-analysis", daemon=True).start()
 
+    def _show_results(self, out_dir: Path, case_dir: Path | None) -> None:
         try:
             summary = self.results.load(out_dir, case_dir)
         except Exception as exc:  # noqa: BLE001 - a broken results folder is a message, not a crash
             self.state.error = f"cannot show {out_dir.name}: {exc}"
             return
         s = self.state
-        s.overlay_items = overlay_items(summary)
+        s.overlay_items = self.results.overlay_items()
         if s.overlay not in [i["value"] for i in s.overlay_items]:
             s.overlay = "none"
         tables = self.results.tables()
         s.volumes, s.metrics = tables["volumes"], tables["metrics"]
         legend = self.results.set_overlay(s.overlay, s.opacity)
         s.legend = legend.as_state() if legend else None
-        self._on_toggles(show_brain=s.show_brain, show_NCR=s.show_NCR, show_ED=s.show_ED, show_ET=s.show_ET,
-                         tumour_only=s.tumour_only)
+        self.results.show_preset(s.preset)
         self.results.set_segmentation_visible(s.show_seg)
         self.slicer_app.display_manager.reset_views()
         for view in self.slicer_app.view_manager.get_threed_views():
@@ -219,13 +232,10 @@ class ViewerApp:
         self.state.legend = legend.as_state() if legend else None
         self._render_all()
 
-    def _on_toggles(self, **kw):
-        s = self.state
-        get = lambda k: kw.get(k, s[k])  # noqa: E731
-        only = get("tumour_only")
-        self.results.set_visibility(brain=get("show_brain") and not only,
-                                    regions={c: get(f"show_{c}") for c in ("NCR", "ED", "ET")})
-        self._render_all()
+    def _on_preset(self, preset, **_):
+        if preset in VIEW_PRESETS:
+            self.results.show_preset(preset)
+            self._render_all()
 
     # -- connections: each one's uploads in its own temporary folder -------------------------------------------
     def _configure_protocol(self, protocol) -> None:
@@ -260,8 +270,23 @@ class ViewerApp:
             self._uploads = None
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.runner.shutdown()
         self._drop_uploads()
+        for tmp in self._tmp_dirs:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._tmp_dirs.clear()
+
+    def _temp_download_dir(self, prefix: str) -> Path:
+        """A folder for one download, removed after 10 minutes or when the server stops."""
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        self._tmp_dirs.append(tmp)
+        timer = threading.Timer(600, shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True})
+        timer.daemon = True  # never keeps a stopping server alive
+        timer.start()
+        return tmp
 
     # -- HTTP routes: upload, downloads ----------------------------------------------------------------------------
     def _bind_routes(self, wslink_server) -> None:
@@ -335,7 +360,7 @@ class ViewerApp:
         out = self.results.out_dir
         if out is None or not is_complete(out):
             return web.json_response({"ok": False, "error": "no results are shown"}, status=404)
-        tmp = Path(tempfile.mkdtemp(prefix="braintumorxai-zip-"))
+        tmp = self._temp_download_dir("braintumorxai-zip-")
         name = f"{self.state.loaded_case or out.name}_results.zip"
         path = tmp / name
 
@@ -346,7 +371,6 @@ class ViewerApp:
                         zf.write(f, f"{out.name}/{f.relative_to(out)}")
 
         await asyncio.get_running_loop().run_in_executor(None, build)
-        threading.Timer(600, shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}).start()
         return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def _handle_scene(self, request):
@@ -354,19 +378,14 @@ class ViewerApp:
 
         if self.results.out_dir is None:
             return web.json_response({"ok": False, "error": "no results are shown"}, status=404)
-        tmp = Path(tempfile.mkdtemp(prefix="braintumorxai-mrb-"))
+        tmp = self._temp_download_dir("braintumorxai-mrb-")
         name = f"{self.state.loaded_case or 'scene'}.mrb"
         path = tmp / name
         try:
-            ok = self.slicer_app.io_manager.write_scene(path)  # the scene shown, written by Slicer's own logic
+            self.results.save_bundle(path)  # the scene shown, written by the Logic (as Slicer's Save)
         except Exception as exc:  # noqa: BLE001
-            ok, err = False, str(exc)
-        else:
-            err = "" if ok else "Slicer could not write the scene"
-        if not ok or not path.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-            return web.json_response({"ok": False, "error": err or "scene not written"}, status=500)
-        threading.Timer(600, shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}).start()
+            return web.json_response({"ok": False, "error": str(exc)}, status=500)
         return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # -- page --------------------------------------------------------------------------------------------------
@@ -383,6 +402,8 @@ class ViewerApp:
             " catch (e) { error = 'upload failed: ' + e; } uploading = false; })($event)"
         )
         self.state.uploading = False
+        self.state.cancelling = False
+        self.ctrl.cancel_analysis = self._cancel_analysis
         with SinglePageWithDrawerLayout(self.server, theme="dark") as ui:
             ui.title.set_text("BrainTumorXAI")
             ui.root.theme = "dark"
@@ -404,7 +425,10 @@ class ViewerApp:
                 drawer.width = 330
                 with html.Div(classes="pa-3"):
                     v3.VProgressLinear(v_model=("progress",), height=18, color="primary", v_show=("busy || uploading",),
-                                       indeterminate=("uploading",), id="progress")
+                                       indeterminate=("uploading || cancelling",), id="progress")
+                    v3.VBtn("Cancel analysis", click=self.ctrl.cancel_analysis, v_show=("busy",),
+                            disabled=("cancelling",), size="small", variant="outlined", color="error",
+                            prepend_icon="mdi-close", classes="my-1", id="cancel-analysis")
                     html.Div("{{ progress_text }}", classes="text-caption mb-2", id="progress-text")
                     v3.VAlert(text=("error",), type="error", density="compact", v_show=("error",),
                               closable=True, id="error", classes="mb-2")
@@ -423,13 +447,11 @@ class ViewerApp:
                             html.Span("{{ legend.max }}")
                     v3.VCheckbox(label="Segmentation in slices", v_model=("show_seg",), density="compact",
                                  hide_details=True)
-                    v3.VCheckbox(label="Brain (3D)", v_model=("show_brain",), density="compact", hide_details=True,
-                                 disabled=("tumour_only",))
-                    v3.VCheckbox(label="Tumour only", v_model=("tumour_only",), density="compact", hide_details=True)
-                    with html.Div(classes="d-flex"):
-                        for cls, color in (("NCR", "#db2e26"), ("ED", "#33bf40"), ("ET", "#ffd91a")):
-                            v3.VCheckbox(label=cls, v_model=(f"show_{cls}",), density="compact", hide_details=True,
-                                         color=color)
+                    html.Div("View", classes="text-caption")
+                    with v3.VBtnToggle(v_model=("preset",), mandatory=True, density="compact", divided=True,
+                                       variant="outlined", classes="flex-wrap mb-2", id="preset"):
+                        for value, title in VIEW_PRESETS.items():
+                            v3.VBtn(title, value=value, size="small")
                     with v3.VTable(density="compact", v_show=("volumes.length",), classes="mt-2"):
                         with html.Thead():
                             with html.Tr():
@@ -472,19 +494,62 @@ def serve(data_dir=None, host: str = "127.0.0.1", port: int = 8080, open_browser
     options = JobOptions(weights=Path(weights) if weights else None, device=device, mc_samples=mc_samples,
                          gradcam=gradcam)
     limits = UploadLimits(max_total_bytes=max_upload_bytes, max_uncompressed_bytes=max_uncompressed_bytes)
-    app = ViewerApp(Path(data_dir) if data_dir else None, results_dir, options, limits)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host}: anyone who can reach it can upload and run analyses", file=sys.stderr)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
-    if open_browser:
-        app.ctrl.on_server_ready.add(lambda **_: webbrowser.open(url))
     saved = _free_argv()
+    # Until the event loop runs (building the app takes seconds) a signal simply interrupts; then
+    # _install_signal_handlers takes over on the loop.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
+    app = None
     try:
-        app.server.start(port=port, host=host, open_browser=False, timeout=0, show_connection_info=False)
+        app = ViewerApp(Path(data_dir) if data_dir else None, results_dir, options, limits)
+        if open_browser:
+            app.ctrl.on_server_ready.add(lambda **_: webbrowser.open(url))
+        app.ctrl.on_server_ready.add(lambda **_: _install_signal_handlers(app))
+        # thread=True only switches off aiohttp's own SIGINT/SIGTERM handlers (they abort the loop with an
+        # exception); ours stop the trame server, so start() returns normally.
+        app.server.start(port=port, host=host, open_browser=False, timeout=0, show_connection_info=False,
+                         thread=True)
+    except KeyboardInterrupt:
+        pass
     finally:
         sys.argv = saved
-        app.close()
+        if app is not None:
+            app.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("braintumorxai view: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _install_signal_handlers(app: ViewerApp) -> None:
+    """SIGTERM/SIGINT on the running event loop: cancel the analysis, stop the trame server (serve() returns).
+
+    A second signal while stopping gets the default action (SIGTERM kills, SIGINT raises KeyboardInterrupt).
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum):
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        print(f"braintumorxai view: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
+
+        async def stop():
+            await loop.run_in_executor(None, app.runner.shutdown)
+            await app.server.stop()
+
+        loop.create_task(stop())
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,11 @@
 """Background analyses for the web viewer, and the cache of finished ones.
 
 Each analysis runs ``braintumorxai analyze --progress-json`` in a child process
-(the same command line as everywhere else): a crash or an out-of-memory kill
-cannot take the web server down, cancelling is a process kill, and the server's
-event loop keeps rendering while the network runs.  Progress lines are read by
-a thread into :class:`AnalysisJob` fields that the UI polls.
+started by the Slicer Logic (:class:`~BrainTumorXAILib.slicer_logic.AnalysisProcess`,
+the same command line as the Slicer module): a crash or an out-of-memory kill
+cannot take the web server down, cancelling kills the child's process group,
+and the server's event loop keeps rendering while the network runs.  Progress
+lines are read by a thread into :class:`AnalysisJob` fields that the UI polls.
 
 Results of a data folder's cases are cached under the results folder in one
 sub-folder per (case files, weights, options) key, so a case is analysed once
@@ -19,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -69,9 +69,25 @@ def is_complete(out_dir: Path) -> bool:
     return (Path(out_dir) / "summary.json").is_file()
 
 
+def _gradcam_classes(gradcam: str) -> tuple[str, ...]:
+    from ..labels import TUMOUR_CLASSES
+
+    value = (gradcam or "none").strip()
+    if value.lower() == "all":
+        return TUMOUR_CLASSES
+    if value.lower() == "none":
+        return ()
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
 @dataclass
 class AnalysisJob:
-    """One running (or finished) analysis; fields are read by the UI's poller."""
+    """One running (or finished) analysis; fields are read by the UI's poller.
+
+    The child is the Slicer Logic's :class:`~BrainTumorXAILib.slicer_logic.AnalysisProcess` (the same
+    command line and the same cancel as in Slicer: SIGINT to the process group, SIGKILL after a grace
+    period).  A cancelled job leaves neither a results folder nor a staging folder in the cache.
+    """
 
     case_dir: Path
     out_dir: Path
@@ -83,9 +99,9 @@ class AnalysisJob:
     error: str | None = None
     started: float = 0.0
     finished: float = 0.0
-    _proc: subprocess.Popen | None = None
+    _process: object = None  # slicer_logic.AnalysisProcess
     _thread: threading.Thread | None = None
-    _stderr_tail: list = field(default_factory=list)
+    _cancel_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def running(self) -> bool:
@@ -95,73 +111,74 @@ class AnalysisJob:
     def scene_path(self) -> Path:
         return self.out_dir / "scene.mrb"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.process.pid if self._process is not None else None
+
     def command(self) -> list[str]:
+        from ..slicer_logic import BrainTumorXAILogic
+
         o = self.options
-        cmd = [sys.executable, "-c", "import sys; from BrainTumorXAILib.cli import main; sys.exit(main())",
-               "analyze", str(self.case_dir), "--out", str(self.out_dir), "--progress-json",
-               "--device", o.device, "--mc-samples", str(o.mc_samples), "--gradcam", o.gradcam]
-        if o.weights:
-            cmd += ["--weights", str(o.weights)]
-        if o.scene:
-            cmd += ["--scene", str(self.scene_path)]
-        return cmd
+        extra = ["--scene", str(self.scene_path)] if o.scene else []
+        # analysisCommand needs no scene (only pythonExecutable, which ``python`` overrides)
+        return BrainTumorXAILogic.analysisCommand(None, self.case_dir, self.out_dir, weights=o.weights,
+                                                  device=o.device, mcSamples=o.mc_samples,
+                                                  gradcamClasses=_gradcam_classes(o.gradcam),
+                                                  python=sys.executable, extra=extra)
 
     def start(self) -> "AnalysisJob":
+        from ..slicer_logic import AnalysisProcess, BrainTumorXAILogic
+
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.state, self.started = "running", time.time()
-        env = dict(os.environ)
+        env = BrainTumorXAILogic.analysisEnvironment()
         env.setdefault("VTK_SMP_BACKEND_IN_USE", "STDThread")
-        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=env, start_new_session=True)
+        self._process = AnalysisProcess(self.command(), env)
         self._thread = threading.Thread(target=self._watch, name=f"analyze-{self.case_dir.name}", daemon=True)
         self._thread.start()
         return self
 
     def _watch(self) -> None:
-        proc = self._proc
-        err_thread = threading.Thread(target=self._read_stderr, daemon=True)
-        err_thread.start()
-        for line in proc.stdout:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            self.stage = str(msg.get("stage", self.stage))
-            self.fraction = max(self.fraction, min(1.0, float(msg.get("fraction", self.fraction))))
-            self.message = str(msg.get("message", ""))
-        rc = proc.wait()
-        err_thread.join(timeout=5)
+        while True:
+            items, rc = self._process.poll()
+            for msg in items:
+                self.stage = str(msg.get("stage", self.stage))
+                try:
+                    self.fraction = max(self.fraction, min(1.0, float(msg.get("fraction", self.fraction))))
+                except (TypeError, ValueError):
+                    pass
+                self.message = str(msg.get("message", ""))
+            if rc is not None:
+                break
+            time.sleep(0.2)
         self.finished = time.time()
         if self.state == "cancelled":
             return
         if rc == 0 and is_complete(self.out_dir):
             self.state, self.fraction, self.stage = "done", 1.0, "done"
         else:
+            lines = [ln.strip() for ln in self._process.log.splitlines() if ln.strip()]
+            errors = [ln for ln in lines if ln.startswith("braintumorxai")]
+            self.error = ((errors or lines)[-1] if lines else f"analysis exited with status {rc}")[:500]
             self.state = "failed"
-            lines = [ln for ln in self._stderr_tail if ln.strip()]
-            self.error = (lines[-1].strip() if lines else f"analysis exited with status {rc}")[:500]
 
-    def _read_stderr(self) -> None:
-        for line in self._proc.stderr:
-            self._stderr_tail.append(line)
-            del self._stderr_tail[:-20]
+    def cancel(self, grace: float = 5.0) -> None:
+        """Stop the child (and its children) and remove whatever it left in the cache; blocks until done."""
+        with self._cancel_lock:
+            if self.running:
+                self.state = "cancelled"
+            if self._process is not None:
+                self._process.cancel(grace)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            self._remove_partial()
 
-    def cancel(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self.state = "cancelled"
-            try:
-                os.killpg(self._proc.pid, 15)
-            except (ProcessLookupError, PermissionError):
-                self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        # analyze stages into a sibling folder; a cancelled run leaves no results folder behind
-        if not is_complete(self.out_dir):
+    def _remove_partial(self) -> None:
+        # analyze writes into ".<name>.partial-*" next to the results folder and renames it at the end;
+        # SIGINT removes it, SIGKILL cannot.  Only complete folders stay in the cache.
+        for staging in self.out_dir.parent.glob(f".{self.out_dir.name}.partial-*"):
+            shutil.rmtree(staging, ignore_errors=True)
+        if self.out_dir.exists() and not is_complete(self.out_dir):
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -188,6 +205,13 @@ class JobRunner:
         self.current = AnalysisJob(Path(case_dir), out, self.options).start()
         return self.current
 
+    def cancel(self) -> bool:
+        """Cancel the running analysis, if any; True when one was running."""
+        job = self.current
+        if job is None or not job.running:
+            return False
+        job.cancel()
+        return True
+
     def shutdown(self) -> None:
-        if self.current is not None and self.current.running:
-            self.current.cancel()
+        self.cancel()

@@ -1,59 +1,48 @@
 """The web viewer's MRML scene: an analyze results folder shown in trame-slicer's views.
 
-The scene content (segmentation, overlays with colour tables, surfaces) is
-meant to come from the Slicer module's own Logic (``slicer_logic.BrainTumorXAILogic``)
-so that the browser shows the very nodes Slicer shows.  Until that Logic is in
-the package, :class:`ResultsScene` fills the scene itself with plain MRML nodes
-(read through trame-slicer's and Slicer's storage nodes), behind the small API
-the UI uses: ``load``, ``set_overlay``, ``set_visibility``, ``legend``,
-``tables``.
+All scene content comes from the Slicer module's own Logic
+(:class:`~BrainTumorXAILib.slicer_logic.BrainTumorXAILogic`): the case's input
+volumes (``loadSequenceVolume``), the results (``loadResults``: segmentation
+with NCR/ED/ET segments and closed surfaces, label map, probability / variance /
+entropy / MI / Grad-CAM volumes with their colour tables, the translucent brain
+model, the results table), the overlays (``setOverlay``), the view presets
+(``showOnly``) and the .mrb download (``saveSceneBundle``).  The browser thus
+shows the very nodes Slicer shows.
+
+What is left here is web-specific: which slice views show what, the overlay
+list and legend of the page, and the page's tables (read from the Logic's
+table node).
 """
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..labels import CLASS_COLORS, TUMOUR_CLASSES
+from ..labels import SEQUENCES, TUMOUR_CLASSES
+from ..slicer_logic import OVERLAY_TITLES, BrainTumorXAILogic
 
-#: Overlays offered in the page: key -> (label, summary outputs path, colour node, fixed range or None)
-OVERLAY_KINDS = {
-    "prob": ("Probability", "probabilities", "vtkMRMLColorTableNodeIron", (0.0, 1.0)),
-    "var": ("MC variance", "mc_variance", "vtkMRMLColorTableNodeRainbow", None),
-    "gradcam": ("Grad-CAM", "gradcam", "vtkMRMLPETProceduralColorNodePET-Heat", (0.0, 1.0)),
-}
-SCALAR_OVERLAYS = {
-    "entropy": ("Predictive entropy", "entropy", "vtkMRMLColorTableNodeRainbow", None),
-    "mi": ("Mutual information", "mutual_information", "vtkMRMLColorTableNodeRainbow", None),
-}
-SURFACE_OPACITY = {"brain": 0.15, "NCR": 1.0, "ED": 0.45, "ET": 0.8}
-BRAIN_COLOR = (0.85, 0.80, 0.75)
-LABEL_VALUES = {"NCR": 1, "ED": 2, "ET": 4}  # brats2021 disk convention; brats2023 writes ET as 3
+#: Anatomy shown behind the overlays, in order of preference.
+BACKGROUND_SEQUENCES = ("t1ce", "flair", "t2", "t1")
+#: View presets of the page (the Slicer module's buttons): value -> label.
+VIEW_PRESETS = {"all": "All + brain", "tumour": "Tumour", "NCR": "NCR", "ED": "ED", "ET": "ET", "WT": "WT",
+                "TC": "TC"}
+#: Page order of the Logic's overlay kinds (runNodes()["overlays"] keys are "kind:class" or "kind").
+OVERLAY_ORDER = ("probability", "variance", "gradcam", "entropy", "mutual_information")
 
 
-def overlay_items(summary: dict) -> list[dict]:
-    """[{title, value}] of the overlays a results folder has, in page order."""
-    outputs = summary.get("outputs", {})
-    items = [{"title": "None", "value": "none"}]
-    for kind, (label, key, _, _) in OVERLAY_KINDS.items():
-        for cls in TUMOUR_CLASSES:
-            if (outputs.get(key) or {}).get(cls):
-                items.append({"title": f"{label} {cls}", "value": f"{kind}:{cls}"})
-    for kind, (label, key, _, _) in SCALAR_OVERLAYS.items():
-        if outputs.get(key):
-            items.append({"title": label, "value": kind})
-    return items
+def _overlay_title(key: str) -> str:
+    kind, _, cls = key.partition(":")
+    title = OVERLAY_TITLES.get(kind, kind)
+    title = title[:1].upper() + title[1:]
+    return f"{title} {cls}" if cls else title
 
 
-def _overlay_spec(summary: dict, value: str):
-    outputs = summary.get("outputs", {})
-    if ":" in value:
-        kind, cls = value.split(":", 1)
-        label, key, color, rng = OVERLAY_KINDS[kind]
-        return f"{label} {cls}", (outputs.get(key) or {}).get(cls), color, rng
-    label, key, color, rng = SCALAR_OVERLAYS[value]
-    return label, outputs.get(key), color, rng
+def _overlay_sort_key(key: str):
+    kind, _, cls = key.partition(":")
+    order = OVERLAY_ORDER.index(kind) if kind in OVERLAY_ORDER else len(OVERLAY_ORDER)
+    return order, TUMOUR_CLASSES.index(cls) if cls in TUMOUR_CLASSES else len(TUMOUR_CLASSES), cls
 
 
 @dataclass
@@ -69,141 +58,130 @@ class Legend:
 
 
 class ResultsScene:
+    """One results folder at a time in trame-slicer's scene, loaded and displayed by the Logic."""
+
     def __init__(self, slicer_app):
         self.app = slicer_app
         self.scene = slicer_app.scene
+        self._register_missing_logics()
+        self.logic = BrainTumorXAILogic(self.scene)
         self.out_dir: Path | None = None
         self.summary: dict = {}
-        self._nodes: list = []
-        self._overlays: dict[str, object] = {}
-        self.models: dict[str, object] = {}
+        self.folder: int | None = None
+        self.nodes: dict = {"overlays": {}}
+        self.inputs: dict = {}
         self.background = None
-        self.labelmap = None
+        self.overlay_node = None
+
+    def _register_missing_logics(self) -> None:
+        """trame-slicer's SlicerApp registers no Models/Tables logic; add them as Slicer's application does."""
+        import slicer
+
+        app_logic = self.app.app_logic
+        for name, cls in (("Models", "vtkSlicerModelsLogic"), ("Tables", "vtkSlicerTablesLogic")):
+            if app_logic.GetModuleLogic(name) is None and hasattr(slicer, cls):
+                self.app.register_module_logic(getattr(slicer, cls)(), logic_name=name)
 
     # -- loading ----------------------------------------------------------------------------------------------
+    def _with_related(self, node) -> list:
+        """``node`` and its display and storage nodes."""
+        nodes = [node]
+        for get_n, get_i in (("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+                             ("GetNumberOfStorageNodes", "GetNthStorageNode")):
+            if hasattr(node, get_n):
+                nodes += [getattr(node, get_i)(i) for i in range(getattr(node, get_n)())]
+        return [n for n in nodes if n is not None]
+
     def clear(self) -> None:
-        for node in self._nodes:
-            if node is not None and self.scene.IsNodePresent(node):
-                self.scene.RemoveNode(node)
-        self._nodes, self._overlays, self.models = [], {}, {}
-        self.background = self.labelmap = None
+        """Remove the shown run (its subject-hierarchy folder and nodes) and the case's input volumes."""
+        self.logic.setOverlay(None, 0.0)
+        for composite in self._composites():
+            composite.SetBackgroundVolumeID(None)
+            composite.SetLabelVolumeID(None)
+        data = [n for k, n in self.nodes.items() if k != "overlays"] + list(self.nodes["overlays"].values())
+        # Nodes first (storage and display nodes before their owner; the subject hierarchy drops their items),
+        # then the emptied folder: removing the folder with its data nodes leaves stale entries in the
+        # hierarchy's node cache ("DataNodeCache inconsistency" on the next load).
+        for node in data + list(self.inputs.values()):
+            for related in reversed(self._with_related(node)):
+                if self.scene.IsNodePresent(related):
+                    self.scene.RemoveNode(related)
+        if self.folder is not None:
+            shNode = self.scene.GetSubjectHierarchyNode()
+            if shNode.GetItemName(self.folder):
+                shNode.RemoveItem(self.folder, False, False)
+        self.folder, self.nodes, self.inputs = None, {"overlays": {}}, {}
+        self.background = self.overlay_node = None
         self.out_dir, self.summary = None, {}
 
     def load(self, out_dir: Path, case_dir: Path | None = None) -> dict:
-        """Show a results folder: anatomy + segmentation in the slices, surfaces in 3D."""
+        """Show a results folder: anatomy + segmentation (fill and outline) in the slices, closed surfaces and
+        the translucent brain in 3D.  Returns the summary."""
         out_dir = Path(out_dir)
-        summary = json.loads((out_dir / "summary.json").read_text())
+        summary = self.logic.readSummary(out_dir)
         self.clear()
+        case = summary.get("case", {})
+        case_id = str(case.get("id", out_dir.name))
+        for seq in SEQUENCES:  # the inputs too, so the .mrb is the whole case as in Slicer
+            path = self._input_path((case.get("files") or {}).get(seq), case_dir)
+            if path is not None:
+                self.inputs[seq] = self.logic.loadSequenceVolume(path, seq, case_id)
+        self.folder = self.logic.loadResults(out_dir, includeBackground=False)
+        self.nodes = self.logic.runNodes(self.folder)
         self.out_dir, self.summary = out_dir, summary
-        files = summary.get("case", {}).get("files", {})
-        anatomy = None
-        for key in ("t1ce", "flair", "t2", "t1"):
-            cand = Path(files.get(key, "")) if files.get(key) else None
-            if case_dir is not None and cand is not None and not cand.exists():
-                cand = Path(case_dir) / cand.name
-            if cand is not None and cand.exists():
-                anatomy = cand
-                break
-        if anatomy is not None:
-            self.background = self._volume(anatomy, f"{summary['case'].get('id', 'case')} {key}")
-        seg = out_dir / summary.get("outputs", {}).get("seg", "seg.nii.gz")
-        if seg.exists():
-            self.labelmap = self._volume(seg, "Segmentation", labelmap=True)
-            self.labelmap.GetDisplayNode().SetAndObserveColorNodeID(self._label_colors(summary).GetID())
-        for name, surf in (summary.get("outputs", {}).get("surfaces") or {}).items():
-            path = out_dir / (surf.get("vtp") or surf.get("stl"))
-            model = self.app.io_manager.load_model(path) if path.exists() else None
-            if model is None:
-                continue
-            self._nodes.append(model)
-            model.SetName(name)
-            disp = model.GetDisplayNode()
-            disp.SetColor(*(BRAIN_COLOR if name == "brain" else CLASS_COLORS.get(name, (0.7, 0.7, 0.7))))
-            disp.SetOpacity(SURFACE_OPACITY.get(name, 1.0))
-            disp.SetVisibility2D(name != "brain")
-            disp.SetSliceIntersectionThickness(2)
-            if name == "brain":
-                disp.SetBackfaceCulling(1)
-            self.models[name] = model
-        for comp in self._composites():
-            comp.SetBackgroundVolumeID(self.background.GetID() if self.background else None)
-            comp.SetLabelVolumeID(self.labelmap.GetID() if self.labelmap else None)
-            comp.SetLabelOpacity(0.6)
-            comp.SetForegroundVolumeID(None)
+        self.background = next((self.inputs[s] for s in BACKGROUND_SEQUENCES if s in self.inputs), None)
+        if self.background is None:  # no inputs at hand: the label map at least gives the slices a geometry
+            self.background = self.nodes.get("labelmap")
+        self.logic.setOverlay(None, 0.0, backgroundNode=self.background)
+        for composite in self._composites():
+            composite.SetLabelVolumeID(None)  # the segmentation draws the classes (fill and outline)
         return summary
 
-    def _volume(self, path: Path, name: str, labelmap: bool = False):
-        logic = self.app.volumes_logic
-        node = logic.AddArchetypeVolume(str(path), name, 1 if labelmap else 0)
-        if node is None:
-            raise RuntimeError(f"{path}: could not be read as a volume")
-        self._nodes.append(node)
-        if node.GetDisplayNode() is None:
-            node.CreateDefaultDisplayNodes()
-        for i in range(node.GetNumberOfStorageNodes()):
-            self._nodes.append(node.GetNthStorageNode(i))
-        self._nodes.append(node.GetDisplayNode())
-        return node
-
-    def _label_colors(self, summary: dict):
-        from slicer import vtkMRMLColorTableNode
-
-        node = vtkMRMLColorTableNode()
-        node.SetTypeToUser()
-        node.SetNumberOfColors(5)
-        node.SetName("BraTS labels")
-        node.SetColor(0, "background", 0, 0, 0, 0)
-        convention = summary.get("case", {}).get("label_convention", "brats2021")
-        values = dict(LABEL_VALUES, ET=3 if convention == "brats2023" else 4)
-        for i in range(1, 5):
-            node.SetColor(i, "", 0, 0, 0, 0)
-        for cls, value in values.items():
-            node.SetColor(value, cls, *CLASS_COLORS[cls], 1.0)
-        self.scene.AddNode(node)
-        self._nodes.append(node)
-        return node
+    @staticmethod
+    def _input_path(listed, case_dir: Path | None) -> Path | None:
+        if not listed:
+            return None
+        path = Path(listed)
+        if not path.is_file() and case_dir is not None:
+            path = Path(case_dir) / path.name  # the case folder moved (e.g. an upload session)
+        return path if path.is_file() else None
 
     def _composites(self):
         nodes = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
         return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
 
     # -- display ----------------------------------------------------------------------------------------------
+    def overlay_items(self) -> list[dict]:
+        """[{title, value}] of the overlays the shown run has, in page order."""
+        keys = sorted(self.nodes.get("overlays", {}), key=_overlay_sort_key)
+        return [{"title": "None", "value": "none"}] + [{"title": _overlay_title(k), "value": k} for k in keys]
+
     def set_overlay(self, value: str | None, opacity: float = 0.6) -> Legend | None:
-        """Show an overlay ('prob:NCR', 'var:ET', 'gradcam:ED', 'entropy', 'mi' or 'none') over the anatomy."""
-        if not value or value == "none" or self.out_dir is None:
-            for comp in self._composites():
-                comp.SetForegroundVolumeID(None)
-            return None
-        title, rel, color_id, rng = _overlay_spec(self.summary, value)
-        if not rel:
-            return None
-        node = self._overlays.get(value)
-        if node is None:
-            node = self._volume(self.out_dir / rel, title)
-            disp = node.GetDisplayNode()
-            disp.SetAndObserveColorNodeID(color_id)
-            lo, hi = rng if rng else (0.0, max(float(node.GetImageData().GetScalarRange()[1]), 1e-6))
-            disp.SetAutoWindowLevel(0)
-            disp.SetWindowLevelMinMax(lo, hi)
-            disp.SetApplyThreshold(1)  # zero (outside the brain, certain voxels) stays transparent
-            disp.SetLowerThreshold(lo + 0.02 * (hi - lo))
-            disp.SetUpperThreshold(hi * 10 + 1)
-            self._overlays[value] = node
-        for comp in self._composites():
-            comp.SetForegroundVolumeID(node.GetID())
-            comp.SetForegroundOpacity(float(opacity))
-        return self.legend(value)
+        """Show an overlay ('probability:NCR', 'variance:ET', 'gradcam:ED', 'entropy', 'mutual_information'
+        or 'none') over the anatomy in every slice view."""
+        node = self.nodes.get("overlays", {}).get(value) if value and value != "none" else None
+        self.overlay_node = node
+        if self.folder is not None:
+            self.logic.setOverlay(node, opacity, backgroundNode=self.background)
+        return self.legend(value) if node is not None else None
 
     def set_opacity(self, opacity: float) -> None:
-        for comp in self._composites():
-            comp.SetForegroundOpacity(float(opacity))
+        if self.folder is not None:
+            self.logic.setOverlay(self.overlay_node, opacity)
 
     def set_segmentation_visible(self, visible: bool) -> None:
-        for comp in self._composites():
-            comp.SetLabelOpacity(0.6 if visible else 0.0)
+        """Segmentation fill and outline in the slice views (the 3D surfaces follow the view preset)."""
+        seg = self.nodes.get("segmentation")
+        if seg is not None:
+            seg.GetDisplayNode().SetVisibility2D(bool(visible))
+
+    def show_preset(self, preset: str) -> None:
+        """The Slicer module's view presets: tumour, NCR, ED, ET, WT, TC, all (segments + translucent brain)."""
+        if self.folder is not None:
+            self.logic.showOnly(preset, self.folder)
 
     def legend(self, value: str) -> Legend | None:
-        node = self._overlays.get(value)
+        node = self.nodes.get("overlays", {}).get(value)
         if node is None:
             return None
         disp = node.GetDisplayNode()
@@ -217,31 +195,44 @@ class ResultsScene:
             rgb = [0.0, 0.0, 0.0]
             stc.GetColor(r0 + t * (r1 - r0), rgb)
             stops.append(f"rgb({int(rgb[0] * 255)},{int(rgb[1] * 255)},{int(rgb[2] * 255)}) {int(t * 100)}%")
-        return Legend(node.GetName(), vmin, vmax, f"linear-gradient(to right, {', '.join(stops)})")
+        return Legend(_overlay_title(value), vmin, vmax, f"linear-gradient(to right, {', '.join(stops)})")
 
-    def set_visibility(self, brain: bool = True, regions: dict[str, bool] | None = None) -> None:
-        regions = regions or {}
-        for name, model in self.models.items():
-            visible = brain if name == "brain" else regions.get(name, True)
-            model.GetDisplayNode().SetVisibility(bool(visible))
+    def save_bundle(self, path) -> Path:
+        """The scene shown, as a Slicer .mrb (the Logic's saveSceneBundle)."""
+        return self.logic.saveSceneBundle(path)
 
     # -- tables -----------------------------------------------------------------------------------------------
     def tables(self) -> dict:
-        s = self.summary
-        vols = (s.get("volumes_cm3") or {})
-        rows = [{"name": k, "volume": f"{v:.2f}"} for k, v in (vols.get("classes") or {}).items()]
-        rows += [{"name": k, "volume": f"{v:.2f}"} for k, v in (vols.get("regions") or {}).items()]
-        metrics = []
-        for region, m in (((s.get("metrics") or {}).get("regions")) or {}).items():
-            metrics.append({"region": region, "dice": _fmt(m.get("dice")), "hd95": _fmt(m.get("hd95")),
-                            "sensitivity": _fmt(m.get("sensitivity")), "precision": _fmt(m.get("precision"))})
+        """Page tables from the Logic's results table node: volumes per class and region, metrics per region."""
+        table_node = self.nodes.get("table")
+        if table_node is None:
+            return {"volumes": [], "metrics": []}
+        table = table_node.GetTable()
+
+        def column(name):
+            array = table.GetColumnByName(name)
+            return [array.GetValue(i) for i in range(table.GetNumberOfRows())] if array is not None else None
+
+        structures, kinds, volumes = column("Structure"), column("Kind"), column("Volume [cm3]")
+        metric_columns = {"dice": column("Dice"), "hd95": column("HD95 [mm]"),
+                          "sensitivity": column("Sensitivity"), "precision": column("Precision")}
+        rows, metrics, seen = [], [], set()
+        for i, (name, kind) in enumerate(zip(structures, kinds)):
+            if name not in seen:  # region ET is class ET
+                rows.append({"name": name, "volume": _fmt(volumes[i], 2)})
+                seen.add(name)
+            values = {k: (v[i] if v is not None else None) for k, v in metric_columns.items()}
+            if kind == "region" and any(_finite(v) for v in values.values()):
+                metrics.append({"region": name, **{k: _fmt(v, 3) for k, v in values.items()}})
         return {"volumes": rows, "metrics": metrics}
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
+def _finite(v) -> bool:
     try:
-        return f"{float(v):.3f}"
+        return math.isfinite(float(v))
     except (TypeError, ValueError):
-        return str(v)
+        return False
+
+
+def _fmt(v, digits: int) -> str:
+    return f"{float(v):.{digits}f}" if _finite(v) else "–"
