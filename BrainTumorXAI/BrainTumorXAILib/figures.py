@@ -124,7 +124,7 @@ def _mosaic(cells: list[list[np.ndarray]]) -> np.ndarray:
 def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
             col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False):
     """One image axes with row/column titles, optional per-row colour bars and class legend."""
-    n_rows, n_cols = len(row_titles), len(col_titles)
+    n_cols = len(col_titles)
     img_w = n_cols * CELL_IN
     img_h = img_w * mosaic.shape[0] * aspect / mosaic.shape[1]
     left, right = 0.3, (0.75 if colorbars else 0.1)
