@@ -48,6 +48,12 @@ class TrainConfig:
     warmup_steps: int = 200
     clip_grad: float = 1.0
     amp: bool = False
+    # channels-last 3D tensors: oneDNN / cuDNN convolutions run ~1.4x faster (measured on CPU)
+    channels_last: bool = True
+    workers: int = 0  # DataLoader worker processes (samples are seeded per index, so results do not change)
+    # CPU threads (0: PyTorch's default).  On a shared machine 1 thread can be >10x faster than
+    # an oversubscribed 2 (OpenMP threads spin while waiting for each other).
+    threads: int = 0
     # data split and validation
     split: tuple[float, float, float] = (0.75, 0.15, 0.10)
     max_cases: int | None = None

@@ -28,10 +28,12 @@ CACHE_INDEX = "index.json"
 @dataclass
 class PreparedCase:
     case_id: str
-    image: np.ndarray  # (4, x, y, z) float32, normalised, network grid
+    image: np.ndarray  # (4, x, y, z) float32 (float16 from a cache: half the memory), normalised, network grid
     label: np.ndarray  # (x, y, z) uint8 internal classes, network grid
     transform: PreprocessTransform
     source: str
+    files: dict | None = None  # sequence -> source file
+    spacing: tuple | None = None  # source voxel size (mm)
 
 
 def prepare_case(folder: Path, normalisation: dict) -> PreparedCase:
@@ -45,35 +47,44 @@ def prepare_case(folder: Path, normalisation: dict) -> PreparedCase:
                                      spacing=normalisation["spacing"], multiple_of=normalisation["multiple_of"],
                                      mask=mask, reorient=normalisation.get("reorient", True))
     label = transform.apply(case.label, order=0).astype(np.uint8)
-    return PreparedCase(case.case_id, image.astype(np.float32), label, transform, str(folder))
+    files = {k: str(v) for k, v in case.files.items()}
+    return PreparedCase(case.case_id, image.astype(np.float32), label, transform, str(folder), files,
+                        tuple(float(v) for v in case.spacing))
 
 
 def save_prepared(case: PreparedCase, cache_dir: Path) -> dict:
-    np.savez_compressed(cache_dir / f"{case.case_id}.npz", image=case.image.astype(np.float16), label=case.label)
-    record = {"case_id": case.case_id, "file": f"{case.case_id}.npz", "source": case.source,
-              "transform": case.transform.to_dict()}
-    (cache_dir / f"{case.case_id}.json").write_text(json.dumps(record, indent=1))
+    # Named by folder, as split.json and training.evaluate name cases (a folder may differ from its file prefix).
+    key = Path(case.source).name
+    np.savez_compressed(cache_dir / f"{key}.npz", image=case.image.astype(np.float16), label=case.label)
+    record = {"key": key, "case_id": case.case_id, "file": f"{key}.npz", "source": case.source,
+              "source_files": case.files, "source_spacing": case.spacing, "transform": case.transform.to_dict()}
+    (cache_dir / f"{key}.json").write_text(json.dumps(record, indent=1))
     return record
 
 
 def load_prepared(cache_dir: Path, record: dict) -> PreparedCase:
+    # float16 stays float16 in memory; patches are widened to float32 when cut out.
     with np.load(cache_dir / record["file"]) as z:
-        return PreparedCase(record["case_id"], z["image"].astype(np.float32), z["label"].astype(np.uint8),
-                            PreprocessTransform.from_dict(record["transform"]), record["source"])
+        return PreparedCase(record["case_id"], z["image"], z["label"].astype(np.uint8),
+                            PreprocessTransform.from_dict(record["transform"]), record["source"],
+                            record.get("source_files"), record.get("source_spacing"))
 
 
-def discover(data_dir: Path) -> tuple[str, list]:
-    """('cache', index records) for a preprocess cache, else ('raw', case folders)."""
+def discover(data_dir: Path) -> tuple[str, list, dict | None]:
+    """('cache', index records, its preprocessing) for a preprocess cache, else ('raw', case folders, None)."""
     data_dir = Path(data_dir)
     if (data_dir / CACHE_INDEX).exists():
-        return "cache", json.loads((data_dir / CACHE_INDEX).read_text())["cases"]
+        index = json.loads((data_dir / CACHE_INDEX).read_text())
+        return "cache", index["cases"], index.get("normalisation")
     if not data_dir.is_dir():
         raise BrainTumorXAIError(f"{data_dir}: data folder not found")
-    return "raw", list_cases(data_dir)
+    return "raw", list_cases(data_dir), None
 
 
 def case_key(item) -> str:
-    return item["case_id"] if isinstance(item, dict) else Path(item).name
+    if isinstance(item, dict):
+        return item.get("key", item["case_id"])
+    return Path(item).name
 
 
 def make_split(keys: list[str], fractions, seed: int) -> dict[str, list[str]]:
@@ -93,7 +104,7 @@ class CaseStore:
     def __init__(self, data_dir: Path, normalisation: dict, log=print):
         self.data_dir = Path(data_dir)
         self.normalisation = normalisation
-        self.kind, items = discover(self.data_dir)
+        self.kind, items, self.cache_normalisation = discover(self.data_dir)
         self.items = {case_key(i): i for i in items}
         self.cases: dict[str, PreparedCase] = {}
         self.bad: dict[str, str] = {}
@@ -162,7 +173,7 @@ def extract_patch(image: np.ndarray, label: np.ndarray, size: int, rng: np.rando
         centre = np.array([rng.integers(0, s) for s in shape])
     start = np.clip(centre - size // 2, 0, np.maximum(shape - size, 0))
     box = tuple(slice(int(a), int(a) + size) for a in start)
-    img, lab = image[(slice(None), *box)], label[box]
+    img, lab = image[(slice(None), *box)].astype(np.float32), label[box]
     pad = [(0, size - s) for s in lab.shape]
     if any(p[1] for p in pad):  # volume smaller than the patch: zero-pad (background)
         img = np.pad(img, [(0, 0)] + pad)

@@ -98,13 +98,18 @@ class Trainer:
         self.dist, self.device = ddp.setup(cfg.device)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
         self.log = print if (self.dist.main and not cfg.quiet) else (lambda *a, **k: None)
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.store = CaseStore(Path(cfg.data), cfg.normalisation_record(), log=self._warn)
+        self._adopt_cache_preprocessing()
         self.split = self._split(resume)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_params()).to(self.device)
+        self.memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                            else None) if self.dist.active else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -120,11 +125,27 @@ class Trainer:
         self.dataset = PatchDataset(self.store, train_keys, cfg, cfg.steps_per_epoch * cfg.batch * self.dist.world)
         self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=cfg.seed)
-        self.loader = DataLoader(self.dataset, batch_size=cfg.batch, sampler=self.sampler, num_workers=0)
+        self.loader = DataLoader(self.dataset, batch_size=cfg.batch, sampler=self.sampler, num_workers=cfg.workers,
+                                 pin_memory=self.device.type == "cuda")
 
     def _warn(self, message: str) -> None:
         if self.dist.main:
             print(message, file=sys.stderr)
+
+    def _adopt_cache_preprocessing(self) -> None:
+        """A cache was preprocessed once: train on, and record in the checkpoints, what it actually holds."""
+        norm = self.store.cache_normalisation
+        if not norm:
+            return
+        spacing = norm.get("spacing")
+        cached = {"spacing": None if spacing is None else float(spacing[0]), "normalisation": norm["method"],
+                  "crop": norm["crop"]}
+        changed = {k: v for k, v in cached.items() if getattr(self.cfg, k) != v}
+        if changed:
+            self._warn(f"{self.cfg.data}: using the cache's preprocessing "
+                       + ", ".join(f"{k}={v}" for k, v in changed.items()))
+        for key, value in cached.items():
+            setattr(self.cfg, key, value)
 
     def _split(self, resume: bool) -> dict:
         path = self.out / "split.json"
@@ -176,7 +197,8 @@ class Trainer:
         total, count = 0.0, 0
         bar = self._bar(len(self.loader), f"epoch {epoch + 1}/{self.cfg.epochs}")
         for image, label in self.loader:
-            image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
+            image = image.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            label = label.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=self.amp):
                 logits = self.net(image)

@@ -21,7 +21,7 @@ from training.losses import DiceFocalLoss
 from training.train import main as train_main
 
 TINY = ["--base-channels", "4", "--depth", "2", "--patch", "32", "--batch", "2", "--warmup-steps", "2",
-        "--val-mc-samples", "2", "--quiet", "--deterministic"]
+        "--val-mc-samples", "2", "--quiet", "--deterministic", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,15 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     generate_cases(root, 5, seed=11, shape=(48, 48, 40), spacing=4.0)
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The test machine is shared: one thread avoids OpenMP oversubscription (a 10-30x slowdown)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -154,3 +163,37 @@ def test_evaluate_and_preprocess_cache(tiny_data, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "dice_WT" in summary and "±" in summary
     assert (out / "violin_dice.png").stat().st_size > 1000 and (out / "violin_hd95.png").exists()
+
+
+def test_cache_preprocessing_wins_and_cases_keep_their_folder_names(tiny_data, tmp_path):
+    from training.preprocess import main as cache_main
+    from training.train import Trainer
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    first = sorted(data.iterdir())[0]
+    first.rename(data / "renamed_folder")  # a folder name that is not its files' prefix
+    cache = tmp_path / "cache"
+    assert cache_main(["--data", str(data), "--out", str(cache), "--spacing", "6", "--method", "minmax",
+                       "--patch", "32", "--depth", "2", "--quiet"]) == 0
+    record = json.loads((cache / "index.json").read_text())["cases"][-1]
+    assert record["key"] == "renamed_folder" and set(record["source_files"]) >= {"t1", "t1ce", "t2", "flair"}
+    cfg = TrainConfig(data=str(cache), out=str(tmp_path / "run"), patch=32, depth=2, base_channels=4, quiet=True)
+    trainer = Trainer(cfg, resume=False)  # asked for native spacing and z-score; the cache holds 6 mm min-max
+    norm = trainer.cfg.normalisation_record()
+    assert norm["spacing"] == [6.0] * 3 and norm["method"] == "minmax"
+    assert trainer.store.get("renamed_folder").image.dtype == np.float16
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["spacing"] == 6.0
+    conv = next(w for w in trainer.model.parameters() if w.dim() == 5)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_worker_processes_draw_the_same_batches(tiny_data):
+    from torch.utils.data import DataLoader
+
+    cfg = TrainConfig(patch=32, depth=2)
+    store = CaseStore(tiny_data, cfg.normalisation_record())
+    data = PatchDataset(store, store.usable(store.keys()), cfg, 4)
+    data.set_epoch(2)
+    (x0, y0), (x1, y1) = (next(iter(DataLoader(data, batch_size=4, num_workers=n))) for n in (0, 1))
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)
