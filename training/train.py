@@ -283,9 +283,27 @@ class Trainer:
         return self.history
 
 
+#: What a resumed run may change; everything else comes from the run's config.json.
+RESUME_OVERRIDES = ("data", "epochs", "device", "quiet", "workers", "threads")
+
+
+def resumed_config(cli: TrainConfig) -> TrainConfig:
+    """The run's saved recipe (a resume with different model flags would not even load), plus runtime flags."""
+    saved = Path(cli.out) / "config.json"
+    if not saved.exists():
+        raise BrainTumorXAIError(f"{saved}: nothing to resume (no config.json)")
+    cfg = TrainConfig.load(saved)
+    for name in RESUME_OVERRIDES:
+        setattr(cfg, name, getattr(cli, name))
+    cfg.out = cli.out
+    return cfg
+
+
 def main(argv=None) -> int:
     cfg, resume, stop_after = parse_args(argv)
     try:
+        if resume:
+            cfg = resumed_config(cfg)
         Trainer(cfg, resume).run(stop_after)
     except BrainTumorXAIError as exc:
         print(f"training.train: error: {exc}", file=sys.stderr)
