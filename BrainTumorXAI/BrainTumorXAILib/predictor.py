@@ -108,7 +108,7 @@ class Predictor:
         if absent:
             t0 = time.perf_counter()
             for c, cam in self._gradcam_fallback_pass(x_all, tiling, weight, absent).items():
-                result.gradcam[c] = _np(_normalise(cam))
+                result.gradcam[c] = _np(_normalise(cam, self._outside(brain_mask)))
                 result.gradcam_fallback[c] = True
             result.timings_s["gradcam"] = round(result.timings_s["gradcam"] + _elapsed(t0, self.device), 4)
         return result
@@ -163,6 +163,9 @@ class Predictor:
             blend.add(box, weight, {f"cam{c}": out.cams[c][0:1] for c in classes})
         return {c: blend.result(f"cam{c}")[0] for c in classes}
 
+    def _outside(self, brain_mask) -> torch.Tensor | None:
+        return None if brain_mask is None else ~torch.from_numpy(np.asarray(brain_mask, bool)).to(self.device)
+
     def _finish(self, blend, attention, brain_mask, n_windows, timings) -> PredictionMaps:
         det = blend.result("det") if self.run_deterministic else None
         if self.mc_samples:
@@ -174,7 +177,7 @@ class Predictor:
             probs, variance, mi = det, None, None
         probs = probs / probs.sum(dim=0, keepdim=True).clamp_min(1e-12)
         ent = entropy(probs)
-        outside = None if brain_mask is None else ~torch.from_numpy(np.asarray(brain_mask, bool)).to(self.device)
+        outside = self._outside(brain_mask)
         if outside is not None:
             probs = _force_background(probs, outside)
             det = None if det is None else _force_background(det, outside)
@@ -188,7 +191,7 @@ class Predictor:
             probabilities=_np(probs), deterministic=None if det is None else _np(det),
             variance=None if variance is None else _np(variance), entropy=_np(ent),
             mutual_information=None if mi is None else _np(mi),
-            gradcam={c: _np(_normalise(cam)) for c, cam in cams.items()},
+            gradcam={c: _np(_normalise(cam, outside)) for c, cam in cams.items()},
             gradcam_fallback={c: False for c in cams},
             gradcam_layer=None if self.gradcam_layer is None else self.gradcam_layer[0],
             attention={} if attention is None else {k: _np(attention.result(k)[0]) for k in attention.sums},
@@ -202,8 +205,16 @@ def _force_background(probs: torch.Tensor, outside: torch.Tensor) -> torch.Tenso
     return probs
 
 
-def _normalise(cam: torch.Tensor) -> torch.Tensor:
-    """One normalisation for the whole volume, after blending: [0, 1]."""
+def _normalise(cam: torch.Tensor, outside: torch.Tensor | None = None) -> torch.Tensor:
+    """One normalisation for the whole volume, after blending: [0, 1].
+
+    Outside the brain the input is zero padding; the CAM there is the network's
+    response to padding, not evidence, and it often holds most of the mass (seen
+    on the demo model), which would squash the colour scale inside the brain.
+    It is zeroed first, like the probabilities and uncertainty maps.
+    """
+    if outside is not None:
+        cam = cam.masked_fill(outside, 0.0)
     peak = cam.max()
     return cam / peak if float(peak) > 0 else torch.zeros_like(cam)
 

@@ -140,7 +140,18 @@ def test_gradcam_maps_in_unit_range_and_absent_class_falls_back():
     empty = Predictor(model, CPU, window=(32, 32, 24), mc_samples=0, gradcam_classes=(3,)).predict(
         x, brain_mask=np.zeros(x.shape[1:], bool))
     assert empty.gradcam_fallback[3] is True
-    assert empty.gradcam[3].max() == pytest.approx(1.0)
+    assert empty.gradcam[3].max() == 0.0  # no brain, nothing to explain
+
+
+def test_gradcam_is_zero_outside_the_brain_and_normalised_inside():
+    model, x = tiny_model(), volume()
+    brain = np.zeros(x.shape[1:], bool)
+    brain[4:28, 6:26, 3:20] = True
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=0, gradcam_classes=(1, 2, 3)).predict(x, brain)
+    for c in (1, 2, 3):
+        cam = maps.gradcam[c]
+        assert cam[~brain].max() == 0.0
+        assert cam[brain].max() == pytest.approx(1.0)
 
 
 def test_unknown_gradcam_layer_is_a_clear_error():
