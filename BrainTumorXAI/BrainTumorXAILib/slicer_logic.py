@@ -68,12 +68,12 @@ def terminologyEntry(className: str) -> str:
 # -- display defaults -----------------------------------------------------------------
 #: Colour node per overlay kind: the first one present in the scene wins (Slicer's file-based
 #: tables like Inferno/Viridis exist in the application; the wheel has only the built-in ones).
-OVERLAY_COLORS = {
+OVERLAY_COLORS = {  # fallbacks chosen dark/cold at 0 and bright/hot at the maximum, like the first choice
     "probability": ("Inferno", "vtkMRMLColorTableNodeIron"),
-    "variance": ("Viridis", "vtkMRMLColorTableNodeRainbow"),
-    "entropy": ("Magma", "Viridis", "vtkMRMLColorTableNodeRainbow"),
-    "mutual_information": ("Magma", "Viridis", "vtkMRMLColorTableNodeRainbow"),
-    "gradcam": ("ColdToHotRainbow", "vtkMRMLPETProceduralColorNodePET-Heat"),
+    "variance": ("Viridis", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "entropy": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "mutual_information": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "gradcam": ("ColdToHotRainbow", "vtkMRMLPETProceduralColorNodePET-Rainbow2"),
 }
 OVERLAY_TITLES = {"probability": "probability", "variance": "MC variance", "entropy": "entropy",
                   "mutual_information": "mutual information", "gradcam": "Grad-CAM"}

@@ -124,6 +124,25 @@ def test_every_output_volume_has_the_nifti_affine_and_array(loaded):
     assert var.GetDisplayNode().GetColorNodeID() != "vtkMRMLColorTableNodeGrey"
 
 
+def test_overlay_colour_tables_go_from_cold_to_hot(loaded):
+    """A high probability, uncertainty or Grad-CAM value must look hotter than a low one:
+    brighter (heat/magma-like tables) or redder instead of bluer (jet-like tables)."""
+    _, logic, _, folder, _, _ = loaded
+
+    def rgb(lut, value):
+        out = [0.0, 0.0, 0.0]
+        lut.GetColor(value, out)
+        return np.array(out)
+
+    luminance = np.array([0.2126, 0.7152, 0.0722])
+    for key, node in logic.runNodes(folder)["overlays"].items():
+        lut = node.GetDisplayNode().GetColorNode().GetLookupTable()
+        low, high = (rgb(lut, v) for v in lut.GetRange())
+        brighter = luminance @ high > luminance @ low + 0.3
+        redder = high[0] - high[2] > low[0] - low[2] + 0.5
+        assert brighter or redder, (key, low, high)
+
+
 def test_segments_terminology_colours_and_surfaces(loaded):
     scene, logic, _, folder, _, arrays = loaded
     seg = logic.runNodes(folder)["segmentation"]
