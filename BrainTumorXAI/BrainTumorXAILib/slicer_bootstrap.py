@@ -17,7 +17,9 @@ finalised after the scene and crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +38,27 @@ def _scene_key(scene) -> str:
 def logics_for(scene) -> SimpleNamespace | None:
     """The logics :func:`create_headless_scene` registered for ``scene`` (None if it did not)."""
     return _BOOTSTRAPPED.get(_scene_key(scene)) if scene is not None else None
+
+
+@contextlib.contextmanager
+def vtk_messages_collected():
+    """Keep VTK/MRML chatter (``Zip: adding ...`` per file of an ``.mrb``, benign
+    warnings) off the terminal; print it only if the block fails, where it helps."""
+    import vtk
+
+    previous_window = vtk.vtkOutputWindow.GetInstance()
+    previous_cutoff = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    collected = vtk.vtkStringOutputWindow()
+    vtk.vtkOutputWindow.SetInstance(collected)
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
+    try:
+        yield
+    except BaseException:
+        sys.stderr.write(collected.GetOutput())
+        raise
+    finally:
+        vtk.vtkOutputWindow.SetInstance(previous_window)
+        vtk.vtkLogger.SetStderrVerbosity(previous_cutoff)
 
 
 def create_headless_scene(scene=None):

@@ -35,10 +35,11 @@ def build_scene_from_results(out_dir, scene=None):
 
 def write_scene_from_results(out_dir, mrb_path) -> Path:
     """Bootstrap a scene, load the case's inputs and the results through the Logic, save ``mrb_path``."""
-    from .slicer_bootstrap import release_headless_scene
+    from .slicer_bootstrap import release_headless_scene, vtk_messages_collected
 
-    scene, logic, _ = build_scene_from_results(out_dir)
-    try:
-        return logic.saveSceneBundle(mrb_path)
-    finally:
-        release_headless_scene(scene)
+    with vtk_messages_collected():
+        scene, logic, _ = build_scene_from_results(out_dir)
+        try:
+            return logic.saveSceneBundle(mrb_path)
+        finally:
+            release_headless_scene(scene)
