@@ -203,6 +203,32 @@ def list_cases(data_dir) -> list[Path]:
     return sorted(p for p in data_dir.iterdir() if _looks_like_case(p))
 
 
+# --------------------------------------------------------------------------- one-line messages
+
+#: How many distinct values an error message lists before it says how many more there are.
+_MAX_LISTED = 8
+
+
+def _one_line(text) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
+
+
+def _format_affine(affine) -> str:
+    """A 4x4 affine on one line: rows in brackets, numbers in %g."""
+    rows = np.asarray(affine, dtype=np.float64).reshape(-1, 4)
+    return "[" + ", ".join("[" + " ".join(f"{v:g}" for v in row) + "]" for row in rows) + "]"
+
+
+def _format_values(values, limit: int = _MAX_LISTED) -> str:
+    """At most ``limit`` values in %g, then an ellipsis and how many were left out."""
+    values = list(values)
+    shown = ", ".join(f"{v:g}" for v in values[:limit])
+    if len(values) > limit:
+        shown += f", … ({len(values) - limit} more)"
+    return shown
+
+
 # --------------------------------------------------------------------------- reading volumes
 
 
@@ -228,10 +254,10 @@ def _read_nifti(path) -> tuple[np.ndarray, np.ndarray, object]:
     except MemoryError:
         raise
     except Exception as exc:  # nibabel, gzip and zlib raise many types for damaged files
-        raise CaseError(path, f"cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+        raise CaseError(path, f"cannot read as NIfTI ({type(exc).__name__}: {_one_line(exc)})") from exc
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise CaseError(path, f"singular or non-finite affine (voxel-to-world matrix):\n{affine}")
+        raise CaseError(path, f"singular or non-finite affine (voxel-to-world matrix {_format_affine(affine)})")
     bad_nan, bad_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
     if bad_nan or bad_inf:
         raise CaseError(path, f"contains {bad_nan} NaN and {bad_inf} infinite values")
@@ -254,7 +280,7 @@ def _onto_reference(path: Path, data, affine, ref_shape, ref_affine, order: int)
         return data, False
     if not grids_overlap(data.shape, affine, ref_shape, ref_affine):
         raise CaseError(path, "does not overlap the reference image in world space; cannot resample it "
-                              f"(shape {data.shape}, affine\n{affine})")
+                              f"(shape {data.shape}, affine {_format_affine(affine)})")
     out = resample_to_grid(data, affine, ref_shape, ref_affine, order=order, cval=0.0)
     if order > 0 and not out.any():
         raise CaseError(path, "nothing of this image lands on the reference grid after resampling")
@@ -266,10 +292,10 @@ def _label_convention(path: Path, values: np.ndarray, naming: str) -> str:
     unique = np.unique(values)
     convention = detect_label_convention(unique) if np.all(unique == np.round(unique)) else None
     if convention is None:
-        allowed = {0, 1, 2, 3, 4}
-        odd = [f"{v:g}" for v in unique if v not in allowed] or ["both 3 and 4"]
-        raise CaseError(path, f"label values fit no BraTS convention: unexpected {', '.join(odd)} "
-                              f"(found {', '.join(f'{v:g}' for v in unique)}; expected "
+        odd = unique[~np.isin(unique, (0, 1, 2, 3, 4))]
+        unexpected = _format_values(odd) if odd.size else "both 3 and 4"
+        raise CaseError(path, f"label values fit no BraTS convention: unexpected {unexpected} "
+                              f"(found {unique.size} distinct values: {_format_values(unique)}; expected "
                               f"{', '.join(f'{n} {set(t)}' for n, t in CONVENTIONS.items())})")
     if convention == "ambiguous":
         return "brats2023" if naming == "brats2023" else "brats2021"

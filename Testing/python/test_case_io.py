@@ -20,6 +20,18 @@ from scipy import ndimage
 ID21, ID23 = "BraTS2021_00007", "BraTS-GLI-00007-000"
 
 
+@pytest.fixture(autouse=True)
+def case_errors_are_one_line(monkeypatch):
+    """Every CaseError raised in these tests must be one line: the CLI prints it as the whole diagnosis."""
+    original = CaseError.__init__
+
+    def checked(self, path, problem):
+        original(self, path, problem)
+        assert "\n" not in str(self) and "\r" not in str(self), f"multi-line CaseError: {str(self)!r}"
+
+    monkeypatch.setattr(CaseError, "__init__", checked)
+
+
 # --------------------------------------------------------------------------- naming
 
 
@@ -150,8 +162,9 @@ def test_singular_affine(tmp_path):
     img = nib.Nifti1Image(phantom()[0]["t1"], None)
     img.header.set_sform(np.diag([1.0, 1.0, 0.0, 1.0]), code=1)  # a zero column: no 3D grid
     nib.save(img, path)
-    with pytest.raises(CaseError, match="flat.nii.gz.*affine"):
+    with pytest.raises(CaseError, match="flat.nii.gz.*affine") as err:
         load_volume(path)
+    assert "\n" not in str(err.value) and "[[1 0 0 0], [0 1 0 0], [0 0 0 0], [0 0 0 1]]" in str(err.value)
 
 
 def test_trailing_singleton_dims_are_squeezed(tmp_path):
@@ -213,8 +226,9 @@ def test_resamples_oblique_sequence(tmp_path):
 def test_no_overlap_is_an_error(tmp_path):
     far = lps_affine(origin=(900.0, 900.0, 900.0))
     folder = make_case(tmp_path, ID21, replace={"t2": (phantom()[0]["t2"], far)})
-    with pytest.raises(CaseError, match=f"{ID21}_t2.nii.gz.*overlap"):
+    with pytest.raises(CaseError, match=f"{ID21}_t2.nii.gz.*overlap") as err:
         load_case(folder)
+    assert "\n" not in str(err.value) and "900]" in str(err.value)  # the affine, on the same line
 
 
 def test_label_on_other_grid_is_resampled_nearest(tmp_path):
@@ -287,6 +301,18 @@ def test_labels_outside_conventions_rejected(tmp_path, bad, shown):
     with pytest.raises(CaseError) as err:
         load_case(folder)
     assert f"{ID21}_seg.nii.gz" in str(err.value) and shown in str(err.value)
+
+
+def test_float_image_as_label_lists_few_values(tmp_path):
+    images, _ = phantom()
+    noise = np.random.default_rng(0).normal(size=images["t1"].shape).astype(np.float32)  # ~8000 distinct values
+    folder = make_case(tmp_path, ID21, replace={"seg": (noise, None)})
+    with pytest.raises(CaseError) as err:
+        load_case(folder)
+    message = str(err.value)
+    assert f"{ID21}_seg.nii.gz" in message and "\n" not in message and len(message) < 600
+    distinct = np.unique(np.asarray(nib.load(folder / f"{ID21}_seg.nii.gz").dataobj)).size
+    assert f"… ({distinct - 8} more)" in message and f"found {distinct} distinct values" in message
 
 
 def test_empty_label_map_is_fine(tmp_path):
