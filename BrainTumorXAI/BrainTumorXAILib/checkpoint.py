@@ -9,6 +9,11 @@ can ever run::
     architecture    model.config ({'name': 'unet'|'resunet'|'attunet', constructor kwargs})
     sequences       input channel order, e.g. ['t1', 't1ce', 't2', 'flair']
     class_names     output class order
+    labels          label meaning (optional; absent in checkpoints written before it existed):
+                    {'internal': {0: 'background', 1: 'NCR', 2: 'ED', 3: 'ET'},
+                     'conventions': {'brats2021': {0: 0, 1: 1, 2: 2, 3: 4}, 'brats2023': {0: 0, ..., 3: 3}}}
+                    i.e. output index -> class name, and per BraTS convention output index -> value on
+                    disk; :func:`checkpoint_labels` gives it for old checkpoints too
     normalisation   preprocessing the network expects ({'method': 'zscore', 'window': 96, ...})
     provenance      date, code and torch versions, training data, seed, ...
     state_dict      the weights
@@ -36,7 +41,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
-from .labels import CLASS_NAMES, SEQUENCES
+from .labels import CLASS_NAMES, CONVENTIONS, SEQUENCES
 
 FORMAT = "BrainTumorXAI-checkpoint"
 FORMAT_VERSION = 1
@@ -79,6 +84,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sequences: Seq
         "architecture": _plain(config, "architecture"),
         "sequences": sequences,
         "class_names": class_names,
+        "labels": default_labels(class_names),
         "normalisation": _plain(normalisation, "normalisation"),
         "provenance": _plain(prov, "provenance"),
         "state_dict": state_dict,
@@ -89,6 +95,26 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sequences: Seq
         payload["extra"] = _plain(extra, "extra")
     _atomic_torch_save(payload, path)
     return path
+
+
+def default_labels(class_names: Sequence[str] = CLASS_NAMES) -> dict:
+    """The ``labels`` entry for a model with these output classes.
+
+    The BraTS conventions (output index -> on-disk value) are included only when
+    the classes are the project's internal ones, the only classes they describe.
+    """
+    class_names = [str(c) for c in class_names]
+    labels: dict[str, Any] = {"internal": dict(enumerate(class_names))}
+    if class_names == list(CLASS_NAMES):
+        labels["conventions"] = {name: dict(enumerate(int(v) for v in values))
+                                 for name, values in CONVENTIONS.items()}
+    return labels
+
+
+def checkpoint_labels(meta: Mapping[str, Any]) -> dict:
+    """A checkpoint's ``labels`` entry; derived from ``class_names`` for checkpoints without one."""
+    labels = meta.get("labels")
+    return dict(labels) if isinstance(labels, Mapping) else default_labels(meta["class_names"])
 
 
 def _plain(obj: Any, where: str) -> Any:
@@ -259,7 +285,26 @@ def validate_checkpoint(ckpt: Any, path: str | os.PathLike | None = None) -> Non
     if len(ckpt["class_names"]) != arch.get("num_classes", len(ckpt["class_names"])):
         raise CheckpointError(path, f"{len(ckpt['class_names'])} class names for a network with "
                                     f"{arch.get('num_classes')} outputs")
+    if "labels" in ckpt:
+        _check_labels(ckpt["labels"], list(ckpt["class_names"]), path)
     _check_state_dict(ckpt["state_dict"], arch, path)
+
+
+def _check_labels(labels: Any, class_names: list, path) -> None:
+    """The optional ``labels`` entry: index -> name matching class_names; conventions index -> int value."""
+    if not isinstance(labels, Mapping) or not isinstance(labels.get("internal"), Mapping):
+        raise CheckpointError(path, "'labels' must be a dict with an 'internal' {index: class name} dict")
+    internal = dict(labels["internal"])
+    if internal != dict(enumerate(class_names)):
+        raise CheckpointError(path, f"'labels' names classes {internal}, but class_names are {class_names}")
+    conventions = labels.get("conventions", {})
+    if not isinstance(conventions, Mapping):
+        raise CheckpointError(path, f"'labels' conventions is a {type(conventions).__name__}, not a dict")
+    for name, table in conventions.items():
+        if (not isinstance(table, Mapping) or set(table) != set(range(len(class_names)))
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in table.values())):
+            raise CheckpointError(path, f"'labels' convention {name!r} must map each of the "
+                                        f"{len(class_names)} output indices to an integer label value")
 
 
 def _build(arch: Mapping[str, Any], path, device: str | torch.device | None = None) -> nn.Module:

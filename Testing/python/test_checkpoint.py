@@ -18,7 +18,7 @@ from BrainTumorXAILib.checkpoint import (
     save_checkpoint,
 )
 from BrainTumorXAILib.errors import CheckpointError
-from BrainTumorXAILib.labels import CLASS_NAMES, SEQUENCES
+from BrainTumorXAILib.labels import CLASS_NAMES, CONVENTIONS, SEQUENCES, from_internal
 from BrainTumorXAILib.models import build_model
 
 NORMALISATION = {"method": "zscore", "crop": "brain", "spacing": [2.0, 2.0, 2.0], "window": 32, "multiple_of": 4}
@@ -192,3 +192,42 @@ def test_load_model_from_dict(good):
     bad["format"] = "nope"
     with pytest.raises(CheckpointError, match="format tag"):
         load_model(bad)
+
+
+def test_label_conventions_round_trip(tmp_path, good):
+    _, meta = load_model(good)
+    labels = meta["labels"]
+    assert labels["internal"] == {0: "background", 1: "NCR", 2: "ED", 3: "ET"}
+    assert labels["conventions"] == {"brats2021": {0: 0, 1: 1, 2: 2, 3: 4}, "brats2023": {0: 0, 1: 1, 2: 2, 3: 3}}
+    for name, table in labels["conventions"].items():  # the stored tables agree with the writer's
+        classes = np.arange(4)
+        assert [table[int(c)] for c in classes] == from_internal(classes, name).tolist() == list(CONVENTIONS[name])
+    assert torch.load(good, weights_only=True)["labels"] == labels  # plain torch reads it safely
+    assert ck.checkpoint_labels(meta) == labels
+    custom = save(tmp_path / "custom.pt", class_names=["bg", "a", "b", "c"])
+    assert load_model(custom)[1]["labels"] == {"internal": {0: "bg", 1: "a", 2: "b", 3: "c"}}  # no BraTS tables
+
+
+def test_checkpoints_without_labels_still_load(tmp_path, good):
+    old = _resave(tmp_path, good, "old.pt", lambda c: c.pop("labels"))
+    _, meta = load_model(old)
+    assert "labels" not in meta
+    assert ck.checkpoint_labels(meta) == ck.default_labels(CLASS_NAMES) == load_model(good)[1]["labels"]
+
+
+def test_shipped_demo_weights_still_load():
+    from BrainTumorXAILib.resources import demo_weights_path
+
+    path = demo_weights_path()
+    if not path.exists():
+        pytest.skip("no demo weights in this checkout")
+    _, meta = load_model(path)
+    assert ck.checkpoint_labels(meta)["internal"] == dict(enumerate(CLASS_NAMES))
+
+
+def test_inconsistent_labels_are_refused(tmp_path, good):
+    expect_error(_resave(tmp_path, good, "l1.pt", lambda c: c.update(labels=["x"])), "'labels' must be a dict")
+    expect_error(_resave(tmp_path, good, "l2.pt", lambda c: c["labels"]["internal"].update({3: "XX"})),
+                 "'labels' names classes")
+    expect_error(_resave(tmp_path, good, "l3.pt", lambda c: c["labels"]["conventions"]["brats2021"].pop(3)),
+                 "convention 'brats2021'")
