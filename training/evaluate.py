@@ -4,7 +4,9 @@ Each case goes through exactly what ``analyze`` does (preprocess, sliding
 window, MC Dropout, back onto the case grid) and is scored there with the
 project's one metrics module.  Writes to RUN_DIR/eval_<split>/: ``cases.csv``
 (one row per case), ``summary.csv`` and ``summary.md`` (mean +- standard error,
-as in the papers), and violin plots of Dice and HD95 per region.
+as in the papers), and violin plots of Dice and HD95 per region.  A case that
+cannot be evaluated (unreadable, no ground truth, degenerate images) is skipped
+with one line on stderr and listed in ``skipped.csv`` and ``summary.md``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             continue
         values = np.array([r[key] for r in rows if r[key] is not None], float)
         se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-        out.append({"metric": key, "mean": float(values.mean()), "se": se, "n": len(values)})
+        mean = float(values.mean()) if len(values) else float("nan")
+        out.append({"metric": key, "mean": mean, "se": se, "n": len(values)})
     return out
 
 
@@ -92,34 +95,59 @@ def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best
     if not cases:
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
     options = AnalysisOptions(mc_samples=mc_samples, gradcam="none")
-    rows = []
+    rows, skipped = [], []
     for folder in cases:
         t0 = time.perf_counter()
         try:
-            case = load_case(folder)
-            if case.label is None:
-                raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
-        except BrainTumorXAIError as exc:
-            print(f"skipping {folder.name}: {exc}", file=sys.stderr)
+            row = evaluate_case(folder, model, meta, dev, options)
+        except CASE_ERRORS as exc:  # one unreadable or degenerate case must not cost the whole report
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"skipping {folder.name}: {reason}", file=sys.stderr)
+            skipped.append({"case": folder.name, "reason": reason})
             continue
-        pred = predict_case(case, model, meta, dev, options)
-        metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
-        acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
-        rows.append(case_row(case.case_id, metrics, acc, time.perf_counter() - t0))
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
         if not quiet:
-            r = rows[-1]
-            print(f"{case.case_id}: Dice WT {r['dice_WT']:.3f} TC {r['dice_TC']:.3f} ET {r['dice_ET']:.3f}")
+            print(f"{row['case']}: Dice WT {row['dice_WT']:.3f} TC {row['dice_TC']:.3f} ET {row['dice_ET']:.3f}")
+    if not rows:
+        raise BrainTumorXAIError(f"{data}: all {len(skipped)} case(s) of split {split!r} were skipped "
+                                 f"(first: {skipped[0]['case']}: {skipped[0]['reason']})")
     out = out or run / f"eval_{split}"
-    write_report(rows, out, f"{run.name}: {split} split, {ckpt.name}, MC {mc_samples}")
+    write_report(rows, out, f"{run.name}: {split} split, {ckpt.name}, MC {mc_samples}", skipped)
     return rows
 
 
-def write_report(rows: list[dict], out: Path, title: str) -> None:
+#: Per-case failures that skip the case (reported, and listed in skipped.csv) instead of ending the evaluation:
+#: unreadable files, no ground truth, degenerate images (e.g. a sequence constant inside the brain: ValueError),
+#: and runtime failures of one case (e.g. running out of GPU memory on an unusually large one).
+CASE_ERRORS = (BrainTumorXAIError, ValueError, RuntimeError)
+
+
+def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions) -> dict:
+    case = load_case(folder)
+    if case.label is None:
+        raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
+    pred = predict_case(case, model, meta, dev, options)
+    metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
+    acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
+    return case_row(case.case_id, metrics, acc, 0.0)
+
+
+def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
+    skipped = skipped or []
+    markdown = _markdown(summary, title)
+    if skipped:
+        markdown += f"\nSkipped {len(skipped)} case(s):\n\n" + "".join(
+            f"- {s['case']}: {s['reason']}\n" for s in skipped)
     atomic_write_text(out / "cases.csv", _csv(rows))
     atomic_write_text(out / "summary.csv", _csv(summary))
-    atomic_write_text(out / "summary.md", _markdown(summary, title))
+    atomic_write_text(out / "summary.md", markdown)
+    if skipped:
+        atomic_write_text(out / "skipped.csv", _csv(skipped))
+    elif (out / "skipped.csv").exists():  # a stale list from an earlier evaluation into the same folder
+        (out / "skipped.csv").unlink()
     for metric, label in (("dice", "Dice"), ("hd95", "HD95 (mm)")):
         values = {r: [row[f"{metric}_{r}"] for row in rows] for r in ("WT", "TC", "ET")}
         violins(values, label, out / f"violin_{metric}.png")

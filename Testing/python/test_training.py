@@ -199,3 +199,41 @@ def test_worker_processes_draw_the_same_batches(tiny_data):
     data.set_epoch(2)
     (x0, y0), (x1, y1) = (next(iter(DataLoader(data, batch_size=4, num_workers=n))) for n in (0, 1))
     assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+def _constant_t2_inside_the_brain(case: Path) -> None:
+    """A degenerate case: load_case reads it, but z-score normalisation refuses it (ValueError)."""
+    import nibabel as nib
+
+    images = {p: np.asanyarray(nib.load(p).dataobj) for p in case.glob("*.nii.gz") if "_seg" not in p.name}
+    brain = np.any([v != 0 for v in images.values()], axis=0)
+    t2 = next(p for p in images if p.name.endswith("_t2.nii.gz"))
+    img = nib.load(t2)
+    nib.save(nib.Nifti1Image(np.where(brain, 5.0, 0.0).astype(np.float32), img.affine), t2)
+
+
+def test_evaluate_skips_a_case_that_fails_in_prediction(tiny_data, tmp_path, capsys):
+    from training.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    assert train_main(["--data", str(tiny_data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "1",
+                       *TINY]) == 0
+    good, bad = sorted(tiny_data.iterdir())[:2]
+    data = tmp_path / "data"
+    for case in (good, bad):
+        shutil.copytree(case, data / case.name)
+    _constant_t2_inside_the_brain(data / bad.name)
+    capsys.readouterr()
+    assert eval_main(["--run", str(run), "--data", str(data), "--split", "all", "--mc-samples", "0",
+                      "--quiet", "--out", str(tmp_path / "eval")]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"skipping {bad.name}: ") == 1 and "constant" in err and "Traceback" not in err
+    assert [r["case"] for r in read_csv(tmp_path / "eval" / "cases.csv")] == [good.name]
+    assert [r["case"] for r in read_csv(tmp_path / "eval" / "skipped.csv")] == [bad.name]
+    assert f"Skipped 1 case(s)" in (tmp_path / "eval" / "summary.md").read_text()
+
+    shutil.rmtree(data / good.name)  # nothing left to evaluate: one line, exit status 2, no IndexError
+    assert eval_main(["--run", str(run), "--data", str(data), "--split", "all", "--mc-samples", "0",
+                      "--quiet", "--out", str(tmp_path / "eval2")]) == 2
+    err = capsys.readouterr().err
+    assert "training.evaluate: error:" in err and "skipped" in err and len(err.strip().splitlines()) == 2
