@@ -1,5 +1,5 @@
 """Paper-style PNG panels: sequences with ground truth and prediction, probability,
-uncertainty and Grad-CAM maps over FLAIR, on axial, coronal and sagittal slices.
+uncertainty and Grad-CAM maps over FLAIR, each on axial, coronal and sagittal slices.
 
 Arrays come in the file's own axis order; they are turned to the closest RAS
 orientation (exact flips/permutations, no resampling) and drawn as Slicer's
@@ -190,41 +190,71 @@ def overview_figure(images: dict[str, np.ndarray], pred_classes: np.ndarray, aff
     return _save(fig, path)
 
 
+#: Values below this fraction of a map's maximum do not set its colour scale (see ``_top``).
+TOP_FLOOR = 0.05
+TOP_PERCENTILE = 99.0
+
+
 def _top(volume: np.ndarray, vmin: float) -> float:
-    """Robust top of a map's scale: 99.5th percentile of the values above ``vmin``."""
-    above = volume[volume > vmin]
-    return float(max(np.percentile(above, 99.5), vmin + 1e-6)) if above.size else vmin + 1.0
+    """Top of a map's colour scale: the 99th percentile of the voxels above 5 % of the map's
+    maximum (above ``vmin``).  Uncertainty maps are near zero over most of the brain; a
+    percentile of all non-zero voxels would be set by those and saturate every informative
+    voxel, while this ignores them and still lets a few extreme voxels clip."""
+    volume = np.asarray(volume)
+    peak = float(volume.max()) if volume.size else vmin
+    if not np.isfinite(peak) or peak <= vmin:
+        return vmin + 1.0
+    informative = volume[volume > vmin + TOP_FLOOR * (peak - vmin)]
+    return float(max(np.percentile(informative, TOP_PERCENTILE), vmin + 1e-6))
+
+
+def map_figures(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, paths: dict, *,
+                title: str, cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None,
+                focus: np.ndarray | None = None, slices: list[int] | None = None) -> list[Path]:
+    """:func:`map_figure` for several planes at once, ``paths`` = {plane: path}; the maps are
+    reoriented and their colour scales computed once, so the planes share each map's scale."""
+    bg, spacing = to_ras(background, affine)
+    ras_maps = {k: to_ras(v, affine)[0] for k, v in maps.items()}
+    ras_focus = to_ras(focus, affine)[0] if focus is not None else next(iter(ras_maps.values())) > vmin
+    colormap = plt.get_cmap(cmap)
+    norms = [Normalize(vmin, vmax if vmax is not None else _top(volume, vmin)) for volume in ras_maps.values()]
+    window = _window(bg)
+    written = []
+    for plane, path in paths.items():
+        chosen = slices if slices is not None else choose_slices(ras_focus, 5, plane=plane, fallback=bg != 0)
+        greys = [_grey(_slice(bg, plane, i), window) for i in chosen]
+        cells = [[_over(g, _map_rgba(_slice(volume, plane, i), colormap, norm)) for g, i in zip(greys, chosen)]
+                 for volume, norm in zip(ras_maps.values(), norms)]
+        fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane),
+                      title=f"{title}: {plane} slices ({_VIEW_NOTE[plane]})", row_titles=list(ras_maps),
+                      col_titles=[f"{plane} {i}" for i in chosen], colorbars=[(colormap, n) for n in norms])
+        written.append(_save(fig, path))
+    return written
 
 
 def map_figure(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, path, *, title: str,
                cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None, plane: str = "axial",
                slices: list[int] | None = None, focus: np.ndarray | None = None) -> Path:
     """One row per map (e.g. per class) overlaid on ``background`` (FLAIR), each with its own
-    colour bar; slices through ``focus`` (e.g. the predicted tumour) unless given."""
-    bg, spacing = to_ras(background, affine)
-    ras_maps = {k: to_ras(v, affine)[0] for k, v in maps.items()}
-    if slices is None:
-        target = to_ras(focus, affine)[0] if focus is not None else next(iter(ras_maps.values())) > vmin
-        slices = choose_slices(target, 5, plane=plane, fallback=bg != 0)
-    colormap = plt.get_cmap(cmap)
-    window = _window(bg)
-    greys = [_grey(_slice(bg, plane, i), window) for i in slices]
-    cells, colorbars = [], []
-    for volume in ras_maps.values():
-        norm = Normalize(vmin, vmax if vmax is not None else _top(volume, vmin))
-        cells.append([_over(g, _map_rgba(_slice(volume, plane, i), colormap, norm)) for g, i in zip(greys, slices)])
-        colorbars.append((colormap, norm))
-    fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane), title=title,
-                  row_titles=list(ras_maps), col_titles=[f"{plane} {i}" for i in slices], colorbars=colorbars)
-    return _save(fig, path)
+    colour bar (``vmin`` to ``vmax``, else to :func:`_top`); slices through ``focus`` (e.g. the
+    predicted tumour) unless given."""
+    return map_figures(background, maps, affine, {plane: path}, title=title, cmap=cmap, vmin=vmin, vmax=vmax,
+                       focus=focus, slices=slices)[0]
+
+
+def plane_file_name(name: str, plane: str) -> str:
+    """``name`` for the axial plane (the historical file names), ``<stem>_<plane>.png`` otherwise."""
+    return name if plane == "axial" else f"{Path(name).stem}_{plane}{Path(name).suffix}"
 
 
 def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes: np.ndarray,
                       prob_maps: dict[str, np.ndarray], variance_maps: dict[str, np.ndarray],
                       gradcam_maps: dict[str, np.ndarray], affine: np.ndarray,
                       gt_classes: np.ndarray | None = None) -> list[Path]:
-    """overview_{axial,coronal,sagittal}.png, probabilities.png, uncertainty.png (variance per
-    class, plus entropy when ``variance_maps`` has it) and gradcam.png, each when it has data."""
+    """overview_{axial,coronal,sagittal}.png, then probabilities, uncertainty (variance per class,
+    plus entropy when ``variance_maps`` has it) and gradcam, each when it has data and each on
+    the three planes: ``probabilities.png`` (axial), ``probabilities_coronal.png``,
+    ``probabilities_sagittal.png``, and likewise for the others."""
     out_dir = Path(out_dir)
     flair = case_images.get("flair", next(iter(case_images.values())))
     tumour = np.asarray(pred_classes) > 0
@@ -236,6 +266,6 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
               ("gradcam.png", gradcam_maps, "Grad-CAM 3D per class", "jet", 1.0))
     for name, maps, title, cmap, vmax in panels:
         if maps:
-            paths.append(map_figure(flair, maps, affine, out_dir / name, title=title, cmap=cmap, vmax=vmax,
-                                    focus=tumour))
+            paths += map_figures(flair, maps, affine, {p: out_dir / plane_file_name(name, p) for p in PLANES},
+                                 title=title, cmap=cmap, vmax=vmax, focus=tumour)
     return paths

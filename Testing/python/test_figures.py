@@ -50,12 +50,18 @@ def test_all_figures_written_as_valid_png(tmp_path):
     probs = {c: (classes == i + 1).astype(float) for i, c in enumerate(("NCR", "ED", "ET"))}
     variance = {"ET": probs["ET"] * 0.2, "entropy": probs["ED"]}
     paths = write_all_figures(tmp_path, images, classes, probs, variance, {"ET": probs["ET"]}, LPS, gt_classes=classes)
-    assert [p.name for p in paths] == ["overview_axial.png", "overview_coronal.png", "overview_sagittal.png",
-                                       "probabilities.png", "uncertainty.png", "gradcam.png"]
+    maps = [f"{name}{suffix}.png" for name in ("probabilities", "uncertainty", "gradcam")
+            for suffix in ("", "_coronal", "_sagittal")]  # axial keeps the plain name
+    assert [p.name for p in paths] == ["overview_axial.png", "overview_coronal.png", "overview_sagittal.png", *maps]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
     for path in paths:
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         height, width = mpimg.imread(path).shape[:2]
         assert 300 < height < 3000 and 600 < width < 3000
+    for name in ("probabilities", "uncertainty", "gradcam"):  # each plane draws its own slices
+        axial, coronal, sagittal = (mpimg.imread(tmp_path / f"{name}{s}.png") for s in ("", "_coronal", "_sagittal"))
+        assert axial.shape != coronal.shape or not np.array_equal(axial, coronal)
+        assert coronal.shape != sagittal.shape or not np.array_equal(coronal, sagittal)
     assert [p.name for p in write_all_figures(tmp_path / "bare", images, classes, {}, {}, {}, LPS)] == \
         ["overview_axial.png", "overview_coronal.png", "overview_sagittal.png"]
 
@@ -126,3 +132,42 @@ def test_choose_slices_spread_over_the_tumour_else_the_brain():
     assert min(fallback) > 5 and max(fallback) < 38
     tiny = choose_slices(np.zeros((4, 4, 4)), 5)  # nothing anywhere: the whole volume, deduplicated
     assert 0 < len(tiny) <= 4 and set(tiny) <= {0, 1, 2, 3}
+
+
+def small_hot_spot_map(shape=(40, 44, 30)):
+    """Uncertainty-like map: tiny values over the whole brain, 48 voxels (0.2 % of it) up to 0.2."""
+    images, classes = toy_case(shape)
+    rng = np.random.default_rng(1)
+    brain = images["flair"] > 0
+    volume = np.where(brain, rng.uniform(1e-6, 1e-3, shape), 0.0)
+    volume[18:22, 20:24, 13:16] = rng.uniform(0.1, 0.2, (4, 4, 3))
+    return images, classes, volume
+
+
+def test_colour_scale_top_shows_the_informative_voxels():
+    _, _, volume = small_hot_spot_map()
+    top = figures._top(volume, 0.0)
+    assert 0.5 * volume.max() <= top <= volume.max()
+    assert figures._top(np.zeros((4, 4, 4)), 0.0) == 1.0  # an empty map still gets a scale
+    one = np.zeros((4, 4, 4))
+    one[1, 1, 1] = 0.3
+    assert figures._top(one, 0.0) == pytest.approx(0.3)
+
+
+def test_uncertainty_colour_bars_reach_the_hot_spot(tmp_path, monkeypatch):
+    images, classes, volume = small_hot_spot_map()
+    bars = []
+    draw = figures._figure
+
+    def spy(*args, **kwargs):
+        bars.append(kwargs.get("colorbars"))
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "_figure", spy)
+    write_all_figures(tmp_path, images, classes, {}, {"NCR": volume, "entropy": volume * 5}, {}, LPS)
+    map_bars = [b for b in bars if b]
+    assert len(map_bars) == len(figures.PLANES)  # one uncertainty figure per plane, sharing the scales
+    for row in map_bars:
+        (_, ncr), (_, entropy) = row
+        assert ncr.vmin == 0.0 and ncr.vmax >= 0.5 * volume.max()
+        assert entropy.vmax >= 0.5 * 5 * volume.max()
