@@ -60,6 +60,8 @@ class TrainConfig:
     val_mc_samples: int = 4
     seed: int = 0
     device: str = "auto"
+    # torchrun: how long a rank waits at a collective for the others (PyTorch's NCCL default is 10 min)
+    ddp_timeout_min: float = 120.0
     deterministic: bool = False
     quiet: bool = False
     extra: dict = field(default_factory=dict)

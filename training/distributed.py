@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -24,8 +25,13 @@ class Dist:
         return self.world > 1
 
 
-def setup(device_name: str) -> tuple[Dist, torch.device]:
-    """Reads torchrun's environment; NCCL on CUDA, Gloo on CPU."""
+def setup(device_name: str, timeout_min: float = 120.0) -> tuple[Dist, torch.device]:
+    """Reads torchrun's environment; NCCL on CUDA, Gloo on CPU.
+
+    ``timeout_min`` bounds how long a collective (a barrier, an all-reduce) waits for the slowest rank.
+    PyTorch's default (10 min for NCCL) is shorter than rank 0's checkpoint and log writing plus an uneven
+    share of whole-case validation can take on large BraTS cases, so the default here is 2 hours.
+    """
     from BrainTumorXAILib.runtime import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -36,7 +42,7 @@ def setup(device_name: str) -> tuple[Dist, torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_min))
     return Dist(rank, world, local_rank), device
 
 
@@ -46,6 +52,15 @@ def mean_over_ranks(value: float, d: Dist, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / d.world
+
+
+def gather_objects(obj, d: Dist) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single process."""
+    if not d.active:
+        return [obj]
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(d: Dist) -> None:

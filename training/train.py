@@ -95,7 +95,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool):
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.dist, self.device = ddp.setup(cfg.device)
+        self.dist, self.device = ddp.setup(cfg.device, cfg.ddp_timeout_min)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if cfg.threads > 0:
@@ -221,13 +221,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Whole validation cases on the network grid: loss, Dice/IoU per region, MC accuracy."""
+        """Whole validation cases on the network grid: loss, Dice/IoU per region, MC accuracy.
+
+        Under torchrun every rank takes every world-th case (the predictor is seeded, so a case's
+        numbers do not depend on the rank); the rows are gathered and averaged in case order,
+        exactly as in a single process.
+        """
         self.model.eval()
         keys = self.store.usable(self.split["val"]) or self.store.usable(self.split["train"])[:1]
+        mine = list(range(self.dist.rank, len(keys), self.dist.world))
         rows = []
         predictor = Predictor(self.model, self.device, window=(self.cfg.patch,) * 3,
                               mc_samples=self.cfg.val_mc_samples, keep_deterministic=True, seed=self.cfg.seed)
-        for key in keys:
+        for key in (keys[i] for i in mine):
             case = self.store.get(key)
             maps = predictor.predict(case.image)
             label = torch.from_numpy(case.label.astype(np.int64))[None]
@@ -239,6 +245,9 @@ class Trainer:
                 row[f"dice_{region}"], row[f"iou_{region}"] = m["dice"], m["iou"]
             row["mc_accuracy"] = mc_accuracy(maps.probabilities, case.label, mask=case.image[0] != 0)
             rows.append(row)
+        if self.dist.active:
+            by_index = {i: r for part in ddp.gather_objects(list(zip(mine, rows)), self.dist) for i, r in part}
+            rows = [by_index[i] for i in sorted(by_index)]
         return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
     def _bar(self, total: int, desc: str):
@@ -264,8 +273,8 @@ class Trainer:
             for epoch in range(self.start_epoch, last):
                 t0 = time.perf_counter()
                 train_loss = self.train_epoch(epoch)
+                val = self.validate()  # every rank validates its share of the cases
                 if self.dist.main:
-                    val = self.validate()
                     row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                            "val_loss": val["loss"], **{f"val_{k}": v for k, v in val.items() if k != "loss"},
                            "epoch_time_s": time.perf_counter() - t0}
@@ -284,7 +293,7 @@ class Trainer:
 
 
 #: What a resumed run may change; everything else comes from the run's config.json.
-RESUME_OVERRIDES = ("data", "epochs", "device", "quiet", "workers", "threads")
+RESUME_OVERRIDES = ("data", "epochs", "device", "quiet", "workers", "threads", "ddp_timeout_min")
 
 
 def resumed_config(cli: TrainConfig) -> TrainConfig:

@@ -136,13 +136,26 @@ def test_patches_are_reproducible_per_epoch_and_index(tiny_data):
 def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     run = tmp_path / "ddp"
+    run.mkdir()
+    names = sorted(p.name for p in tiny_data.iterdir())  # two validation cases: one per rank
+    (run / "split.json").write_text(json.dumps({"train": names[:3], "val": names[3:], "test": []}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.train", "--data",
                            str(tiny_data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
-                           "--device", "cpu", *TINY], capture_output=True, text=True, timeout=300, env=env)
+                           "--device", "cpu", "--ddp-timeout-min", "30", *TINY], capture_output=True, text=True,
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(read_csv(run / "metrics.csv")) == 1 and (run / "last.pt").exists()
+    rows = read_csv(run / "metrics.csv")
+    assert len(rows) == 1 and (run / "last.pt").exists()
     assert load_checkpoint(run / "last.pt")["provenance"]["world_size"] == 2
+    # Validation was shared between the ranks and gathered: the same numbers as one process on those weights.
+    from training.train import Trainer
+
+    cfg = TrainConfig(data=str(tiny_data), out=str(run), epochs=1, device="cpu", quiet=True, threads=1,
+                      base_channels=4, depth=2, patch=32, val_mc_samples=2)
+    val = Trainer(cfg, resume=True).validate()
+    for key in ("loss", "dice_WT", "mc_accuracy"):
+        assert float(rows[0][f"val_{key}"]) == pytest.approx(val[key], rel=1e-5, abs=1e-7), key
 
 
 def test_evaluate_and_preprocess_cache(tiny_data, tmp_path):
@@ -237,3 +250,21 @@ def test_evaluate_skips_a_case_that_fails_in_prediction(tiny_data, tmp_path, cap
                       "--quiet", "--out", str(tmp_path / "eval2")]) == 2
     err = capsys.readouterr().err
     assert "training.evaluate: error:" in err and "skipped" in err and len(err.strip().splitlines()) == 2
+
+
+def test_process_group_gets_a_generous_timeout(monkeypatch):
+    """Rank 0 writes checkpoints and logs while the others wait: PyTorch's 10 min NCCL default is too short."""
+    from datetime import timedelta
+
+    import training.distributed as ddp
+
+    seen = {}
+    monkeypatch.setattr(ddp.dist, "init_process_group", lambda backend, **kw: seen.update(backend=backend, **kw))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    d, device = ddp.setup("cpu")
+    assert (d.rank, d.world, device.type) == (1, 2, "cpu")
+    assert seen == {"backend": "gloo", "timeout": timedelta(hours=2)}
+    ddp.setup("cpu", timeout_min=30)
+    assert seen["timeout"] == timedelta(minutes=30)
+    assert TrainConfig().ddp_timeout_min == 120
