@@ -121,6 +121,8 @@ class Trainer:
         self.start_epoch, self.step, self.best, self.history = 0, 0, math.inf, []
         if resume:
             self._resume()
+            if self.dist.main:  # a run killed after last.pt but before its logs: rewrite them from the history
+                self._write_logs()
         train_keys = self.store.usable(self.split["train"])
         self.dataset = PatchDataset(self.store, train_keys, cfg, cfg.steps_per_epoch * cfg.batch * self.dist.world)
         self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world, rank=self.dist.rank,
@@ -185,9 +187,12 @@ class Trainer:
                       "world_size": self.dist.world, "device": str(self.device)}
         common = dict(sequences=SEQUENCES, class_names=CLASS_NAMES, normalisation=self.cfg.normalisation_record(),
                       provenance=provenance)
-        save_checkpoint(self.out / "last.pt", self.model, training_state=training_state, **common)
+        # best.pt first: a run killed between the two writes resumes from the previous last.pt and redoes
+        # this epoch (rewriting best.pt); the other order would leave a last.pt whose best_val_loss
+        # records a best.pt that was never written.
         if is_best:
             save_checkpoint(self.out / "best.pt", self.model, **common)
+        save_checkpoint(self.out / "last.pt", self.model, training_state=training_state, **common)
 
     # -- loops ------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:

@@ -268,3 +268,24 @@ def test_process_group_gets_a_generous_timeout(monkeypatch):
     ddp.setup("cpu", timeout_min=30)
     assert seen["timeout"] == timedelta(minutes=30)
     assert TrainConfig().ddp_timeout_min == 120
+
+
+def test_best_is_written_before_last_and_resume_rewrites_the_logs(tiny_data, tmp_path, monkeypatch):
+    import training.train as train_module
+
+    written = []
+    save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, *a, **k: (written.append(path.name),
+                                                                                save(path, *a, **k)))
+    run = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "1", *TINY]
+    assert train_main(args) == 0
+    assert written == ["best.pt", "last.pt"]  # the first epoch is always the best so far
+    # Killed after last.pt but before the logs of the final epoch: a resume runs no epoch, yet rewrites them.
+    rows = read_csv(run / "metrics.csv")
+    (run / "metrics.csv").write_text("epoch\n")
+    (run / "plots" / "loss.png").unlink()
+    assert train_main(["--data", str(tiny_data), "--out", str(run), "--resume", "--epochs", "1", "--quiet",
+                       "--threads", "1"]) == 0
+    assert read_csv(run / "metrics.csv") == rows and (run / "plots" / "loss.png").exists()
+    assert written == ["best.pt", "last.pt"]
