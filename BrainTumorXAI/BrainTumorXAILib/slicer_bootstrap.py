@@ -3,7 +3,7 @@
 Inside 3D Slicer the application creates the scene and the module logics; the
 wheel has no application, so :func:`create_headless_scene` does the same
 wiring by hand (the way qSlicerCoreApplication and trame-slicer do):
-application logic, colour logic with the default colour nodes, Volumes,
+application logic, colour logic with the default colour nodes (and colour legends), Volumes,
 Segmentations (registering it also registers the labelmap <-> closed surface
 converter rules), Subject Hierarchy, Models, Tables, and the remote/data I/O
 logics so storage nodes and ``.mrb`` bundles work.
@@ -87,6 +87,9 @@ def create_headless_scene(scene=None):
     colors.SetMRMLScene(scene)
     if scene.GetNodeByID("vtkMRMLColorTableNodeGrey") is None:
         colors.AddDefaultColorNodes()
+    # The Colors module registers its legend node in Slicer; the wheel's bare colour logic does not.
+    if not scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):
+        scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
     app.SetSliceLogics(vtk.vtkCollection())
     app.SetViewLogics(vtk.vtkCollection())
 

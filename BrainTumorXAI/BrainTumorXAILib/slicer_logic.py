@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,7 @@ ATTR_CLASS = "BrainTumorXAI.Class"
 ATTR_SEQUENCE = "BrainTumorXAI.Sequence"
 ATTR_OUTPUT = "BrainTumorXAI.OutputFolder"
 RUN_FOLDER_PREFIX = "BrainTumorXAI"
+SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 
 
 # -- NIfTI <-> node -------------------------------------------------------------------
@@ -182,9 +184,12 @@ class AnalysisProcess:
 
     A reader thread turns stdout lines starting with "{" into progress dicts
     ({"stage", "fraction", "message"}); :meth:`poll` hands them over (call it
-    from a GUI timer).  :meth:`cancel` interrupts the whole process group
-    (SIGINT first so the CLI removes its staging folder, then SIGKILL) and
-    deletes ``cleanupPaths``, so a cancelled run leaves nothing behind.
+    from a GUI timer).  :meth:`cancel` never blocks by default: it sends SIGINT
+    to the whole process group (so the CLI removes its staging folder) and
+    returns; later :meth:`poll` calls escalate to SIGKILL once ``grace`` seconds
+    have passed, and when the process has exited they kill any stragglers of its
+    group and delete ``cleanupPaths``, so a cancelled run leaves nothing behind.
+    ``cancel(wait=True)`` does all of that before returning (shutdown, scripts).
     """
 
     def __init__(self, argv: list[str], env: dict | None = None, cleanupPaths=()):
@@ -193,6 +198,9 @@ class AnalysisProcess:
         self._queue: queue.Queue = queue.Queue()
         self._log: list[str] = []
         self.cancelled = False
+        self._killDeadline: float | None = None  # time.monotonic() after which a cancelled run is killed
+        self._killed = False
+        self._finished = False
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
@@ -216,7 +224,11 @@ class AnalysisProcess:
         self.process.stdout.close()
 
     def poll(self) -> tuple[list[dict], int | None]:
-        """(new progress dicts, return code or None while running)."""
+        """(new progress dicts, return code or None while running).
+
+        After :meth:`cancel` this also kills the process group once the grace period is
+        over, and cleans up (stragglers, ``cleanupPaths``) as soon as the process has exited.
+        """
         items = []
         while True:
             try:
@@ -224,11 +236,24 @@ class AnalysisProcess:
             except queue.Empty:
                 break
         code = self.process.poll()
+        if code is None and self.cancelled and not self._killed and self._killDeadline is not None \
+                and time.monotonic() >= self._killDeadline:
+            self._kill()
+            try:
+                code = self.process.wait(0.5)  # SIGKILL takes effect at once; reap it now if we can
+            except subprocess.TimeoutExpired:
+                code = None
         if code is not None:
             self._reader.join(timeout=5)
             while not self._queue.empty():
                 items.append(self._queue.get_nowait())
+            if self.cancelled:
+                self._finish()
         return items, code
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
 
     @property
     def log(self) -> str:
@@ -238,24 +263,48 @@ class AnalysisProcess:
     def wait(self, timeout: float | None = None) -> int:
         code = self.process.wait(timeout)
         self._reader.join(timeout=5)
+        if self.cancelled:
+            self._finish()
         return code
 
-    def cancel(self, grace: float = 5.0) -> None:
-        self.cancelled = True
-        if self.process.poll() is None:
+    def cancel(self, grace: float = 5.0, wait: bool = False) -> None:
+        """Interrupt the run: SIGINT to its process group now, SIGKILL from :meth:`poll` after ``grace`` s.
+
+        Returns at once unless ``wait``; then it blocks until the process is gone and cleaned up.
+        """
+        if not self.cancelled:
+            self.cancelled = True
+            self._killDeadline = time.monotonic() + max(0.0, float(grace))
+            if self.process.poll() is None:
+                self._signal(None)
+        if wait:
             try:
-                if os.name == "nt":
-                    subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True)
-                else:
-                    os.killpg(self.process.pid, signal.SIGINT)
-                    try:
-                        self.process.wait(grace)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
-        self._reader.join(timeout=5)
+                self.process.wait(max(0.0, self._killDeadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self.process.wait()
+            self.wait()
+
+    def _signal(self, sig) -> None:
+        try:
+            if os.name == "nt":  # no process-group SIGINT on Windows: end the tree at once
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True)
+            else:
+                os.killpg(self.process.pid, signal.SIGINT if sig is None else sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
+
+    def _kill(self) -> None:
+        self._killed = True
+        self._signal(signal.SIGKILL if os.name != "nt" else None)
+
+    def _finish(self) -> None:
+        """After a cancelled run exited: end what is left of its process group, delete ``cleanupPaths``."""
+        if self._finished:
+            return
+        self._finished = True
+        if os.name != "nt":
+            self._signal(signal.SIGKILL)  # children that outlived the interrupted CLI
         for path in self.cleanupPaths:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -303,7 +352,28 @@ class BrainTumorXAILogic(_LogicBase):
         classes = to_internal(data.astype(np.int64), convention)
         node = self._segmentationFromClasses(classes, affine, f"{caseId} ground truth")
         node.SetAttribute(ATTR_KIND, "ground_truth")
+        self.styleGroundTruth(node)
         return node
+
+    @staticmethod
+    def styleGroundTruth(node) -> None:
+        """Reference segmentation out of the prediction's way: outline only in the slice views
+        (the prediction is filled in the same class colours), hidden in 3D until asked for."""
+        display = node.GetDisplayNode()
+        if display is None:
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+        display.SetVisibility(True)
+        display.SetVisibility2DFill(False)
+        display.SetVisibility2DOutline(True)
+        display.SetVisibility3D(False)
+        display.SetSliceIntersectionThickness(2)
+
+    def groundTruthNodes(self) -> list:
+        """Segmentations loaded as ground truth (loadCase) in the scene."""
+        nodes = self.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+        return [n for n in found if n.GetAttribute(ATTR_KIND) == "ground_truth"]
 
     @staticmethod
     def findSequenceVolumes(scene) -> dict:
@@ -338,6 +408,76 @@ class BrainTumorXAILogic(_LogicBase):
                     taken.add(v.GetID())
                     break
         return {seq: found[seq] for seq in SEQUENCES if seq in found}
+
+    @staticmethod
+    def inputProblem(volumes: dict, groundTruth=None) -> str:
+        """Why these inputs cannot be analysed ('' when they can); the Apply button's tooltip.
+
+        ``volumes`` is {sequence: volume node or None}.  Checks what the analysis process would
+        reject: missing or repeated inputs, volumes without 3D image data or with a single value,
+        transformed volumes (the export writes voxels and IJKToRAS only), sequences whose grid does
+        not overlap the T1ce grid in space (other grids are resampled), and a ground truth without
+        NCR/ED/ET segments or with values outside the BraTS labels.
+        """
+        from .grid import grids_overlap
+
+        titles = SEQUENCE_TITLES
+        missing = [titles[s] for s in SEQUENCES if volumes.get(s) is None]
+        if missing:
+            return f"Select the input volume(s): {', '.join(missing)}"
+        if len({volumes[s].GetID() for s in SEQUENCES}) < len(SEQUENCES):
+            return "The four inputs must be four different volumes"
+        grids = {}
+        for seq in SEQUENCES:
+            node = volumes[seq]
+            image = node.GetImageData()
+            if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+                return f"{titles[seq]} ({node.GetName()}) has no image data"
+            dims = tuple(image.GetDimensions())
+            if min(dims) < 2:
+                return f"{titles[seq]} ({node.GetName()}) is not a 3D volume (dimensions {dims[0]}x{dims[1]}x{dims[2]})"
+            if image.GetNumberOfScalarComponents() != 1:
+                return f"{titles[seq]} ({node.GetName()}) has {image.GetNumberOfScalarComponents()} components; expected a scalar volume"
+            lo, hi = image.GetScalarRange()
+            if lo == hi:
+                return f"{titles[seq]} ({node.GetName()}) is empty: every voxel is {lo:g}"
+            if node.GetParentTransformNode() is not None:
+                return f"{titles[seq]} ({node.GetName()}) is transformed: harden or remove the transform first"
+            m = vtk.vtkMatrix4x4()
+            node.GetIJKToRASMatrix(m)
+            grids[seq] = (dims, arrayFromVtkMatrix(m))
+        refShape, refAffine = grids["t1ce"]
+        for seq in SEQUENCES:
+            shape, affine = grids[seq]
+            if seq != "t1ce" and not grids_overlap(shape, affine, refShape, refAffine):
+                return (f"{titles[seq]} ({volumes[seq].GetName()}) does not overlap the T1ce volume in space "
+                        f"(dimensions {shape[0]}x{shape[1]}x{shape[2]} vs {refShape[0]}x{refShape[1]}x{refShape[2]}); "
+                        "it cannot be resampled onto the T1ce grid")
+        if groundTruth is None:
+            return ""
+        name = groundTruth.GetName()
+        if groundTruth.IsA("vtkMRMLSegmentationNode"):
+            segmentation = groundTruth.GetSegmentation()
+            absent = [c for c in TUMOUR_CLASSES if not segmentation.GetSegmentIdBySegmentName(c)]
+            if absent:
+                return (f"Ground truth {name} has no segment named {', '.join(absent)} "
+                        f"(needs segments {', '.join(TUMOUR_CLASSES)})")
+            return ""
+        if groundTruth.IsA("vtkMRMLScalarVolumeNode"):
+            image = groundTruth.GetImageData()
+            if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+                return f"Ground truth {name} has no image data"
+            lo, hi = image.GetScalarRange()
+            if lo < 0 or hi > 4:
+                return f"Ground truth {name} has label values {lo:g}..{hi:g}; expected BraTS labels 0-4"
+            if groundTruth.GetParentTransformNode() is not None:
+                return f"Ground truth {name} is transformed: harden or remove the transform first"
+            m = vtk.vtkMatrix4x4()
+            groundTruth.GetIJKToRASMatrix(m)
+            if not grids_overlap(tuple(image.GetDimensions()), arrayFromVtkMatrix(m), refShape, refAffine):
+                return f"Ground truth {name} does not overlap the T1ce volume in space"
+            return ""
+        return f"Ground truth {name} is neither a segmentation nor a label map"
 
     def exportInputs(self, volumes: dict, folder, caseId: str = "BrainTumorXAI", groundTruth=None) -> Path:
         """Write the selected nodes as a BraTS 2021-named NIfTI case folder for the background process."""
@@ -691,14 +831,54 @@ class BrainTumorXAILogic(_LogicBase):
                 result[kind] = node
         return result
 
-    def setOverlay(self, volumeNode, opacity: float = 0.5, backgroundNode=None) -> None:
-        """Show ``volumeNode`` (or nothing) as the foreground layer of every slice view."""
+    def setOverlay(self, volumeNode, opacity: float = 0.5, backgroundNode=None, colorLegend: bool = False) -> None:
+        """Show ``volumeNode`` (or nothing) as the foreground layer of every slice view.
+
+        With ``colorLegend`` the overlay gets a colour legend (title and value range of its
+        colour table); the legends of all other BrainTumorXAI overlays are hidden either way.
+        """
         for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
             composite = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
             if backgroundNode is not None:
                 composite.SetBackgroundVolumeID(backgroundNode.GetID())
             composite.SetForegroundVolumeID(volumeNode.GetID() if volumeNode is not None else None)
             composite.SetForegroundOpacity(float(opacity))
+        for node in self._overlayNodes():
+            if node is volumeNode:
+                continue
+            legend = self.colorLegend(node, create=False)
+            if legend is not None:
+                legend.SetVisibility(False)
+        if volumeNode is not None:
+            legend = self.colorLegend(volumeNode, create=colorLegend)
+            if legend is not None:
+                legend.SetVisibility(bool(colorLegend))
+
+    def _overlayNodes(self) -> list:
+        volumes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        found = [volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())]
+        return [n for n in found if n.GetAttribute(ATTR_KIND) in OVERLAY_TITLES]
+
+    def colorLegend(self, volumeNode, create: bool = True):
+        """The colour legend display node of an overlay volume (made on first use when ``create``), or None."""
+        colorLogic = slicer.vtkSlicerColorLogic
+        legend = colorLogic.GetColorLegendDisplayNode(volumeNode)
+        if legend is not None or not create or volumeNode.GetDisplayNode() is None:
+            return legend
+        if not self.scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):
+            self.scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())  # bare scenes (slicer-core wheel)
+        legend = colorLogic.AddDefaultColorLegendDisplayNode(volumeNode)
+        if legend is None:
+            return None
+        kind = volumeNode.GetAttribute(ATTR_KIND)
+        className = volumeNode.GetAttribute(ATTR_CLASS)
+        title = OVERLAY_TITLES.get(kind, volumeNode.GetName()) + (f" {className}" if className else "")
+        legend.SetName(f"{volumeNode.GetName()} legend")
+        legend.SetTitleText(title)
+        # Probabilities and Grad-CAM run 0..1; variance, entropy and MI can be small numbers.
+        legend.SetLabelFormat("%.1f" if kind in ("probability", "gradcam") else "%.3g")
+        legend.SetUseColorNamesForLabels(False)
+        return legend
 
     def showOnly(self, preset: str, folderItem: int | None = None) -> None:
         """View presets: 'tumour' (all segments, no brain), 'NCR'/'ED'/'ET' (one segment), 'WT'/'TC'
@@ -717,6 +897,10 @@ class BrainTumorXAILogic(_LogicBase):
         brain = nodes.get("brain")
         if brain is not None:
             brain.GetDisplayNode().SetVisibility(key == "all")
+        # A preset shows the prediction: ground-truth surfaces (same colours) would hide or mimic it.
+        for groundTruth in self.groundTruthNodes():
+            if groundTruth.GetDisplayNode() is not None:
+                groundTruth.GetDisplayNode().SetVisibility3D(False)
 
     def saveSceneBundle(self, path) -> Path:
         """Write the whole scene as a Slicer data bundle (.mrb)."""

@@ -6,9 +6,35 @@ from pathlib import Path
 
 from .errors import BrainTumorXAIError
 
+#: The slice views of Slicer's standard layouts (their composite nodes are singletons tagged so).
+SLICE_VIEWS = ("Red", "Yellow", "Green")
+
+
+def ensure_slice_views(scene) -> list:
+    """The composite nodes of the standard slice views (Red, Yellow, Green), added where missing.
+
+    Inside Slicer the layout creates them; a headless scene has none.  Saved in a bundle they
+    say which volumes each view shows: when Slicer opens the bundle it updates its own
+    singleton composite nodes of the same tag from the file.
+    """
+    import slicer
+
+    composites = []
+    for name in SLICE_VIEWS:
+        node = scene.GetSingletonNode(name, "vtkMRMLSliceCompositeNode")
+        if node is None:
+            node = slicer.vtkMRMLSliceCompositeNode()
+            node.SetLayoutName(name)
+            node.SetSingletonTag(name)
+            node = scene.AddNode(node)
+        composites.append(node)
+    return composites
+
 
 def build_scene_from_results(out_dir, scene=None):
-    """(scene, logic, run folder item): a headless scene with the case inputs and the results loaded."""
+    """(scene, logic, run folder item): a headless scene with the case inputs and the results loaded,
+    FLAIR (else the first input found) as the background of the standard slice views."""
+    from .labels import SEQUENCES
     from .slicer_bootstrap import create_headless_scene
     from .slicer_logic import BrainTumorXAILogic
 
@@ -16,20 +42,21 @@ def build_scene_from_results(out_dir, scene=None):
     logic = BrainTumorXAILogic(scene)
     summary = logic.readSummary(out_dir)
     case = summary["case"]
-    background = None
-    for seq, file in (case.get("files") or {}).items():
-        if seq == "seg":
-            continue
-        path = Path(file)
+    files = case.get("files") or {}
+    inputs = {}
+    for seq in [s for s in SEQUENCES if s in files] + [s for s in files if s not in SEQUENCES and s != "seg"]:
+        path = Path(files[seq])
         if not path.is_file():
             raise BrainTumorXAIError(f"{path}: input volume listed in {Path(out_dir) / 'summary.json'} not found")
-        node = logic.loadSequenceVolume(path, seq, case.get("id", "case"))
-        if seq == "flair" or background is None:
-            background = node
+        inputs[seq] = logic.loadSequenceVolume(path, seq, case.get("id", "case"))
     folder = logic.loadResults(out_dir)
-    if background is not None:
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
-            scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode").SetBackgroundVolumeID(background.GetID())
+    background = inputs.get("flair")
+    if background is None:
+        background = next(iter(inputs.values()), None)
+    if background is None:  # no inputs listed: the label map at least gives the views a geometry
+        background = logic.runNodes(folder).get("labelmap")
+    ensure_slice_views(scene)
+    logic.setOverlay(None, 0.5, backgroundNode=background)
     return scene, logic, folder
 
 

@@ -71,6 +71,38 @@ def _assert_same_world_volume(copy, node) -> None:
     np.testing.assert_array_equal(b.reshape(-1), a[src[0], src[1], src[2]])
 
 
+def _assert_segmentation_on_grid(seg_node, classes, affine) -> None:
+    """Each segment's voxels sit exactly on the ``affine`` grid and match ``classes`` there
+    (compared through the index map: readers may flip a left-handed grid or crop the extent)."""
+    from vtk.util import numpy_support
+
+    segmentation = seg_node.GetSegmentation()
+    for index, name in enumerate(TUMOUR_CLASSES, start=1):
+        segment_id = segmentation.GetSegmentIdBySegmentName(name)
+        assert segment_id, name
+        image = seg_node.GetBinaryLabelmapInternalRepresentation(segment_id)
+        m = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(m)
+        t = np.linalg.inv(affine) @ np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        np.testing.assert_allclose(t, np.round(t), atol=1e-4, err_msg=f"{name}: not on the reference grid")
+        t = np.round(t).astype(int)
+        ext = image.GetExtent()
+        dims = [ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1]
+        if min(dims) <= 0:
+            assert not (classes == index).any(), f"{name}: empty after reload"
+            continue
+        data = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).transpose(2, 1, 0)
+        mask = data == segmentation.GetSegment(segment_id).GetLabelValue()
+        idx = np.indices(dims).reshape(3, -1) + np.array(ext[::2])[:, None]
+        src = t[:3, :3] @ idx + t[:3, 3:4]
+        inside = np.all((src >= 0) & (src < np.array(classes.shape)[:, None]), axis=0)
+        flat = mask.reshape(-1)
+        assert not flat[~inside].any(), f"{name}: voxels outside the reference grid"
+        expected = classes[src[0, inside], src[1, inside], src[2, inside]] == index
+        np.testing.assert_array_equal(flat[inside], expected, err_msg=name)
+        assert flat.sum() == (classes == index).sum(), name
+
+
 def test_inputs_loaded_by_sequence_with_exact_geometry(loaded):
     scene, logic, inputs, _, _, arrays = loaded
     assert set(inputs) == {"t1", "t1ce", "t2", "flair", "seg"}
@@ -98,7 +130,7 @@ def test_find_sequences_by_name_both_conventions():
 
 
 def test_every_output_volume_has_the_nifti_affine_and_array(loaded):
-    scene, logic, _, folder, out, _ = loaded
+    scene, logic, inputs, folder, out, _ = loaded
     nodes = logic.runNodes(folder)
     expected_keys = {f"{k}:{c}" for k in ("probability", "variance", "gradcam") for c in TUMOUR_CLASSES}
     assert expected_keys | {"entropy", "mutual_information"} == set(nodes["overlays"])
@@ -111,6 +143,10 @@ def test_every_output_volume_has_the_nifti_affine_and_array(loaded):
         img = nib.load(str(out / name))
         data, affine = niftiArrayFromVolume(node)
         np.testing.assert_allclose(affine, img.affine, atol=1e-6, err_msg=key)
+        # ... and on the grid of the loaded input volumes (not just consistent with its own file).
+        for seq in ("t1ce", "flair"):
+            np.testing.assert_allclose(affine, _ijk_to_ras(inputs[seq]), atol=1e-6, err_msg=f"{key} vs {seq}")
+            assert node.GetImageData().GetDimensions() == inputs[seq].GetImageData().GetDimensions(), key
         np.testing.assert_array_equal(data, np.asarray(img.dataobj), err_msg=key)
         # Slicer's own array view is the nibabel array transposed to (k, j, i).
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), np.asarray(img.dataobj).transpose(2, 1, 0))
@@ -172,6 +208,132 @@ def test_segments_terminology_colours_and_surfaces(loaded):
     assert labelmap.GetDimensions() == arrays["classes"].shape
 
 
+def test_segmentations_are_on_the_input_grid(loaded):
+    _, logic, inputs, folder, _, arrays = loaded
+    affine = _ijk_to_ras(inputs["t1ce"])
+    _assert_segmentation_on_grid(logic.runNodes(folder)["segmentation"], arrays["classes"], affine)
+    _assert_segmentation_on_grid(inputs["seg"], arrays["classes"], affine)
+
+
+def test_ground_truth_is_outlined_in_2d_and_kept_out_of_the_3d_presets(loaded):
+    scene, logic, inputs, folder, _, _ = loaded
+    gt = inputs["seg"]
+    assert gt.GetName() == "BraTS2021_00099 ground truth"
+    display = gt.GetDisplayNode()
+    assert display.GetVisibility() and display.GetVisibility2DOutline() and not display.GetVisibility2DFill()
+    assert not display.GetVisibility3D()
+    assert logic.groundTruthNodes() == [gt]
+    display.SetVisibility3D(True)  # the user turned it on; a preset shows the prediction alone again
+    for preset in ("tumour", "WT", "TC", "all"):
+        logic.showOnly(preset, folder)
+        assert not display.GetVisibility3D(), preset
+        assert display.GetVisibility2DOutline()
+    seg_display = logic.runNodes(folder)["segmentation"].GetDisplayNode()
+    logic.showOnly("TC", folder)
+    assert [seg_display.GetSegmentVisibility(c) for c in TUMOUR_CLASSES] == [True, False, True]
+    logic.showOnly("WT", folder)
+    assert [seg_display.GetSegmentVisibility(c) for c in TUMOUR_CLASSES] == [True, True, True]
+    assert gt.GetID() not in _folder_nodes(scene, folder)
+    assert "ground_truth" not in logic.runNodes(folder)  # not part of the run
+
+
+def test_overlay_colour_legend(loaded):
+    scene, logic, inputs, folder, _, _ = loaded
+    from BrainTumorXAILib.slicer_scene import ensure_slice_views
+
+    ensure_slice_views(scene)
+    overlays = logic.runNodes(folder)["overlays"]
+    chosen = overlays["probability:ET"]
+    legend_of = slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode
+    try:
+        logic.setOverlay(chosen, 0.4, backgroundNode=inputs["flair"], colorLegend=True)
+        legend = legend_of(chosen)
+        assert legend is not None and legend.IsA("vtkMRMLColorLegendDisplayNode")
+        assert legend.GetVisibility() and legend.GetTitleText() == "probability ET"
+        assert legend.GetPrimaryDisplayNode() is chosen.GetDisplayNode()
+        composite = scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")
+        assert composite.GetForegroundVolumeID() == chosen.GetID()
+        assert composite.GetBackgroundVolumeID() == inputs["flair"].GetID()
+        for key, node in overlays.items():
+            if node is not chosen:
+                other = legend_of(node)
+                assert other is None or not other.GetVisibility(), key
+
+        second = overlays["variance:ED"]
+        logic.setOverlay(second, 0.4, colorLegend=True)
+        assert legend_of(second).GetVisibility() and not legend_of(chosen).GetVisibility()
+        assert legend_of(second).GetTitleText() == "MC variance ED"
+        assert legend_of(chosen) is legend  # reused, not a new node per call
+        n_legends = scene.GetNumberOfNodesByClass("vtkMRMLColorLegendDisplayNode")
+        logic.setOverlay(chosen, 0.4, colorLegend=True)
+        assert scene.GetNumberOfNodesByClass("vtkMRMLColorLegendDisplayNode") == n_legends
+
+        logic.setOverlay(None, 0.4, colorLegend=True)  # overlay off: no legend left showing
+        assert not any(legend_of(n) is not None and legend_of(n).GetVisibility() for n in overlays.values())
+        assert composite.GetForegroundVolumeID() is None
+    finally:
+        logic.setOverlay(None, 0.0)
+
+
+def _volume(scene, name, shape=(8, 9, 10), affine=None, fill=None, dtype=np.float32):
+    from BrainTumorXAILib.slicer_logic import updateVolumeFromNiftiArray
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    data = np.arange(np.prod(shape), dtype=dtype).reshape(shape) if fill is None else np.full(shape, fill, dtype)
+    updateVolumeFromNiftiArray(node, data, np.eye(4) if affine is None else affine)
+    return node
+
+
+def test_input_problem_reasons():
+    """The Apply button's tooltip: what would stop the analysis, found before it starts."""
+    scene, _ = create_headless_scene()
+    try:
+        problem = BrainTumorXAILogic.inputProblem
+        vols = {s: _volume(scene, s) for s in ("t1", "t1ce", "t2", "flair")}
+        assert problem(vols) == ""
+        assert "T1ce, FLAIR" in problem({**vols, "t1ce": None, "flair": None})
+        assert "four different" in problem({**vols, "t2": vols["t1"]})
+        empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+        assert "no image data" in problem({**vols, "t2": empty})
+        assert "empty" in problem({**vols, "t2": _volume(scene, "zeros", fill=0)})
+        assert "not a 3D volume" in problem({**vols, "t1": _volume(scene, "flat", shape=(8, 9, 1))})
+        # Another grid that overlaps is resampled by the analysis; one elsewhere in space cannot be.
+        shifted = np.eye(4)
+        shifted[:3, 3] = (3.0, 0.0, 0.0)
+        assert problem({**vols, "t2": _volume(scene, "other grid", shape=(5, 6, 7), affine=shifted)}) == ""
+        far = np.diag([2.0, 2.0, 2.0, 1.0])
+        far[:3, 3] = (500.0, 0.0, 0.0)
+        reason = problem({**vols, "flair": _volume(scene, "far away", affine=far)})
+        assert "FLAIR (far away) does not overlap the T1ce" in reason
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        moved = _volume(scene, "moved")
+        moved.SetAndObserveTransformNodeID(transform.GetID())
+        assert "transform" in problem({**vols, "t1": moved})
+
+        # Ground truth: a segmentation needs the NCR/ED/ET segments; a label map BraTS values.
+        logic = BrainTumorXAILogic(scene)
+        classes = np.zeros((8, 9, 10), np.uint8)
+        classes[2:4, 2:4, 2:4], classes[4:6, 4:6, 4:6], classes[6, 6, 6] = 1, 2, 3
+        gt = logic._segmentationFromClasses(classes, np.eye(4), "gt")
+        assert problem(vols, gt) == ""
+        gt.GetSegmentation().RemoveSegment(gt.GetSegmentation().GetSegmentIdBySegmentName("ED"))
+        assert problem(vols, gt) == "Ground truth gt has no segment named ED (needs segments NCR, ED, ET)"
+        other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "user segmentation")
+        other.GetSegmentation().AddEmptySegment("tumor")
+        assert "no segment named NCR, ED, ET" in problem(vols, other)
+        labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+        from BrainTumorXAILib.slicer_logic import updateVolumeFromNiftiArray
+
+        updateVolumeFromNiftiArray(labels, classes, np.eye(4))
+        assert problem(vols, labels) == ""
+        updateVolumeFromNiftiArray(labels, classes * 3, np.eye(4))
+        assert "label values 0..9" in problem(vols, labels)
+        updateVolumeFromNiftiArray(labels, classes, far)
+        assert "does not overlap" in problem(vols, labels)
+    finally:
+        release_headless_scene(scene)
+
+
 def test_table_and_hierarchy(loaded):
     scene, logic, inputs, folder, out, _ = loaded
     nodes = logic.runNodes(folder)
@@ -230,7 +392,7 @@ def test_bad_results_folder_errors_name_the_file(tmp_path):
 
 
 def test_mrb_round_trip_and_offscreen_render(loaded, tmp_path):
-    scene, logic, inputs, folder, _, _ = loaded
+    scene, logic, inputs, folder, _, arrays = loaded
     nodes = logic.runNodes(folder)
     logic.showOnly("all", folder)
     pngs = render_views(scene, tmp_path / "png", size=(320, 320), background_volume=inputs["flair"],
@@ -254,6 +416,10 @@ def test_mrb_round_trip_and_offscreen_render(loaded, tmp_path):
             _assert_same_world_volume(copy, node)
         seg = fresh.GetFirstNodeByName(nodes["segmentation"].GetName())
         assert seg.GetSegmentation().GetSegment("ET").GetColor() == pytest.approx(CLASS_COLORS["ET"])
+        _assert_segmentation_on_grid(seg, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
+        gt = fresh.GetFirstNodeByName(inputs["seg"].GetName())
+        assert gt is not None and not gt.GetDisplayNode().GetVisibility3D()
+        _assert_segmentation_on_grid(gt, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
         assert fresh.GetFirstNodeByName(nodes["table"].GetName()).GetNumberOfRows() == 6
         assert fresh.GetFirstNodeByName(nodes["brain"].GetName()).GetPolyData().GetNumberOfPoints() > 0
     finally:
@@ -290,9 +456,37 @@ def test_ui_names_referenced_by_the_widget_exist():
     assert not used - names, f"missing in BrainTumorXAI.ui: {sorted(used - names)}"
 
 
-def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
-    """Progress lines are parsed; Cancel stops the child and its children and removes the work folder."""
+def _gone(pid: int) -> bool:
+    """No such process (a zombie counts as gone: it no longer runs)."""
     import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _poll_until_exit(process, timeout: float = 20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, code = process.poll()
+        if code is not None:
+            return code
+        time.sleep(0.05)
+    raise AssertionError("the process did not stop")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
+    """Progress lines are parsed; Cancel returns at once (the GUI thread never waits), and the
+    polls that follow see the child and its children stop and the work folder removed."""
     import time
 
     from BrainTumorXAILib.slicer_logic import AnalysisProcess
@@ -312,13 +506,59 @@ def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
         updates += process.poll()[0]
         time.sleep(0.05)
     assert updates == [{"stage": "inference", "fraction": 0.25, "message": "window 1/4"}]
-    process.cancel(grace=1.0)
-    assert process.process.returncode is not None and not work.exists()
-    assert "plain log line" in process.log
     grandchild = int(pidfile.read_text())
-    time.sleep(0.2)
-    with pytest.raises(ProcessLookupError):
-        os.kill(grandchild, 0)
-        # A zombie still answers kill(0); reap-state check via /proc when available.
-        if Path(f"/proc/{grandchild}/stat").exists() and Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z":
-            raise ProcessLookupError
+    started = time.monotonic()
+    process.cancel(grace=5.0)
+    assert time.monotonic() - started < 0.5, "cancel blocked"
+    assert process.cancelled
+    code = _poll_until_exit(process)
+    assert code != 0 and process.process.returncode is not None
+    assert time.monotonic() - started < 5.0, "SIGINT alone should have stopped it, before the grace period"
+    assert not work.exists()
+    assert "plain log line" in process.log
+    deadline = time.monotonic() + 5
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild), "the child's own child survived the cancel"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_cancel_escalates_to_kill_after_the_grace_period(tmp_path):
+    """A child that ignores SIGINT is killed by a later poll once the grace period has passed."""
+    import time
+
+    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+
+    work = tmp_path / "work"
+    work.mkdir()
+    child = ("import signal, time\n"
+             "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(60)\n")
+    process = AnalysisProcess([sys.executable, "-c", child], cleanupPaths=[work])
+    deadline = time.monotonic() + 20
+    while "ready" not in process.log and time.monotonic() < deadline:
+        process.poll()
+        time.sleep(0.05)
+    assert "ready" in process.log
+    started = time.monotonic()
+    process.cancel(grace=0.6)
+    assert time.monotonic() - started < 0.5, "cancel blocked"
+    time.sleep(0.3)
+    assert process.poll()[1] is None and work.exists(), "killed before the grace period was over"
+    code = _poll_until_exit(process)
+    assert code < 0 and time.monotonic() - started >= 0.6  # ended by a signal (SIGKILL), not before the deadline
+    assert not work.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_cancel_can_wait(tmp_path):
+    """``cancel(wait=True)`` (module cleanup, scripts) returns only when the process is gone."""
+    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+
+    work = tmp_path / "work"
+    work.mkdir()
+    child = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    process = AnalysisProcess([sys.executable, "-c", child], cleanupPaths=[work])
+    process.cancel(grace=0.3, wait=True)
+    assert process.process.returncode is not None and not work.exists()
