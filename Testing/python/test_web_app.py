@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -44,22 +45,57 @@ def web_case(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(web_case, tmp_path_factory):
+    """The viewer on a free port; its temporary folders (upload sessions among them) under its own TMPDIR."""
     data, _, weights = web_case
     tmp_path = tmp_path_factory.mktemp("server")
     port = driver.free_port()
     log = open(tmp_path / "server.log", "wb")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
     proc = driver.start_server(data, tmp_path / "results", port,
                                ["--weights", str(weights), "--mc-samples", "2", "--gradcam", "NCR",
-                                "--max-upload-mb", "1"], log)
+                                "--max-upload-mb", "1"], log, env={**os.environ, "TMPDIR": str(tmpdir)})
     try:
         driver.wait_http(f"http://127.0.0.1:{port}/btx/health", 90)
-        yield f"http://127.0.0.1:{port}", proc, tmp_path / "server.log"
+        yield f"http://127.0.0.1:{port}", proc, tmp_path / "server.log", tmpdir
     finally:
         driver.stop(proc)
         log.close()
 
 
-def _post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+@pytest.fixture()
+def connect(server):
+    """Open websocket connections as browser pages do (closed at the end of the test)."""
+    pytest.importorskip("websocket", reason="websocket-client not installed")
+    opened = []
+
+    def open_one():
+        conn = driver.TrameConnection(server[0])
+        opened.append(conn)
+        return conn
+
+    yield open_one
+    for conn in opened:
+        conn.close()
+
+
+def _upload_folders(tmpdir: Path) -> set[Path]:
+    return set(tmpdir.glob("braintumorxai-upload-*"))
+
+
+def _wait(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _post_files(url: str, files: list[tuple[str, bytes]], token: str | None = None) -> tuple[int, dict]:
+    if token is not None:
+        url += "?token=" + urllib.parse.quote(token)
     boundary = uuid.uuid4().hex
     body = io.BytesIO()
     for name, data in files:
@@ -78,7 +114,7 @@ def _post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
 
 
 def test_server_serves_the_trame_page(server):
-    base, proc, _ = server
+    base, proc, _, _ = server
     with urllib.request.urlopen(base + "/index.html", timeout=10) as r:
         assert r.status == 200
         page = r.read().decode()
@@ -86,33 +122,96 @@ def test_server_serves_the_trame_page(server):
 
 
 def test_results_zip_is_404_before_a_case(server):
-    base, _, _ = server
+    base, _, _, _ = server
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(base + "/btx/results.zip", timeout=10)
     assert err.value.code == 404
 
 
-def test_uploads_over_http(server, web_case):
-    base, proc, _ = server
+def test_uploads_over_http(server, web_case, connect):
+    """Bad uploads are refused with a one-line message, in the HTTP answer and in the page (the shared state
+    every connected page shows in its error box)."""
+    base, proc, _, tmpdir = server
     _, case, _ = web_case
-    code, reply = _post_files(base + "/btx/upload", [("evil.exe", b"MZ")])
+    page = connect()
+    token = page.trigger("btx_upload_token")
+    assert token and page.trigger("btx_upload_token") == token  # one token per connection
+    upload = base + "/btx/upload"
+    code, reply = _post_files(upload, [("evil.exe", b"MZ")])  # no token: no connection's upload
+    assert code == 403 and "reload the page" in reply["error"]
+    code, reply = _post_files(upload, [("evil.exe", b"MZ")], "forged")
+    assert code == 403
+    code, reply = _post_files(upload, [("evil.exe", b"MZ")], token)
     assert code == 400 and "unsupported file type" in reply["error"]
-    code, reply = _post_files(base + "/btx/upload", [("big.nii.gz", b"\0" * 2_000_000)])
+    state = page.wait_state(lambda st: "unsupported file type" in (st.get("error") or ""))
+    assert state["error"] == reply["error"]  # shown in the page as is
+    code, reply = _post_files(upload, [("big.nii.gz", b"\0" * 2_000_000)], token)
     assert code == 400 and "larger than the limit" in reply["error"]
+    page.wait_state(lambda st: "larger than the limit" in (st.get("error") or ""))
     files = [(p.name, p.read_bytes()) for p in sorted(case.iterdir()) if "flair" not in p.name and p.is_file()]
-    code, reply = _post_files(base + "/btx/upload", files)
+    code, reply = _post_files(upload, files, token)
     assert code == 400 and "missing flair" in reply["error"]
-    code, reply = _post_files(base + "/btx/upload", [("x.zip", b"PK\x03\x04garbage")])
+    page.wait_state(lambda st: "missing flair" in (st.get("error") or ""))
+    code, reply = _post_files(upload, [("x.zip", b"PK\x03\x04garbage")], token)
     assert code == 400 and "not a valid zip" in reply["error"]
+    page.wait_state(lambda st: "not a valid zip" in (st.get("error") or ""))
     assert proc.poll() is None  # bad uploads never take the server down
+    folders = _upload_folders(tmpdir)
+    assert len(folders) == 1 and not any(folders.pop().iterdir())  # refused uploads leave nothing behind
+    page.close()
+    _wait(lambda: not _upload_folders(tmpdir), 30, "the closed connection's upload folder to go")
+
+
+def test_uploads_are_per_connection(server, web_case, connect):
+    """Each connection's uploads in its own folder, removed when that connection closes (its analysis
+    cancelled, its results taken off the views); another connection's folder and analysis stay; a second
+    analysis is refused while one runs (HTTP 409, and the message in the page)."""
+    base, proc, _, tmpdir = server
+    _, case, _ = web_case
     files = [(p.name, p.read_bytes()) for p in sorted(case.iterdir()) if p.name.endswith(".nii.gz")]
-    code, reply = _post_files(base + "/btx/upload", files)
+    upload = base + "/btx/upload"
+    a, b = connect(), connect()
+    token_a, token_b = a.trigger("btx_upload_token"), b.trigger("btx_upload_token")
+    assert token_a and token_b and token_a != token_b
+
+    code, reply = _post_files(upload, files, token_a)
     assert code == 200 and reply == {"ok": True, "case": "BraTS2021_00042"}
+    (folder_a,) = _upload_folders(tmpdir)
+    assert any(folder_a.rglob("*flair*"))
+    code, reply = _post_files(upload, files, token_b)  # while A's analysis runs
+    assert code == 409 and "still running" in reply["error"]
+    b.wait_state(lambda st: "still running" in (st.get("error") or ""))
+    assert _upload_folders(tmpdir) == {folder_a}
+    b.wait_state(lambda st: st.get("loaded_case") == "BraTS2021_00042" and not st.get("busy"), 150)
+
+    code, reply = _post_files(upload, files, token_b)  # A's case is shown, nothing runs: B may start one
+    assert code == 200, reply
+    (folder_b,) = _upload_folders(tmpdir) - {folder_a}
+    b.wait_state(lambda st: st.get("busy"))
+    a.close()  # A's upload folder goes, A's results leave the views; B's folder and analysis stay
+    _wait(lambda: not folder_a.exists(), 30, "A's upload folder to be removed")
+    b.wait_state(lambda st: st.get("loaded_case") == "")
+    assert folder_b.is_dir() and any(folder_b.rglob("*flair*"))
+    assert b.state["busy"] and b.state.get("progress_text") != "cancelled"
+    assert _post_files(upload, [("evil.exe", b"MZ")], token_a)[0] == 403  # A's token ended with A
+
+    b.close()  # B's running analysis is cancelled and its folder removed, without blocking the server
+    t0 = time.time()
+    with urllib.request.urlopen(base + "/btx/health", timeout=10) as r:
+        assert r.status == 200
+    assert time.time() - t0 < 2, "the server's event loop should not wait for the analysis to die"
+    _wait(lambda: not folder_b.exists(), 30, "B's upload folder to be removed")
+    assert proc.poll() is None
+
+    c = connect()  # leave an analysis running for the SIGTERM test
+    token_c = c.trigger("btx_upload_token")
+    _wait(lambda: _post_files(upload, files, token_c)[0] == 200, 30, "the server to accept a new upload")
+    c.wait_state(lambda st: st.get("busy"))
 
 
 def test_sigterm_stops_the_server_cleanly(server):
     """SIGTERM (with the uploaded case's analysis still running) ends the server by itself with status 0."""
-    base, proc, log = server
+    base, proc, log, _ = server
     assert proc.poll() is None
     t0 = time.time()
     rc = driver.stop(proc, timeout=30)
@@ -140,9 +239,14 @@ def test_cancel_kills_the_analysis_and_leaves_no_partial_result(web_case, tmp_pa
     assert job.running, f"the analysis ended before it could be cancelled: {job.state} {job.error}"
     pid = job.pid
     t0 = time.time()
-    assert runner.cancel()
+    assert runner.cancel()  # signals and returns: the server's event loop never waits for the child
+    assert time.time() - t0 < 0.5
+    assert job.state == "cancelled" and not job.running
+    assert runner.busy  # until the child is reaped and its leftovers removed
+    with pytest.raises(RuntimeError, match="stopping"):
+        runner.submit(case)  # a new job would race with the clean-up
+    assert job.wait(15) and job.settled and not runner.busy
     assert time.time() - t0 < 15
-    assert job.state == "cancelled" and not job.running and job.wait(5)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child is gone (and reaped)
     assert not out.exists() and not is_complete(runner.results_for(case))

@@ -88,11 +88,93 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
 kill = stop  # Chromium and other helpers: the same, without caring about the status
 
 
-def start_server(data_dir, results, port, extra=(), log=None) -> subprocess.Popen:
+def start_server(data_dir, results, port, extra=(), log=None, env=None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "BrainTumorXAILib.web.app", str(data_dir), "--host", "127.0.0.1",
            "--port", str(port), "--results", str(results), *extra]
     return subprocess.Popen(cmd, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
+
+
+class TrameConnection:
+    """One websocket connection to the trame server, as a browser page makes it (wslink protocol: msgpack
+    messages in chunks), without a browser: call triggers, read the shared state the server pushes."""
+
+    SECRET = "wslink-secret"  # trame's default
+
+    def __init__(self, base_url: str, timeout: float = 30):
+        import websocket  # websocket-client
+        from wslink.chunking import UnChunker
+
+        self.ws = websocket.create_connection(base_url.replace("http://", "ws://", 1) + "/ws", timeout=timeout,
+                                              suppress_origin=True)
+        self.unchunker = UnChunker()
+        self.state: dict = {}
+        self._count = 0
+        hello = self._request("system:c0:0", "wslink.hello", [{"secret": self.SECRET}])
+        self.client_id = hello["clientID"]
+        self.unchunker.set_max_message_size(1 << 30)
+        self.state.update(self.call("trame.state.get").get("state", {}))
+
+    def _send(self, key: str, method: str, args: list) -> None:
+        import msgpack
+        from wslink.chunking import generate_chunks
+
+        data = msgpack.packb({"wslink": "1.0", "id": key, "method": method, "args": args, "kwargs": {}})
+        for chunk in generate_chunks(data, 4 << 20):
+            self.ws.send_binary(chunk)
+
+    def _receive(self):
+        """The next complete message (state pushes applied to :attr:`state`)."""
+        import websocket
+
+        while True:
+            frame = self.ws.recv_data()
+            if frame[0] != websocket.ABNF.OPCODE_BINARY:
+                continue
+            msg = self.unchunker.process_chunk(frame[1])
+            if msg is None:
+                continue
+            topic = str(msg.get("id", "")).split(":")
+            if topic[0] == "publish" and len(topic) > 1 and topic[1] == "trame.state.topic":
+                self.state.update(msg.get("result") or {})
+            return msg
+
+    def _request(self, key: str, method: str, args: list):
+        self._send(key, method, args)
+        while True:
+            msg = self._receive()
+            if msg.get("id") == key:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result")
+
+    def call(self, method: str, *args):
+        self._count += 1
+        return self._request(f"rpc:{self.client_id}:{self._count}", method, list(args))
+
+    def trigger(self, name: str, *args):
+        return self.call("trame.trigger", name, list(args), {})
+
+    def wait_state(self, predicate, timeout: float = 10.0) -> dict:
+        """Read the server's pushes until ``predicate(state)`` holds; the state."""
+        import websocket
+
+        end = time.time() + timeout
+        while not predicate(self.state):
+            if time.time() > end:
+                raise TimeoutError(f"state never matched: { {k: self.state.get(k) for k in ('error', 'busy')} }")
+            self.ws.settimeout(max(0.1, end - time.time()))
+            try:
+                self._receive()
+            except websocket.WebSocketTimeoutException:
+                pass
+        return self.state
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 class Cdp:

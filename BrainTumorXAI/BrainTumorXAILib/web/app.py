@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 
 os.environ.setdefault("VTK_SMP_BACKEND_IN_USE", "STDThread")
 
-from .jobs import JobOptions, JobRunner, default_results_dir, is_complete  # noqa: E402
+from .jobs import JobBusy, JobOptions, JobRunner, default_results_dir, is_complete  # noqa: E402
 from .scene import VIEW_PRESETS  # noqa: E402
 from .uploads import GIB, UploadError, UploadLimits, UploadSession, check_name  # noqa: E402
 
@@ -78,9 +79,11 @@ class ViewerApp:
 
         self._cases: dict[str, Path] = {}
         self._case_dirs: dict[str, Path] = {}
-        self._connections: set[str] = set()
-        self._uploads: UploadSession | None = None
-        self._upload_job = None
+        self._connections: set[str] = set()  # wslink client ids of the open websocket connections
+        self._tokens: dict[str, str] = {}  # upload token -> client id
+        self._uploads: dict[str, UploadSession] = {}  # upload token -> that connection's folder
+        self._web_app = None  # wslink's server, for the client id of the connection calling a trigger
+        self._dropping: list[threading.Thread] = []  # removing closed connections' folders
         self._poll_task = None
         self._tmp_dirs: list[Path] = []
         self._closed = False
@@ -90,6 +93,7 @@ class ViewerApp:
         self._fix_threed_rendering()
         self.server.add_protocol_to_configure(self._configure_protocol)
         self.ctrl.on_server_bind.add(self._bind_routes)
+        self.ctrl.trigger("btx_upload_token")(self._upload_token)
         atexit.register(self.close)
 
     # -- rendering on CPU-only machines ------------------------------------------------------------------------
@@ -103,13 +107,13 @@ class ViewerApp:
     def _init_state(self) -> None:
         s = self.state
         s.trame__title = "BrainTumorXAI viewer"
+        s.error = ""  # before the scan: a data-folder scan error is shown
+        s.info = ""
         s.cases = self._scan_cases()
         s.selected_case = None
         s.busy = False
         s.progress = 0
         s.progress_text = ""
-        s.error = ""
-        s.info = ""
         s.loaded_case = ""
         s.overlay_items = [{"title": "None", "value": "none"}]
         s.overlay = "none"
@@ -157,6 +161,9 @@ class ViewerApp:
         folder = self._cases.get(selected_case)
         if folder is None:
             return
+        if self.runner.busy:  # the dropdown is disabled while busy; another tab (shared state) may still set it
+            self.state.error = self._busy_message()
+            return
         self.state.error = ""
         try:
             out = self.runner.results_for(folder)
@@ -165,23 +172,36 @@ class ViewerApp:
             return
         self._open_or_run(folder, out)
 
+    def _busy_message(self) -> str:
+        job = self.runner.current
+        what = job.case_dir.name if job is not None else "a case"
+        return f"the analysis of {what} is still running; wait for it or cancel it before starting another"
+
     def _open_or_run(self, case_dir: Path, out_dir: Path) -> None:
         if is_complete(out_dir):
             self._show_results(out_dir, case_dir)
             return
+        job = self.runner.submit(case_dir, out_dir)  # JobBusy while one runs (callers check runner.busy first)
         self.state.busy, self.state.progress, self.state.progress_text = True, 0, f"analysing {case_dir.name}..."
-        job = self.runner.submit(case_dir, out_dir)
         self._start_polling(job)
 
     def _start_polling(self, job) -> None:
         from trame_server.utils.asynchronous import create_task
 
+        if self._poll_task is not None and not self._poll_task.done():
+            self._poll_task.cancel()  # (cannot happen: submit refuses while a job is unsettled)
+
         async def poll():
-            while job.running:
-                with self.state:
-                    self.state.progress = round(100 * job.fraction)
-                    self.state.progress_text = f"{job.case_dir.name}: {job.stage} {job.message}".strip()
+            while not job.settled:  # running, or cancelled and the child not reaped yet
+                if job is not self.runner.current:
+                    return
+                if job.running:
+                    with self.state:
+                        self.state.progress = round(100 * job.fraction)
+                        self.state.progress_text = f"{job.case_dir.name}: {job.stage} {job.message}".strip()
                 await asyncio.sleep(0.3)
+            if job is not self.runner.current:  # a newer job owns the progress bar
+                return
             with self.state:
                 self.state.busy = False
                 self.state.cancelling = False
@@ -196,13 +216,13 @@ class ViewerApp:
         self._poll_task = create_task(poll())
 
     def _cancel_analysis(self) -> None:
-        """Cancel button: kill the analysis in a thread (it can take seconds), the poller sees it end."""
+        """Cancel button: signal the analysis (a thread reaps it, it can take seconds), the poller sees it end."""
         job = self.runner.current
         if job is None or not job.running:
             return
         self.state.cancelling = True
         self.state.progress_text = f"cancelling {job.case_dir.name}..."
-        threading.Thread(target=job.cancel, name="cancel-analysis", daemon=True).start()
+        job.request_cancel()
 
     def _show_results(self, out_dir: Path, case_dir: Path | None) -> None:
         try:
@@ -238,6 +258,11 @@ class ViewerApp:
             self._render_all()
 
     # -- connections: each one's uploads in its own temporary folder -------------------------------------------
+    # trame shares one state (and here one MRML scene) among all the browser connections of a server: every tab
+    # shows the same case.  Uploads are per connection: the page asks for an upload token once it is connected
+    # (trigger btx_upload_token, answered for the connection that called it), sends it with each upload, and the
+    # files land in that connection's own UploadSession folder, removed when that connection closes (its
+    # analysis cancelled and its results taken off the views first).
     def _configure_protocol(self, protocol) -> None:
         from wslink.websocket import LinkProtocol
 
@@ -248,26 +273,76 @@ class ViewerApp:
                 app._connections.add(client_id)
 
             def onClose(self, client_id):
-                app._connections.discard(client_id)
-                if not app._connections:
-                    app._drop_uploads()
+                app._connection_closed(client_id)
 
         protocol.registerLinkProtocol(Connections())
 
-    def _upload_session(self) -> UploadSession:
-        if self._uploads is None or self._uploads.closed:
-            self._uploads = UploadSession(self.limits)
-        return self._uploads
+    def _upload_token(self):
+        """Trigger btx_upload_token: the calling connection's upload token (made on first call)."""
+        client_id = getattr(self._web_app, "last_active_client_id", None)  # set by wslink for the calling RPC
+        if client_id is None or client_id not in self._connections:
+            return None
+        for token, owner in self._tokens.items():
+            if owner == client_id:
+                return token
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = client_id
+        return token
+
+    def _upload_session(self, token: str | None) -> UploadSession | None:
+        """The upload folder of the connection holding ``token``; None for an unknown or closed one."""
+        if not token or token not in self._tokens:
+            return None
+        session = self._uploads.get(token)
+        if session is None or session.closed:
+            session = self._uploads[token] = UploadSession(self.limits)
+        return session
+
+    def _connection_closed(self, client_id) -> None:
+        self._connections.discard(client_id)
+        for token in [t for t, owner in self._tokens.items() if owner == client_id]:
+            del self._tokens[token]
+            session = self._uploads.pop(token, None)
+            if session is not None:
+                self._drop_session(session)
+
+    def _drop_session(self, session: UploadSession) -> None:
+        """Remove a closed connection's uploads without blocking the event loop: its analysis is signalled
+        and the folder removed once the child is gone (it writes there)."""
+        if self.results.out_dir is not None and session.root in self.results.out_dir.parents:
+            self._clear_results()
+        job = self.runner.current
+        if job is not None and session.root in job.out_dir.parents and not job.settled:
+            job.request_cancel()
+
+            def remove_when_stopped():
+                job.wait(60)
+                session.close()
+
+            target = remove_when_stopped
+        else:
+            target = session.close
+        thread = threading.Thread(target=target, name="drop-uploads", daemon=True)
+        thread.start()
+        self._dropping = [t for t in self._dropping if t.is_alive()] + [thread]
+
+    def _clear_results(self) -> None:
+        self.results.clear()
+        s = self.state
+        s.loaded_case, s.volumes, s.metrics, s.legend = "", [], [], None
+        s.overlay_items, s.overlay = [{"title": "None", "value": "none"}], "none"
+        s.progress_text = ""
+        self._render_all()
 
     def _drop_uploads(self) -> None:
-        job = self.runner.current
-        if job is not None and self._uploads is not None and self._uploads.root in job.out_dir.parents:
-            job.cancel()
-        if self._uploads is not None:
-            if self.results.out_dir is not None and self._uploads.root in self.results.out_dir.parents:
-                self.results.clear()
-            self._uploads.close()
-            self._uploads = None
+        """All connections' uploads (server stopping; the analysis is already cancelled)."""
+        self._tokens.clear()
+        sessions, self._uploads = list(self._uploads.values()), {}
+        for session in sessions:
+            session.close()
+        for thread in self._dropping:
+            thread.join(timeout=30)
+        self._dropping.clear()
 
     def close(self) -> None:
         if self._closed:
@@ -292,6 +367,7 @@ class ViewerApp:
     def _bind_routes(self, wslink_server) -> None:
         from aiohttp import web
 
+        self._web_app = wslink_server
         app = wslink_server.app
         app.router.add_post(f"{ROUTE}/upload", self._handle_upload)
         app.router.add_get(f"{ROUTE}/results.zip", self._handle_results_zip)
@@ -301,8 +377,18 @@ class ViewerApp:
     async def _handle_upload(self, request):
         from aiohttp import web
 
+        token = request.query.get("token")
+        if not token or token not in self._tokens:
+            msg = "this page's upload session has ended (its connection closed): reload the page"
+            return web.json_response({"ok": False, "error": msg, "code": "no-session"}, status=403)
+        if self.runner.busy:
+            msg = self._busy_message()
+            with self.state:
+                self.state.error = msg
+            return web.json_response({"ok": False, "error": msg}, status=409)
+        session = self._upload_session(token)
         try:
-            folder, case_id = await self._receive_upload(request)
+            folder, case_id = await self._receive_upload(request, session)
         except UploadError as exc:
             with self.state:
                 self.state.error = str(exc)
@@ -313,18 +399,25 @@ class ViewerApp:
                 self.state.error = msg
             return web.json_response({"ok": False, "error": msg}, status=400)
         with self.state:
+            if self.runner.busy:  # another upload or a case started while this one was arriving
+                session.remove(folder)
+                self.state.error = self._busy_message()
+                return web.json_response({"ok": False, "error": self.state.error}, status=409)
             self.state.error = ""
             self.state.info = f"uploaded case {case_id}"
-            self._open_or_run(folder, folder.parent / "results")
+            try:
+                self._open_or_run(folder, folder.parent / "results")
+            except JobBusy as exc:
+                self.state.error = str(exc)
+                return web.json_response({"ok": False, "error": str(exc)}, status=409)
         return web.json_response({"ok": True, "case": case_id})
 
-    async def _receive_upload(self, request):
+    async def _receive_upload(self, request, session: UploadSession):
         limit = self.limits.max_total_bytes
         if request.content_length is not None and request.content_length > limit + (1 << 20):
             raise UploadError(f"the upload is larger than the limit of {limit / GIB:.1f} GB")
         if not request.content_type.startswith("multipart/"):
             raise UploadError("expected a multipart/form-data upload")
-        session = self._upload_session()
         staging = Path(tempfile.mkdtemp(prefix="incoming-", dir=session.root))
         try:
             reader = await request.multipart()
@@ -394,10 +487,16 @@ class ViewerApp:
         from trame.widgets import html
         from trame.widgets import vuetify3 as v3
 
+        # The upload token belongs to this page's connection (see _upload_token); asked for once, and again when
+        # the server no longer knows it (the websocket reconnected as a new connection).
         upload_js = (
             "(async (ev) => { const fd = new FormData(); for (const f of ev.target.files) fd.append('files', f, f.name);"
             " ev.target.value = ''; uploading = true; error = '';"
-            f" try {{ const r = await fetch('{ROUTE.lstrip('/')}/upload', {{method: 'POST', body: fd}});"
+            " const send = async (fresh) => { if (fresh || !window.btxUploadToken)"
+            " window.btxUploadToken = await window.trame.trigger('btx_upload_token');"
+            f" return fetch('{ROUTE.lstrip('/')}/upload?token=' + encodeURIComponent(window.btxUploadToken || ''),"
+            " {method: 'POST', body: fd}); };"
+            " try { let r = await send(false); if (r.status === 403) r = await send(true);"
             " const j = await r.json(); if (!j.ok) { error = j.error; } }"
             " catch (e) { error = 'upload failed: ' + e; } uploading = false; })($event)"
         )

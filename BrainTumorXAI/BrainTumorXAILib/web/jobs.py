@@ -102,6 +102,8 @@ class AnalysisJob:
     _process: object = None  # slicer_logic.AnalysisProcess
     _thread: threading.Thread | None = None
     _cancel_lock: threading.Lock = field(default_factory=threading.Lock)
+    _request_lock: threading.Lock = field(default_factory=threading.Lock)
+    _cancel_thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -163,7 +165,11 @@ class AnalysisJob:
             self.state = "failed"
 
     def cancel(self, grace: float = 5.0) -> None:
-        """Stop the child (and its children) and remove whatever it left in the cache; blocks until done."""
+        """Stop the child (and its children) and remove whatever it left in the cache; blocks until done.
+
+        Blocks for up to ``grace`` seconds (SIGINT, then SIGKILL): never call it on an event loop, use
+        :meth:`request_cancel` there.
+        """
         with self._cancel_lock:
             if self.running:
                 self.state = "cancelled"
@@ -172,6 +178,25 @@ class AnalysisJob:
             if self._thread is not None:
                 self._thread.join(timeout=10)
             self._remove_partial()
+
+    def request_cancel(self, grace: float = 5.0) -> bool:
+        """Cancel without blocking: the job is marked cancelled at once and a thread signals the child,
+        waits for it and removes the partial results.  :attr:`settled` turns True when all that is done.
+        Returns False when the job had already ended (nothing to do)."""
+        with self._request_lock:
+            if not self.running or self._cancel_thread is not None:
+                return False
+            self.state = "cancelled"
+            self._cancel_thread = threading.Thread(target=self.cancel, args=(grace,),
+                                                   name=f"cancel-{self.case_dir.name}", daemon=True)
+            self._cancel_thread.start()
+            return True
+
+    @property
+    def settled(self) -> bool:
+        """Finished and, when cancelled, the child gone and its leftovers removed (a new job may start)."""
+        threads = [t for t in (self._thread, self._cancel_thread) if t is not None]
+        return not self.running and not any(t.is_alive() for t in threads)
 
     def _remove_partial(self) -> None:
         # analyze writes into ".<name>.partial-*" next to the results folder and renames it at the end;
@@ -182,9 +207,12 @@ class AnalysisJob:
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
+        """Block until the job has settled (see :attr:`settled`) or ``timeout`` s passed; True if settled."""
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in (self._thread, self._cancel_thread):
+            if t is not None:
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
+        return self.settled
 
 
 class JobRunner:
@@ -199,19 +227,39 @@ class JobRunner:
         return cache_folder(self.results_dir, case_dir, self.options)
 
     def submit(self, case_dir: Path, out_dir: Path | None = None) -> AnalysisJob:
-        if self.current is not None and self.current.running:
-            self.current.cancel()
+        """Start an analysis; raises :class:`JobBusy` while another one runs or is still being cancelled
+        (its clean-up could otherwise race with the new job's staging folder)."""
+        if self.busy:
+            raise JobBusy(f"the analysis of {self.current.case_dir.name} is still "
+                          f"{'running' if self.current.running else 'stopping'}; wait for it or cancel it first")
         out = Path(out_dir) if out_dir else self.results_for(case_dir)
         self.current = AnalysisJob(Path(case_dir), out, self.options).start()
         return self.current
 
-    def cancel(self) -> bool:
-        """Cancel the running analysis, if any; True when one was running."""
+    @property
+    def busy(self) -> bool:
+        return self.current is not None and not self.current.settled
+
+    def cancel(self, wait: bool = False) -> bool:
+        """Cancel the running analysis, if any; True when one was running.
+
+        Returns at once (the child is signalled and reaped by a thread, see
+        :meth:`AnalysisJob.request_cancel`) unless ``wait``.
+        """
         job = self.current
         if job is None or not job.running:
+            if wait and job is not None:
+                job.wait(30)
             return False
-        job.cancel()
+        job.request_cancel()
+        if wait:
+            job.wait(30)
         return True
 
     def shutdown(self) -> None:
-        self.cancel()
+        """Cancel and wait (blocking: call it off the event loop, or when the loop has stopped)."""
+        self.cancel(wait=True)
+
+
+class JobBusy(RuntimeError):
+    """An analysis is already running (the runner runs one at a time)."""
