@@ -47,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     warmup_steps: int = 200
     clip_grad: float = 1.0
-    amp: bool = False
+    amp: bool | None = None  # mixed precision; None: on when training on CUDA, off on the CPU (config.json records which)
     # channels-last 3D tensors: oneDNN / cuDNN convolutions run ~1.4x faster (measured on CPU)
     channels_last: bool = True
     workers: int = 0  # DataLoader worker processes (samples are seeded per index, so results do not change)

@@ -64,6 +64,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name == "amp":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help="mixed precision (default: on when training on CUDA, off on the CPU)")
         elif f.name in ("spacing", "max_cases"):
             p.add_argument(flag, type=float if f.name == "spacing" else int, default=default)
         else:
@@ -82,6 +85,11 @@ def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def resolve_amp(amp: bool | None, device: torch.device) -> bool:
+    """--amp / --no-amp as given; unset: on when training on CUDA, off elsewhere (AMP is used on CUDA only)."""
+    return device.type == "cuda" if amp is None else bool(amp)
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -96,6 +104,7 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.dist, self.device = ddp.setup(cfg.device, cfg.ddp_timeout_min)
+        cfg.amp = resolve_amp(cfg.amp, self.device)  # before config.json is written: it records the choice
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if cfg.threads > 0:

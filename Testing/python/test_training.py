@@ -289,3 +289,18 @@ def test_best_is_written_before_last_and_resume_rewrites_the_logs(tiny_data, tmp
                        "--threads", "1"]) == 0
     assert read_csv(run / "metrics.csv") == rows and (run / "plots" / "loss.png").exists()
     assert written == ["best.pt", "last.pt"]
+
+
+def test_amp_is_automatic_on_cuda_and_recorded(tiny_data, tmp_path):
+    from training.train import Trainer, parse_args, resolve_amp
+
+    base = ["--data", str(tiny_data), "--out", str(tmp_path / "run")]
+    assert parse_args(base)[0].amp is None
+    assert parse_args([*base, "--amp"])[0].amp is True and parse_args([*base, "--no-amp"])[0].amp is False
+    assert resolve_amp(None, torch.device("cuda")) is True and resolve_amp(None, torch.device("cpu")) is False
+    assert resolve_amp(False, torch.device("cuda")) is False and resolve_amp(True, torch.device("cpu")) is True
+    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path / "run"), patch=32, depth=2, base_channels=4,
+                      device="cpu", quiet=True)
+    trainer = Trainer(cfg, resume=False)
+    assert trainer.cfg.amp is False and trainer.amp is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] is False
