@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import BrainTumorXAIError
+from .errors import BrainTumorXAIError, CaseError
 from .labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
-from .output_folder import check_output_dir, staged_output
+from .output_folder import check_not_replacing_inputs, check_output_dir, staged_output
 from .runtime import JobControl, resolve_device
 
 STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
@@ -56,10 +57,15 @@ def gradcam_class_indices(spec) -> list[int]:
 def resolve_weights(weights: Path | None) -> Path:
     from .resources import demo_weights_path
 
-    path = Path(weights) if weights else demo_weights_path()
+    if not weights:
+        path = demo_weights_path()
+        if not path.is_file():
+            raise BrainTumorXAIError(f"no default weights (the bundled demo weights are not installed at {path}): "
+                                     "pass --weights")
+        return path
+    path = Path(weights)
     if not path.exists():
-        hint = "" if weights else " (the bundled demo weights are missing; pass --weights)"
-        raise BrainTumorXAIError(f"{path}: checkpoint not found{hint}")
+        raise BrainTumorXAIError(f"{path}: checkpoint not found")
     return path
 
 
@@ -72,28 +78,38 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     options = options or AnalysisOptions()
     control = control or JobControl(stage_weights=STAGE_WEIGHTS)
     out_dir = Path(out_dir)
+    weights = resolve_weights(options.weights)
+    # Replacing the output folder must never delete an input (--out CASE --overwrite, --out ..).
+    protect = [("weights file", weights)]
+    if case_dir is not None:
+        protect.append(("case folder", Path(case_dir)))
+    check_not_replacing_inputs(out_dir, protect)
     check_output_dir(out_dir, options.overwrite)  # fail before any heavy work
     if options.scene is not None:
         _require_slicer()
         if Path(options.scene).exists() and not options.overwrite:
             raise BrainTumorXAIError(f"{options.scene}: scene file exists (use --overwrite to replace it)")
+    if options.surfaces:
+        _require_vtk()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
     control.report("load", 0.0, "loading case")
     t0 = time.perf_counter()
     case = load_case(case_dir, mapping=options.mapping)
-    weights = resolve_weights(options.weights)
+    protect += [(f"{key} file", path) for key, path in case.files.items()]  # an explicit mapping may point anywhere
+    check_not_replacing_inputs(out_dir, protect)
     device = resolve_device(options.device)
     model, meta = load_model(weights, device=device)
     timings["load"] = time.perf_counter() - t0
 
     classes = gradcam_class_indices(options.gradcam)
-    prediction = predict_case(case, model, meta, device, options, control, classes)
-    timings.update(prediction.timings)
-    grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
+    # The staging folder is created before inference: an unwritable --out fails in seconds, not after it.
+    with staged_output(out_dir, overwrite=options.overwrite, protect=protect) as staging:
+        prediction = predict_case(case, model, meta, device, options, control, classes)
+        timings.update(prediction.timings)
+        grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
-    with staged_output(out_dir, overwrite=options.overwrite) as staging:
         control.report("write", 0.0, "writing volumes")
         t0 = time.perf_counter()
         outputs = _write_volumes(staging, case, grid, control)
@@ -153,14 +169,29 @@ def network_input(case, meta: dict):
     from .preprocessing import brain_mask, preprocess
 
     norm = dict(meta.get("normalisation", {}))
-    images = _reorder_channels(case.images, meta.get("sequences", list(SEQUENCES)))
+    sequences = list(meta.get("sequences", list(SEQUENCES)))
+    images = _reorder_channels(case.images, sequences)
     brain = brain_mask(case.images)
-    net_input, net_mask, transform = preprocess(
-        images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
-        window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
-        multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
-    )
+    try:
+        net_input, net_mask, transform = preprocess(
+            images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
+            window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
+            multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
+        )
+    except ValueError as exc:
+        raise _name_the_file(exc, case, sequences) from exc
     return net_input, net_mask, transform, brain
+
+
+def _name_the_file(exc: ValueError, case, sequences) -> Exception:
+    """preprocessing speaks of channel indices; the user needs the file and the sequence."""
+    match = re.match(r"channel (\d+) is constant inside the brain mask \(([^)]*)\)", str(exc))
+    if match is None:
+        return exc
+    seq = sequences[int(match.group(1))]
+    path = getattr(case, "files", {}).get(seq) or getattr(case, "folder", None)
+    return CaseError(path, f"the {seq} image is constant inside the brain ({match.group(2)} everywhere); "
+                           "cannot normalise it (is this the right file?)")
 
 
 def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
@@ -195,6 +226,13 @@ def _require_slicer() -> None:
         import slicer  # noqa: F401
     except ImportError as exc:
         raise BrainTumorXAIError("--scene needs the slicer-core wheel: pip install 'braintumorxai[slicer]'") from exc
+
+
+def _require_vtk() -> None:
+    try:
+        import vtk  # noqa: F401
+    except ImportError as exc:
+        raise BrainTumorXAIError("surface meshes need VTK: pip install vtk (or pass --no-surfaces)") from exc
 
 
 def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:

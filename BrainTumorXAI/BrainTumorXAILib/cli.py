@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from .errors import BrainTumorXAIError
+
+DEVICES = ("auto", "cpu", "cuda")
+_DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
+
+
+def _device_arg(text: str) -> str:
+    """argparse type for --device: auto, cpu, cuda or cuda:N, checked before any work starts."""
+    name = text.strip().lower()
+    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, cpu, cuda, cuda:N)")
 
 
 def _cmd_synth(args) -> int:
@@ -16,7 +28,9 @@ def _cmd_synth(args) -> int:
     shape, spacing = SIZE_PRESETS[args.size]
     if args.shape:
         shape = tuple(args.shape)
-    if args.spacing:
+    if args.spacing is not None:
+        if not args.spacing > 0:
+            raise BrainTumorXAIError(f"--spacing must be a positive voxel size in mm, got {args.spacing:g}")
         spacing = args.spacing
     bar = _progress_bar(args.cases, "synth", args.quiet)
     paths = generate_cases(args.out, args.cases, args.seed, naming=args.naming, shape=shape, spacing=spacing,
@@ -76,6 +90,10 @@ def _print_analysis(summary: dict, out: Path) -> None:
     if metrics:
         print("dice: " + ", ".join(f"{k} {v['dice']:.3f}" for k, v in metrics["regions"].items()))
         print("hd95 (mm): " + ", ".join(f"{k} {v['hd95']:.1f}" for k, v in metrics["regions"].items()))
+    fallback = [name for name, used in (summary.get("gradcam_fallback_all_voxels") or {}).items() if used]
+    if fallback:
+        print(f"grad-cam: {', '.join(fallback)} not predicted anywhere; "
+              "explained over all brain voxels instead (a weak, unspecific map)")
     print(f"total {summary['timings_s']['total']:.1f} s on {summary['device']}")
 
 
@@ -119,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("case_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
-    p.add_argument("--mc-batch", type=int, help="MC samples decoded together (default: 4 on CPU, 10 on CUDA)")
+    p.add_argument("--mc-batch", type=int, help="MC samples decoded together (default: 1 on CPU, up to 10 on CUDA)")
     p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")
     p.add_argument("--seed", type=int, default=0)
@@ -140,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--results", type=Path, help="where analyses are cached (default: a per-user cache folder)")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20)
     p.add_argument("--gradcam", default="all")
     p.add_argument("--max-upload-mb", type=int, default=2048)
@@ -157,6 +175,10 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except (BrainTumorXAIError, FileExistsError, ValueError) as exc:
         print(f"braintumorxai {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the system refused: one line naming it, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"braintumorxai {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except Cancelled:
         print(f"braintumorxai {args.command}: cancelled", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Where the bundled demo weights and sample case live.
 
 The repository keeps them in the top-level ``Resources/`` folder; a Slicer
-extension build installs them next to the module.  Both places are searched.
+extension build installs them next to the module; a wheel (pip install of the
+project, not editable) carries them as ``BrainTumorXAILib/demo_data``.  All
+three places are searched.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ _LIB_DIR = Path(__file__).resolve().parent
 _CANDIDATES = (
     _LIB_DIR.parent.parent / "Resources",  # source tree / editable install
     _LIB_DIR.parent / "Resources",  # installed Slicer module
+    _LIB_DIR / "demo_data",  # wheel install (package data, see pyproject.toml)
 )
 
 DEMO_WEIGHTS_NAME = "demo_weights.pt"
