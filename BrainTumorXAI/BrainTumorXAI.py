@@ -1,3 +1,4 @@
+import importlib.util
 import logging
 import os
 import shutil
@@ -162,6 +163,8 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.ncrButton.connect("clicked(bool)", lambda: self.onPreset("NCR"))
         self.ui.edButton.connect("clicked(bool)", lambda: self.onPreset("ED"))
         self.ui.etButton.connect("clicked(bool)", lambda: self.onPreset("ET"))
+        self.ui.wtButton.connect("clicked(bool)", lambda: self.onPreset("WT"))
+        self.ui.tcButton.connect("clicked(bool)", lambda: self.onPreset("TC"))
         self.ui.allBrainButton.connect("clicked(bool)", lambda: self.onPreset("all"))
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
         for key, title in self.OVERLAY_KINDS:
@@ -177,9 +180,11 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._process is not None:
-            self._process.cancel()
         self._timer.stop()
+        if self._process is not None:
+            # Slicer is closing: no later poll will come, so end the run (and its clean-up) here.
+            self._process.cancel(grace=2.0, wait=True)
+            self._process = None
         self.removeObservers()
 
     def enter(self) -> None:
@@ -236,15 +241,12 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return _("No parameter node")
         if self._process is not None:
             return _("An analysis is running")
+        # Inputs and ground truth: the Logic's checks (missing, empty, transformed or non-overlapping
+        # volumes, a ground truth without NCR/ED/ET segments), so they are tested without Qt.
         volumes = {s: getattr(p, f"{s}Volume") for s in SEQUENCES}
-        missing = [s.upper() if s != "t1ce" else "T1ce" for s, v in volumes.items() if v is None]
-        if missing:
-            return _("Select the input volume(s): {names}").format(names=", ".join(missing))
-        if len({v.GetID() for v in volumes.values()}) < 4:
-            return _("The four inputs must be four different volumes")
-        dims = {tuple(v.GetImageData().GetDimensions()) if v.GetImageData() else None for v in volumes.values()}
-        if None in dims:
-            return _("An input volume has no image data")
+        problem = BrainTumorXAILogic.inputProblem(volumes, p.groundTruth)
+        if problem:
+            return problem
         if p.modelPath and str(p.modelPath) not in ("", ".") and not Path(p.modelPath).is_file():
             return _("Model file not found: {path}").format(path=p.modelPath)
         return ""
@@ -263,48 +265,52 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             nodes = self.logic.loadCase(folder)
             for seq in SEQUENCES:
                 setattr(self._parameterNode, f"{seq}Volume", nodes[seq])
-            if "seg" in nodes:
-                self._parameterNode.groundTruth = nodes["seg"]
+            # A case without a label file must not keep the previous case's ground truth.
+            self._parameterNode.groundTruth = nodes.get("seg")
             slicer.util.setSliceViewerLayers(background=nodes["flair"], fit=True)
 
     def ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension (right CUDA build) when present, else pip; asks first."""
-        try:
-            import torch  # noqa: F401
+        """torch through the PyTorch extension (right CUDA build) when present, else pip; asks first.
 
-            hasTorch = True
-        except ImportError:
-            hasTorch = False
-        if not hasTorch:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                PyTorchUtils = None
+        Only looks packages up (importlib.util.find_spec): the analysis runs in its own process, so
+        torch and the rest are never imported into Slicer's GUI process.  Install errors are shown.
+        """
+        if importlib.util.find_spec("torch") is None:
             if not slicer.util.confirmOkCancelDisplay(
                     _("Brain Tumor XAI needs PyTorch, which is not installed yet. Install it now? "
                       "This downloads several hundred MB and may take a few minutes.")):
                 return False
-            with slicer.util.WaitCursor():
-                if PyTorchUtils is not None:
+            installed = False
+            with slicer.util.tryWithErrorDisplay(_("PyTorch installation failed; see the Python console."),
+                                                 waitCursor=True):
+                if importlib.util.find_spec("PyTorchUtils") is not None:
+                    import PyTorchUtils
+
                     torchLogic = PyTorchUtils.PyTorchUtilsLogic()
                     if not torchLogic.torchInstalled() and torchLogic.installTorch(askConfirmation=False) is None:
-                        slicer.util.errorDisplay(_("PyTorch installation failed; see the Python console."))
-                        return False
+                        raise RuntimeError(_("The PyTorch extension could not install torch."))
                 else:
                     slicer.util.pip_install("torch")
-        missing = []
-        for module, requirement in (("nibabel", REQUIREMENTS[0]), ("scipy", REQUIREMENTS[1]), ("skimage", REQUIREMENTS[2]),
-                                    ("matplotlib", REQUIREMENTS[3]), ("tqdm", REQUIREMENTS[4]), ("nilearn", REQUIREMENTS[5])):
-            try:
-                __import__(module)
-            except ImportError:
-                missing.append(requirement)
+                importlib.invalidate_caches()
+                if importlib.util.find_spec("torch") is None:
+                    raise RuntimeError(_("torch is still not importable after the installation."))
+                installed = True
+            if not installed:
+                return False
+        modules = ("nibabel", "scipy", "skimage", "matplotlib", "tqdm", "nilearn")
+        missing = [requirement for module, requirement in zip(modules, REQUIREMENTS)
+                   if importlib.util.find_spec(module) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
                     _("Brain Tumor XAI needs these Python packages: {names}. Install them now?").format(names=", ".join(missing))):
                 return False
-            with slicer.util.WaitCursor():
+            installed = False
+            with slicer.util.tryWithErrorDisplay(_("Installing the Python packages failed; see the Python console."),
+                                                 waitCursor=True):
                 slicer.util.pip_install(missing)
+                installed = True
+            if not installed:
+                return False
         return True
 
     def onApplyButton(self) -> None:
@@ -329,15 +335,13 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
 
     def onCancelButton(self) -> None:
-        if self._process is None:
+        if self._process is None or self._process.cancelled:
             return
+        # Returns at once (SIGINT to the process group); the timer's polls see the process end,
+        # kill it if it is still there after the grace period, and delete the temporary folder.
+        self._process.cancel(grace=5.0)
+        self.ui.cancelButton.enabled = False
         self.ui.statusLabel.text = _("Cancelling…")
-        slicer.app.processEvents()
-        self._process.cancel()  # kills the process group and deletes the temporary folder
-        self._process = None
-        self._timer.stop()
-        self._setRunning(False)
-        self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
 
     def _setRunning(self, running: bool) -> None:
         self.ui.applyButton.enabled = not running
@@ -355,6 +359,8 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.stop()
             return
         updates, code = self._process.poll()
+        if self._process.cancelled:
+            updates = []  # the status line says "Cancelling…" until the process is gone
         for update in updates:
             self.ui.progressBar.value = int(100 * float(update.get("fraction", 0.0)))
             self.ui.statusLabel.text = f"{update.get('stage', '')}: {update.get('message', '')}"
@@ -363,6 +369,9 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.stop()
         process, self._process = self._process, None
         self._setRunning(False)
+        if process.cancelled:  # its poll() has deleted the work folder
+            self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+            return
         if code != 0:
             logging.error(process.log)
             lastLine = process.log.strip().splitlines()[-1] if process.log.strip() else ""
@@ -404,7 +413,7 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = None
         if kind and kind != "none":
             node = overlays.get(f"{kind}:{className}") or overlays.get(kind)
-        self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value)
+        self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value, colorLegend=True)
 
     def onSaveScene(self) -> None:
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save scene bundle"), "",
@@ -530,9 +539,16 @@ class BrainTumorXAITest(ScriptedLoadableModuleTest):
             logic.showOnly("ET", folder)
             display = nodes["segmentation"].GetDisplayNode()
             self.assertEqual([display.GetSegmentVisibility(n) for n in TUMOUR_CLASSES], [False, False, True])
-            logic.setOverlay(nodes["overlays"]["gradcam:ET"], 0.4)
+            logic.showOnly("WT", folder)
+            self.assertEqual([display.GetSegmentVisibility(n) for n in TUMOUR_CLASSES], [True, True, True])
+            if "seg" in inputs:  # the ground truth: outlines in 2D, never in the 3D presets
+                gtDisplay = inputs["seg"].GetDisplayNode()
+                self.assertFalse(gtDisplay.GetVisibility3D() or gtDisplay.GetVisibility2DFill())
+            logic.setOverlay(nodes["overlays"]["gradcam:ET"], 0.4, colorLegend=True)
             composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
             self.assertEqual(composite.GetForegroundVolumeID(), nodes["overlays"]["gradcam:ET"].GetID())
+            legend = slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(nodes["overlays"]["gradcam:ET"])
+            self.assertTrue(legend is not None and legend.GetVisibility())
 
             # A second load is a second folder.
             second = logic.loadResults(work / "output")
