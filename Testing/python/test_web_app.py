@@ -209,6 +209,25 @@ def test_uploads_are_per_connection(server, web_case, connect):
     c.wait_state(lambda st: st.get("busy"))
 
 
+def test_data_folder_scan_error_is_shown(tmp_path):
+    """A data folder that cannot be scanned is a message in the page (set after the state is reset)."""
+    from types import SimpleNamespace
+
+    from trame.app import get_server
+
+    from BrainTumorXAILib.web.app import ViewerApp
+    from BrainTumorXAILib.web.uploads import UploadLimits
+
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("")  # removed and replaced by a file after the server checked it
+    fake = SimpleNamespace(state=get_server("btx-scan-error-test", client_type="vue3").state,
+                           data_dir=not_a_folder, limits=UploadLimits(), _cases={})
+    for name in ("_scan_cases", "_on_case", "_on_overlay", "_on_preset", "_update"):
+        setattr(fake, name, getattr(ViewerApp, name).__get__(fake))
+    ViewerApp._init_state(fake)
+    assert fake.state.cases == [] and "not a folder" in fake.state.error
+
+
 def test_sigterm_stops_the_server_cleanly(server):
     """SIGTERM (with the uploaded case's analysis still running) ends the server by itself with status 0."""
     base, proc, log, _ = server
