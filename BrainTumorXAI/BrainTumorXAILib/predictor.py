@@ -4,6 +4,9 @@ Per window the encoder runs once.  Its features feed
   1. one deterministic decoder pass, when it is needed: without MC samples,
      for Grad-CAM (hooked), or on request,
   2. the MC Dropout samples, decoded in batches from the same features.
+That shortcut is exact only when the encoder holds no dropout.  A model built
+with ``dropout_in_encoder`` runs the whole network (encoder and decoder) per MC
+sample instead, each with its own masks everywhere: slower, but correct.
 On CUDA the samples are batched; on CPU one at a time, which measured faster
 (batched 3D convolutions there are memory-bound).
 Dropout masks are drawn once per MC sample for the whole volume, so sample s
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 from . import gradcam as gc
-from .models.dropout import draw_masks, mc_dropout_mode, set_masks
+from .models.dropout import MCDropout3d, draw_masks, mc_dropout_mode, set_masks
 from .runtime import JobControl
 from .sliding_window import BlendAccumulator, gaussian_weight, make_tiling
 from .uncertainty import MomentAccumulator, entropy, mutual_information
@@ -67,6 +70,8 @@ class Predictor:
         # Attention maps are read from the dropout-free pass, so gated models always run it.
         self.run_deterministic = (keep_deterministic or not self.mc_samples or bool(self.gradcam_classes)
                                   or bool(getattr(model, "use_attention", False)))
+        # Encoder dropout: the shared dropout-free features would ignore the encoder masks.
+        self.full_mc_passes = bool(self.mc_samples) and encoder_has_mc_dropout(model)
 
     # -- public -----------------------------------------------------------------
     @torch.no_grad()
@@ -87,15 +92,17 @@ class Predictor:
         for i, box in enumerate(tiling.boxes):
             self.control.report("inference", i / len(tiling), f"window {i + 1}/{len(tiling)}")
             x = x_all[(slice(None), *box)][None].to(self.device)
-            t0 = time.perf_counter()
-            feats = self.model.encode(x)
-            timings["encoder"] += _elapsed(t0, self.device)
+            feats = None
+            if self.run_deterministic or not self.full_mc_passes:
+                t0 = time.perf_counter()
+                feats = self.model.encode(x)
+                timings["encoder"] += _elapsed(t0, self.device)
             maps = self._deterministic(feats, timings) if self.run_deterministic else {}
             # Attention gates of the dropout-free pass (the MC passes overwrite them).
             att = {k: v[0:1] for k, v in gc.upsample_attention(self.model, tiling.window).items()} if maps else {}
             if self.mc_samples:
                 t0 = time.perf_counter()
-                maps.update(self._mc_moments(feats, masks))
+                maps.update(self._mc_moments(x, feats, masks))
                 timings["mc_dropout"] += _elapsed(t0, self.device)
             blend.add(box, weight, maps)
             if att:
@@ -136,15 +143,18 @@ class Predictor:
         maps.update({f"cam{c}": cam[0:1] for c, cam in out.cams.items()})
         return maps
 
-    def _mc_moments(self, feats, masks) -> dict[str, torch.Tensor]:
+    def _mc_moments(self, x, feats, masks) -> dict[str, torch.Tensor]:
         acc = MomentAccumulator()
         with mc_dropout_mode(self.model):
             for start in range(0, self.mc_samples, self.mc_batch):
                 stop = min(start + self.mc_batch, self.mc_samples)
                 n = stop - start
                 set_masks(self.model, [m[start:stop] for m in masks])
-                batch_feats = [f.expand(n, *f.shape[1:]) for f in feats]
-                probs = torch.softmax(self.model.decode(batch_feats).float(), dim=1)
+                if self.full_mc_passes:  # the encoder's masks act too: encode each sample
+                    logits = self.model.decode(self.model.encode(x.expand(n, *x.shape[1:])))
+                else:
+                    logits = self.model.decode([f.expand(n, *f.shape[1:]) for f in feats])
+                probs = torch.softmax(logits.float(), dim=1)
                 acc.update(probs)
                 self.control.check()
             set_masks(self.model, None)
@@ -197,6 +207,16 @@ class Predictor:
             attention={} if attention is None else {k: _np(attention.result(k)[0]) for k in attention.sums},
             n_windows=n_windows, mc_samples=self.mc_samples, timings_s={k: round(v, 4) for k, v in timings.items()},
         )
+
+
+def encoder_has_mc_dropout(model: nn.Module) -> bool:
+    """Whether any active MC dropout module runs inside ``encode`` (encoder stages or bottleneck)."""
+    parts = [getattr(model, name, None) for name in ("encoder", "bottleneck")]
+    if not any(isinstance(p, nn.Module) for p in parts):
+        # Unknown layout: only the configuration can tell; assume the worst when it says so.
+        return bool(getattr(model, "config", {}).get("dropout_in_encoder", False))
+    return any(isinstance(m, MCDropout3d) and m.p > 0
+               for part in parts if isinstance(part, nn.Module) for m in part.modules())
 
 
 def _force_background(probs: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:

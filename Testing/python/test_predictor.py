@@ -51,6 +51,38 @@ def test_mc_statistics_equal_explicit_full_passes_with_the_same_masks():
     assert maps.variance.max() > 0  # dropout really sampled
 
 
+def explicit_mc_samples(model, x, n, seed):
+    """N full forward passes (encoder and decoder), sample s with mask s in every dropout module."""
+    masks = draw_masks(model, n, torch.Generator().manual_seed(seed))
+    samples = []
+    with torch.no_grad():
+        for s in range(n):
+            model.eval()
+            for m in mc_dropout_modules(model):
+                m.train()
+            set_masks(model, [m[s:s + 1] for m in masks])
+            samples.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0])
+    set_masks(model, None)
+    model.eval()
+    return torch.stack(samples)
+
+
+@pytest.mark.parametrize("gradcam", [(), (1, 2)])
+def test_mc_with_encoder_dropout_equals_explicit_full_passes(gradcam):
+    """Dropout in the encoder: every sample needs its own encoder pass with its own masks."""
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4, depth=2, dropout=0.3, dropout_in_encoder=True).eval()
+    encoder_modules = [m for m in model.encoder.modules() if isinstance(m, MCDropout3d)]
+    assert encoder_modules  # the configuration under test really drops encoder channels
+    x, n = volume(), 6
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=n, mc_batch=4, seed=2,
+                     gradcam_classes=gradcam).predict(x)
+    samples = explicit_mc_samples(model, x, n, seed=2)
+    np.testing.assert_allclose(maps.probabilities, samples.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(maps.variance, samples.var(0, unbiased=False).numpy(), atol=1e-6)
+    assert not any(m.training for m in model.modules()) and all(m.mask is None for m in encoder_modules)
+
+
 def test_same_seed_same_maps_and_other_seed_other_maps():
     model, x = tiny_model(), volume()
     a = Predictor(model, CPU, window=(32, 32, 24), mc_samples=5, seed=3).predict(x)
