@@ -243,7 +243,7 @@ def test_evaluate_skips_a_case_that_fails_in_prediction(tiny_data, tmp_path, cap
     assert err.count(f"skipping {bad.name}: ") == 1 and "constant" in err and "Traceback" not in err
     assert [r["case"] for r in read_csv(tmp_path / "eval" / "cases.csv")] == [good.name]
     assert [r["case"] for r in read_csv(tmp_path / "eval" / "skipped.csv")] == [bad.name]
-    assert f"Skipped 1 case(s)" in (tmp_path / "eval" / "summary.md").read_text()
+    assert "Skipped 1 case(s)" in (tmp_path / "eval" / "summary.md").read_text()
 
     shutil.rmtree(data / good.name)  # nothing left to evaluate: one line, exit status 2, no IndexError
     assert eval_main(["--run", str(run), "--data", str(data), "--split", "all", "--mc-samples", "0",
