@@ -107,3 +107,36 @@ def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: st
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return case_dir, out, arrays
+
+
+def assert_segmentation_on_grid(seg_node, classes, affine) -> None:
+    """Each segment's voxels sit exactly on the ``affine`` grid and match ``classes`` there
+    (compared through the index map: readers may flip a left-handed grid or crop the extent)."""
+    import vtk
+    from vtk.util import numpy_support
+
+    segmentation = seg_node.GetSegmentation()
+    for index, name in enumerate(TUMOUR_CLASSES, start=1):
+        segment_id = segmentation.GetSegmentIdBySegmentName(name)
+        assert segment_id, name
+        image = seg_node.GetBinaryLabelmapInternalRepresentation(segment_id)
+        m = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(m)
+        t = np.linalg.inv(affine) @ np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        np.testing.assert_allclose(t, np.round(t), atol=1e-4, err_msg=f"{name}: not on the reference grid")
+        t = np.round(t).astype(int)
+        ext = image.GetExtent()
+        dims = [ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1]
+        if min(dims) <= 0:
+            assert not (classes == index).any(), f"{name}: empty after reload"
+            continue
+        data = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).transpose(2, 1, 0)
+        mask = data == segmentation.GetSegment(segment_id).GetLabelValue()
+        idx = np.indices(dims).reshape(3, -1) + np.array(ext[::2])[:, None]
+        src = t[:3, :3] @ idx + t[:3, 3:4]
+        inside = np.all((src >= 0) & (src < np.array(classes.shape)[:, None]), axis=0)
+        flat = mask.reshape(-1)
+        assert not flat[~inside].any(), f"{name}: voxels outside the reference grid"
+        expected = classes[src[0, inside], src[1, inside], src[2, inside]] == index
+        np.testing.assert_array_equal(flat[inside], expected, err_msg=name)
+        assert flat.sum() == (classes == index).sum(), name

@@ -26,7 +26,7 @@ from BrainTumorXAILib.slicer_logic import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slicer_results_factory import make_case_and_results  # noqa: E402
+from slicer_results_factory import assert_segmentation_on_grid, make_case_and_results  # noqa: E402
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
 
@@ -69,38 +69,6 @@ def _assert_same_world_volume(copy, node) -> None:
     src = t[:3, :3] @ idx + t[:3, 3:4]
     assert all((src[d] >= 0).all() and (src[d] < a.shape[d]).all() for d in range(3))
     np.testing.assert_array_equal(b.reshape(-1), a[src[0], src[1], src[2]])
-
-
-def _assert_segmentation_on_grid(seg_node, classes, affine) -> None:
-    """Each segment's voxels sit exactly on the ``affine`` grid and match ``classes`` there
-    (compared through the index map: readers may flip a left-handed grid or crop the extent)."""
-    from vtk.util import numpy_support
-
-    segmentation = seg_node.GetSegmentation()
-    for index, name in enumerate(TUMOUR_CLASSES, start=1):
-        segment_id = segmentation.GetSegmentIdBySegmentName(name)
-        assert segment_id, name
-        image = seg_node.GetBinaryLabelmapInternalRepresentation(segment_id)
-        m = vtk.vtkMatrix4x4()
-        image.GetImageToWorldMatrix(m)
-        t = np.linalg.inv(affine) @ np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
-        np.testing.assert_allclose(t, np.round(t), atol=1e-4, err_msg=f"{name}: not on the reference grid")
-        t = np.round(t).astype(int)
-        ext = image.GetExtent()
-        dims = [ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1]
-        if min(dims) <= 0:
-            assert not (classes == index).any(), f"{name}: empty after reload"
-            continue
-        data = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).transpose(2, 1, 0)
-        mask = data == segmentation.GetSegment(segment_id).GetLabelValue()
-        idx = np.indices(dims).reshape(3, -1) + np.array(ext[::2])[:, None]
-        src = t[:3, :3] @ idx + t[:3, 3:4]
-        inside = np.all((src >= 0) & (src < np.array(classes.shape)[:, None]), axis=0)
-        flat = mask.reshape(-1)
-        assert not flat[~inside].any(), f"{name}: voxels outside the reference grid"
-        expected = classes[src[0, inside], src[1, inside], src[2, inside]] == index
-        np.testing.assert_array_equal(flat[inside], expected, err_msg=name)
-        assert flat.sum() == (classes == index).sum(), name
 
 
 def test_inputs_loaded_by_sequence_with_exact_geometry(loaded):
@@ -211,8 +179,8 @@ def test_segments_terminology_colours_and_surfaces(loaded):
 def test_segmentations_are_on_the_input_grid(loaded):
     _, logic, inputs, folder, _, arrays = loaded
     affine = _ijk_to_ras(inputs["t1ce"])
-    _assert_segmentation_on_grid(logic.runNodes(folder)["segmentation"], arrays["classes"], affine)
-    _assert_segmentation_on_grid(inputs["seg"], arrays["classes"], affine)
+    assert_segmentation_on_grid(logic.runNodes(folder)["segmentation"], arrays["classes"], affine)
+    assert_segmentation_on_grid(inputs["seg"], arrays["classes"], affine)
 
 
 def test_ground_truth_is_outlined_in_2d_and_kept_out_of_the_3d_presets(loaded):
@@ -416,10 +384,10 @@ def test_mrb_round_trip_and_offscreen_render(loaded, tmp_path):
             _assert_same_world_volume(copy, node)
         seg = fresh.GetFirstNodeByName(nodes["segmentation"].GetName())
         assert seg.GetSegmentation().GetSegment("ET").GetColor() == pytest.approx(CLASS_COLORS["ET"])
-        _assert_segmentation_on_grid(seg, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
+        assert_segmentation_on_grid(seg, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
         gt = fresh.GetFirstNodeByName(inputs["seg"].GetName())
         assert gt is not None and not gt.GetDisplayNode().GetVisibility3D()
-        _assert_segmentation_on_grid(gt, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
+        assert_segmentation_on_grid(gt, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
         assert fresh.GetFirstNodeByName(nodes["table"].GetName()).GetNumberOfRows() == 6
         assert fresh.GetFirstNodeByName(nodes["brain"].GetName()).GetPolyData().GetNumberOfPoints() > 0
     finally:
