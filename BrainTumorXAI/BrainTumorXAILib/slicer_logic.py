@@ -419,8 +419,6 @@ class BrainTumorXAILogic(_LogicBase):
         not overlap the T1ce grid in space (other grids are resampled), and a ground truth without
         NCR/ED/ET segments or with values outside the BraTS labels.
         """
-        from .grid import grids_overlap
-
         titles = SEQUENCE_TITLES
         missing = [titles[s] for s in SEQUENCES if volumes.get(s) is None]
         if missing:
@@ -449,7 +447,7 @@ class BrainTumorXAILogic(_LogicBase):
         refShape, refAffine = grids["t1ce"]
         for seq in SEQUENCES:
             shape, affine = grids[seq]
-            if seq != "t1ce" and not grids_overlap(shape, affine, refShape, refAffine):
+            if seq != "t1ce" and not _gridsOverlap(shape, affine, refShape, refAffine):
                 return (f"{titles[seq]} ({volumes[seq].GetName()}) does not overlap the T1ce volume in space "
                         f"(dimensions {shape[0]}x{shape[1]}x{shape[2]} vs {refShape[0]}x{refShape[1]}x{refShape[2]}); "
                         "it cannot be resampled onto the T1ce grid")
@@ -474,7 +472,7 @@ class BrainTumorXAILogic(_LogicBase):
                 return f"Ground truth {name} is transformed: harden or remove the transform first"
             m = vtk.vtkMatrix4x4()
             groundTruth.GetIJKToRASMatrix(m)
-            if not grids_overlap(tuple(image.GetDimensions()), arrayFromVtkMatrix(m), refShape, refAffine):
+            if not _gridsOverlap(tuple(image.GetDimensions()), arrayFromVtkMatrix(m), refShape, refAffine):
                 return f"Ground truth {name} does not overlap the T1ce volume in space"
             return ""
         return f"Ground truth {name} is neither a segmentation nor a label map"
@@ -918,6 +916,20 @@ class BrainTumorXAILogic(_LogicBase):
         if not self.scene.WriteToMRB(str(path), None, messages) or not path.is_file():
             raise BrainTumorXAIError(f"{path}: could not write the scene bundle: {messages.GetAllMessagesAsString()}")
         return path
+
+
+def _gridsOverlap(shape, affine, refShape, refAffine) -> bool:
+    """Whether two voxel grids (voxel i covering i - 0.5 .. i + 0.5) meet in world space.
+
+    Same test as ``grid.grids_overlap`` (which the analysis uses), in numpy alone: the
+    Apply-button check runs in Slicer's GUI process, where scipy may not be installed yet.
+    """
+    corners = np.array([[x, y, z, 1.0] for x in (-0.5, refShape[0] - 0.5) for y in (-0.5, refShape[1] - 0.5)
+                        for z in (-0.5, refShape[2] - 0.5)])
+    inSource = corners @ (np.linalg.inv(np.asarray(affine, float)) @ np.asarray(refAffine, float)).T
+    lo, hi = inSource[:, :3].min(axis=0), inSource[:, :3].max(axis=0)
+    n = np.asarray(shape[:3], dtype=float)
+    return bool(np.all(hi > -0.5) and np.all(lo < n - 0.5))
 
 
 def _number(value) -> float:

@@ -302,6 +302,25 @@ def test_input_problem_reasons():
         release_headless_scene(scene)
 
 
+def test_apply_check_overlap_matches_the_analysis():
+    """The numpy-only overlap test of inputProblem agrees with the one the analysis applies."""
+    from BrainTumorXAILib.grid import grids_overlap
+    from BrainTumorXAILib.slicer_logic import _gridsOverlap
+
+    rng = np.random.default_rng(5)
+    results = []
+    for _ in range(300):
+        a, b = np.eye(4), np.eye(4)
+        a[:3, :3] = rng.normal(size=(3, 3)) + np.diag([3.0, 3.0, 3.0])
+        b[:3, :3] = np.diag(rng.uniform(0.5, 3.0, size=3))
+        a[:3, 3], b[:3, 3] = rng.uniform(-60, 60, size=3), rng.uniform(-60, 60, size=3)
+        sa, sb = tuple(int(n) for n in rng.integers(2, 30, size=3)), tuple(int(n) for n in rng.integers(2, 30, size=3))
+        expected = grids_overlap(sa, a, sb, b)
+        assert _gridsOverlap(sa, a, sb, b) == expected
+        results.append(expected)
+    assert any(results) and not all(results)
+
+
 def test_table_and_hierarchy(loaded):
     scene, logic, inputs, folder, out, _ = loaded
     nodes = logic.runNodes(folder)
