@@ -88,6 +88,9 @@ class Predictor:
         blend = BlendAccumulator(tiling.shape, channels, device=self.device)
         attention: BlendAccumulator | None = None
         masks = self._draw_masks()
+        brain = None if brain_mask is None else torch.from_numpy(np.asarray(brain_mask, bool)).to(self.device)
+        # Classes with a Grad-CAM score region (deterministic prediction inside the brain) in some window.
+        cam_found = {c: False for c in self.gradcam_classes}
 
         for i, box in enumerate(tiling.boxes):
             self.control.report("inference", i / len(tiling), f"window {i + 1}/{len(tiling)}")
@@ -97,7 +100,8 @@ class Predictor:
                 t0 = time.perf_counter()
                 feats = self.model.encode(x)
                 timings["encoder"] += _elapsed(t0, self.device)
-            maps = self._deterministic(feats, timings) if self.run_deterministic else {}
+            window_brain = None if brain is None else brain[box][None]
+            maps = self._deterministic(feats, timings, window_brain, cam_found) if self.run_deterministic else {}
             # Attention gates of the dropout-free pass (the MC passes overwrite them).
             att = {k: v[0:1] for k, v in gc.upsample_attention(self.model, tiling.window).items()} if maps else {}
             if self.mc_samples:
@@ -110,11 +114,11 @@ class Predictor:
                 attention.add(box, weight, att)
         self.control.report("inference", 1.0, "blending")
         result = self._finish(blend, attention, brain_mask, len(tiling), timings)
-        predicted = result.probabilities.argmax(axis=0)
-        absent = [c for c in self.gradcam_classes if not (predicted == c).any()]
+        # "Absent" by the same prediction that defines the score regions: no window had one.
+        absent = [c for c in self.gradcam_classes if not cam_found[c]]
         if absent:
             t0 = time.perf_counter()
-            for c, cam in self._gradcam_fallback_pass(x_all, tiling, weight, absent).items():
+            for c, cam in self._gradcam_fallback_pass(x_all, tiling, weight, absent, brain).items():
                 result.gradcam[c] = _np(_normalise(cam, self._outside(brain_mask)))
                 result.gradcam_fallback[c] = True
             result.timings_s["gradcam"] = round(result.timings_s["gradcam"] + _elapsed(t0, self.device), 4)
@@ -130,15 +134,18 @@ class Predictor:
         gen = torch.Generator().manual_seed(self.seed)
         return [m.to(self.device) for m in draw_masks(self.model, self.mc_samples, gen)]
 
-    def _deterministic(self, feats, timings) -> dict[str, torch.Tensor]:
+    def _deterministic(self, feats, timings, window_brain=None, cam_found=None) -> dict[str, torch.Tensor]:
         t0 = time.perf_counter()
         if not self.gradcam_classes:
             logits = self.model.decode(feats)
             timings["deterministic"] += _elapsed(t0, self.device)
             return {"det": torch.softmax(logits[0].float(), dim=0)}
         _, layer = self.gradcam_layer
-        out = gc.gradcam_from_features(self.model, feats, layer, self.gradcam_classes)
+        out = gc.gradcam_from_features(self.model, feats, layer, self.gradcam_classes, region_mask=window_brain)
         timings["gradcam"] += _elapsed(t0, self.device)
+        if cam_found is not None:
+            for c, found in out.has_region.items():
+                cam_found[c] = cam_found[c] or found
         maps = {"det": torch.softmax(out.logits[0].float(), dim=0)}
         maps.update({f"cam{c}": cam[0:1] for c, cam in out.cams.items()})
         return maps
@@ -161,13 +168,14 @@ class Predictor:
         # Blend raw moments (mean and E[p^2]) so the variance stays a variance after blending.
         return {"mean": acc.mean, "second": acc.variance + acc.mean**2, "sample_entropy": acc.mean_entropy[None]}
 
-    def _gradcam_fallback_pass(self, x_all, tiling, weight, classes) -> dict[int, torch.Tensor]:
-        """Classes the whole volume never predicts: score over all voxels instead."""
+    def _gradcam_fallback_pass(self, x_all, tiling, weight, classes, brain=None) -> dict[int, torch.Tensor]:
+        """Classes no window predicts in the brain: score over all brain voxels (all voxels without a mask)."""
         _, layer = self.gradcam_layer
         blend = BlendAccumulator(tiling.shape, {f"cam{c}": 1 for c in classes}, device=self.device)
-        regions = {c: None for c in classes}
         for box in tiling.boxes:
             self.control.check()
+            region = None if brain is None else brain[box][None].float()
+            regions = {c: region for c in classes}
             feats = self.model.encode(x_all[(slice(None), *box)][None].to(self.device))
             out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
             blend.add(box, weight, {f"cam{c}": out.cams[c][0:1] for c in classes})

@@ -127,15 +127,18 @@ def test_encoder_runs_once_per_window():
     assert len(calls) == maps.n_windows
 
 
-def reference_gradcam(model, x, layer_name, cls):
-    """Textbook Grad-CAM with a full backward pass, for comparison."""
+def reference_gradcam(model, x, layer_name, cls, region_mask=None):
+    """Textbook Grad-CAM with a full backward pass, for comparison (score over argmax == cls [& mask])."""
     store = {}
     layer = model.gradcam_layers()[layer_name]
     h1 = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
     x = x.clone().requires_grad_(True)
     logits = model(x)
     h1.remove()
-    region = (logits.argmax(1) == cls).float()
+    region = logits.argmax(1) == cls
+    if region_mask is not None:
+        region = region & torch.as_tensor(region_mask)[None]
+    region = region.float()
     score = (logits[:, cls] * region).sum()
     (grad,) = torch.autograd.grad(score, store["a"])
     cam = F.relu((grad.mean(dim=(2, 3, 4), keepdim=True) * store["a"]).sum(1, keepdim=True))
@@ -184,6 +187,30 @@ def test_gradcam_is_zero_outside_the_brain_and_normalised_inside():
         cam = maps.gradcam[c]
         assert cam[~brain].max() == 0.0
         assert cam[brain].max() == pytest.approx(1.0)
+
+
+def test_gradcam_score_region_and_fallback_use_the_brain_masked_window_prediction():
+    """S_c sums over the window's argmax == c inside the brain; absent means no such voxel anywhere."""
+    model, x = tiny_model(), volume()
+    with torch.no_grad():
+        raw = model(torch.from_numpy(x)[None]).argmax(1)[0].numpy()
+    counts = np.bincount(raw.ravel(), minlength=4)
+    hidden = int(np.argsort(counts)[-2])  # a class predicted in many voxels ...
+    brain = raw != hidden  # ... but only outside the brain
+    brain[:2] = False  # and some padding with other classes outside too
+    layer_name = gc.resolve_layer(model, None)[0]
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=3, gradcam_classes=(1, 2, 3)).predict(x, brain)
+    for c in (1, 2, 3):
+        inside = bool((brain & (raw == c)).any())
+        assert maps.gradcam_fallback[c] == (not inside)
+        cam = maps.gradcam[c]
+        assert cam[~brain].max() == 0.0
+        if inside:
+            ref = reference_gradcam(model, torch.from_numpy(x)[None], layer_name, c, brain).numpy()
+            ref = np.where(brain, ref, 0.0)
+            ref = ref / ref.max() if ref.max() > 0 else ref
+            np.testing.assert_allclose(cam, ref, rtol=1e-4, atol=1e-5)
+    assert hidden != 0 and maps.gradcam_fallback[hidden]  # predicted only outside the brain: absent
 
 
 def test_unknown_gradcam_layer_is_a_clear_error():
