@@ -13,7 +13,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from BrainTumorXAILib import analyze as analyze_mod
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, resolve_weights
 from BrainTumorXAILib.cli import _print_analysis, main
