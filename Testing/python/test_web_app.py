@@ -281,10 +281,11 @@ def test_end_to_end_in_headless_chromium(web_case, tmp_path):
     t0 = time.time()
     out = driver.run(data, tmp_path / "results", case="BraTS2021_00042",
                      extra_server_args=["--weights", str(weights), "--mc-samples", "2", "--gradcam", "NCR"],
-                     timeout=150, log_path=tmp_path / "server.log", overlay="probability:ET")
+                     timeout=150, log_path=tmp_path / "server.log", overlay="probability:ET", bad_upload=True)
     print(json.dumps(out))
     assert out["server_exit"] == 0, "the server should stop by itself on SIGTERM"
     assert out["saw_progress"], "the analysis should have run in the background with a progress bar"
+    assert "notes.txt: unsupported file type" in (out["bad_upload_error"] or ""), out["bad_upload_error"]
     assert out["downloads"]["scene.mrb"][1], f"the .mrb holds no scene: {out['downloads']}"
     assert out["downloads"]["results.zip"][1], f"the results zip has no summary.json: {out['downloads']}"
     threed, axial = out["stats"]["threed"], out["stats"]["axial"]

@@ -289,8 +289,17 @@ def downloads(port: int) -> dict:
     return out
 
 
+def upload_through_page(cdp: Cdp, path: Path) -> None:
+    """Choose ``path`` in the page's (hidden) upload input, as the file dialog would: the page posts it."""
+    root = cdp.call("DOM.getDocument", depth=0)["root"]["nodeId"]
+    node = cdp.call("DOM.querySelector", nodeId=root, selector="#upload-input")["nodeId"]
+    if not node:
+        raise RuntimeError("the page has no #upload-input")
+    cdp.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+
+
 def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), timeout=240.0, log_path=None,
-        overlay=None) -> dict:
+        overlay=None, bad_upload=False) -> dict:
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
@@ -310,6 +319,16 @@ def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), tim
         cdp.call("Page.navigate", url=url)
         cdp.wait_js("!!document.querySelector('#case-select')", 60, "the page (case dropdown)")
         cases = cdp.wait_js("window.trame && window.trame.state.get('cases')", 30, "the case list")
+        bad_upload_error = None
+        if bad_upload:  # a refused upload through the page: its message appears in the page's error box
+            bad = tmp / "notes.txt"
+            bad.write_text("not an image")
+            upload_through_page(cdp, bad)
+            bad_upload_error = cdp.wait_js(
+                "(() => { const e = window.trame.state.get('error'); const box = document.querySelector('#error');"
+                " return e && box && box.offsetParent !== null && box.textContent.includes(e) ? e : null; })()",
+                30, "the upload error in the page")
+            cdp.js("window.trame.state.set('error', '')")
         name = case or cases[0]["value"]
         how = cdp.js(SELECT_CASE_JS % json.dumps(name))
         if how != "clicked":  # the dropdown could not be operated: set the same state the dropdown sets
@@ -345,6 +364,7 @@ def run(data_dir, results, case=None, screenshot=None, extra_server_args=(), tim
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             Path(screenshot).write_bytes(png)
         result = {"case": name, "selected_by": how, "saw_progress": saw_progress, "stats": stats,
+                  "bad_upload_error": bad_upload_error,
                   "seconds": round(time.time() - t0, 1), "views_box": box, "downloads": downloads(port)}
         if cdp is not None:
             cdp.close()

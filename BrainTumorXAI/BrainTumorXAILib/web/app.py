@@ -488,17 +488,22 @@ class ViewerApp:
         from trame.widgets import vuetify3 as v3
 
         # The upload token belongs to this page's connection (see _upload_token); asked for once, and again when
-        # the server no longer knows it (the websocket reconnected as a new connection).
+        # the server no longer knows it (the websocket reconnected as a new connection).  The handler is an arrow
+        # function, which Vue calls with the event (an invoked function expression "(async (ev) => ...)($event)"
+        # also looks like a function to Vue's compiler: it ran once at render time and the input never uploaded).
+        # Template expressions see the state, trame, utils, window and a few allowed globals (Math, JSON...):
+        # browser APIs go through window.
         upload_js = (
-            "(async (ev) => { const fd = new FormData(); for (const f of ev.target.files) fd.append('files', f, f.name);"
+            "async (ev) => { const fd = new window.FormData();"
+            " for (const f of ev.target.files) fd.append('files', f, f.name);"
             " ev.target.value = ''; uploading = true; error = '';"
             " const send = async (fresh) => { if (fresh || !window.btxUploadToken)"
-            " window.btxUploadToken = await window.trame.trigger('btx_upload_token');"
-            f" return fetch('{ROUTE.lstrip('/')}/upload?token=' + encodeURIComponent(window.btxUploadToken || ''),"
+            " window.btxUploadToken = await trame.trigger('btx_upload_token');"
+            f" return window.fetch('{ROUTE.lstrip('/')}/upload?token=' + encodeURIComponent(window.btxUploadToken || ''),"
             " {method: 'POST', body: fd}); };"
             " try { let r = await send(false); if (r.status === 403) r = await send(true);"
             " const j = await r.json(); if (!j.ok) { error = j.error; } }"
-            " catch (e) { error = 'upload failed: ' + e; } uploading = false; })($event)"
+            " catch (e) { error = 'upload failed: ' + e; } uploading = false; }"
         )
         self.state.uploading = False
         self.state.cancelling = False
