@@ -114,7 +114,7 @@ def _post_files(url: str, files: list[tuple[str, bytes]], token: str | None = No
 
 
 def test_server_serves_the_trame_page(server):
-    base, proc, _, _ = server
+    base = server[0]
     with urllib.request.urlopen(base + "/index.html", timeout=10) as r:
         assert r.status == 200
         page = r.read().decode()
@@ -213,10 +213,9 @@ def test_data_folder_scan_error_is_shown(tmp_path):
     """A data folder that cannot be scanned is a message in the page (set after the state is reset)."""
     from types import SimpleNamespace
 
-    from trame.app import get_server
-
     from BrainTumorXAILib.web.app import ViewerApp
     from BrainTumorXAILib.web.uploads import UploadLimits
+    from trame.app import get_server
 
     not_a_folder = tmp_path / "data"
     not_a_folder.write_text("")  # removed and replaced by a file after the server checked it

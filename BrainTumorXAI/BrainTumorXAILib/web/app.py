@@ -8,6 +8,12 @@ and shows the results loaded by the Slicer module's Logic (:mod:`.scene`).  Down
 through plain HTTP routes on the same server so large files never travel over
 the websocket.
 
+trame shares one state among the browser connections of a server, so every open
+page shows the same scene and one analysis runs at a time (a second one is
+refused with a message until it ends or is cancelled).  Uploads are per
+connection: each page gets its own token and temporary folder, removed when that
+connection closes.
+
 Runs on CPU-only servers: 3D views render through EGL/OSMesa (llvmpipe) with
 depth peeling off, which llvmpipe cannot do with multisampling (translucent
 surfaces would vanish).
