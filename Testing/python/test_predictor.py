@@ -30,27 +30,6 @@ def test_deterministic_path_without_samples():
     assert maps.entropy.min() >= 0 and maps.entropy.max() <= np.log(4) + 1e-5
 
 
-def test_mc_statistics_equal_explicit_full_passes_with_the_same_masks():
-    """The cheap path (encoder once, batched decoder) must equal N full forward passes."""
-    model, x, n = tiny_model(), volume(), 7
-    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=n, mc_batch=3, seed=5).predict(x)
-    masks = draw_masks(model, n, torch.Generator().manual_seed(5))
-    samples = []
-    with torch.no_grad():
-        for s in range(n):
-            model.eval()
-            for m in mc_dropout_modules(model):
-                m.train()
-            set_masks(model, [m[s:s + 1] for m in masks])
-            samples.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0])
-    set_masks(model, None)
-    samples = torch.stack(samples)
-    np.testing.assert_allclose(maps.probabilities, samples.mean(0).numpy(), atol=1e-5)
-    np.testing.assert_allclose(maps.variance, samples.var(0, unbiased=False).numpy(), atol=1e-6)
-    assert maps.variance.min() >= 0 and maps.mutual_information.min() >= 0
-    assert maps.variance.max() > 0  # dropout really sampled
-
-
 def explicit_mc_samples(model, x, n, seed):
     """N full forward passes (encoder and decoder), sample s with mask s in every dropout module."""
     masks = draw_masks(model, n, torch.Generator().manual_seed(seed))
@@ -65,6 +44,17 @@ def explicit_mc_samples(model, x, n, seed):
     set_masks(model, None)
     model.eval()
     return torch.stack(samples)
+
+
+def test_mc_statistics_equal_explicit_full_passes_with_the_same_masks():
+    """The cheap path (encoder once, batched decoder) must equal N full forward passes."""
+    model, x, n = tiny_model(), volume(), 7
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=n, mc_batch=3, seed=5).predict(x)
+    samples = explicit_mc_samples(model, x, n, seed=5)
+    np.testing.assert_allclose(maps.probabilities, samples.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(maps.variance, samples.var(0, unbiased=False).numpy(), atol=1e-6)
+    assert maps.variance.min() >= 0 and maps.mutual_information.min() >= 0
+    assert maps.variance.max() > 0  # dropout really sampled
 
 
 @pytest.mark.parametrize("gradcam", [(), (1, 2)])
