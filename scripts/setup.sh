@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 extras="${1:-slicer}"
 python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+python -m pip install -q --upgrade pip "setuptools>=77" >/dev/null 2>&1 || true
 # torch 2.13.0 first: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[${extras}]"
