@@ -24,7 +24,7 @@ import numpy as np
 from BrainTumorXAILib.analyze import AnalysisOptions, predict_case
 from BrainTumorXAILib.case_io import list_cases, load_case
 from BrainTumorXAILib.checkpoint import load_model
-from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.metrics import mc_accuracy, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device
 
@@ -165,12 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval_<split>)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    try:
-        evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples, a.device, a.out, a.quiet)
-    except BrainTumorXAIError as exc:
-        print(f"training.evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples, a.device, a.out, a.quiet))
 
 
 if __name__ == "__main__":

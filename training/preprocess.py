@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from BrainTumorXAILib.case_io import list_cases
-from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 
 from .config import TrainConfig
 from .data import CACHE_INDEX, prepare_case, save_prepared
@@ -53,12 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     cfg = TrainConfig(spacing=a.spacing, normalisation=a.method, crop=a.crop, patch=a.patch, depth=a.depth)
-    try:
-        build_cache(a.data, a.out, cfg, a.quiet)
-    except BrainTumorXAIError as exc:
-        print(f"training.preprocess: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code("training.preprocess", lambda: build_cache(a.data, a.out, cfg, a.quiet))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from BrainTumorXAILib import __version__
 from BrainTumorXAILib.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.labels import CLASS_NAMES, REGIONS, SEQUENCES
 from BrainTumorXAILib.metrics import mc_accuracy, overlap_metrics
 from BrainTumorXAILib.models.factory import build_model
@@ -324,14 +324,11 @@ def resumed_config(cli: TrainConfig) -> TrainConfig:
 
 def main(argv=None) -> int:
     cfg, resume, stop_after = parse_args(argv)
-    try:
-        if resume:
-            cfg = resumed_config(cfg)
-        Trainer(cfg, resume).run(stop_after)
-    except BrainTumorXAIError as exc:
-        print(f"training.train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    def train() -> None:
+        Trainer(resumed_config(cfg) if resume else cfg, resume).run(stop_after)
+
+    return exit_code("training.train", train)
 
 
 if __name__ == "__main__":

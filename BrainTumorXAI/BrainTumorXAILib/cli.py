@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import BrainTumorXAIError
+from .errors import BrainTumorXAIError, exit_code
 
 DEVICES = ("auto", "cpu", "cuda")
 _DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
@@ -171,20 +171,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .runtime import Cancelled
 
+    prog = f"braintumorxai {args.command}"
     try:
-        return int(args.func(args) or 0)
-    except (BrainTumorXAIError, FileExistsError, ValueError) as exc:
-        print(f"braintumorxai {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path the system refused: one line naming it, no traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"braintumorxai {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return exit_code(prog, lambda: args.func(args))
     except Cancelled:
-        print(f"braintumorxai {args.command}: cancelled", file=sys.stderr)
+        print(f"{prog}: cancelled", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"braintumorxai {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
