@@ -9,9 +9,11 @@ brain when a mask is given: zero padding outside the brain is no evidence.  A
 window without such a voxel contributes a zero CAM; a class that no window
 predicts anywhere in the brain is explained over all (brain) voxels instead,
 and the caller records that fallback.  Both use this one prediction, so a
-class is "absent" exactly when no window had a score region for it.  All classes share one forward pass: the layer's
-output is turned into a leaf tensor, only the part of the network after it
-builds a graph, and one partial backward per class reaches just that leaf.
+class is "absent" exactly when no window had a score region for it.
+
+All classes share one forward pass: the layer's output is turned into a leaf
+tensor, only the part of the network after it builds a graph, and one partial
+backward per class reaches just that leaf.
 
 The default layer is a decoder stage, never the one feeding the final 1x1x1
 convolution (there Grad-CAM degenerates into a rescaled copy of the logits).

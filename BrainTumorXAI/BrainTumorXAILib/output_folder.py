@@ -70,10 +70,8 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except OSError:  # e.g. owned by someone else, or unknown: keep the folder
         return True
-    except OSError:
-        return True  # unknown: keep the folder
     return True
 
 
