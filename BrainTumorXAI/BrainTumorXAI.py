@@ -23,11 +23,10 @@ from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 # The analysis core and the Qt-free Logic live in BrainTumorXAILib (usable without Slicer's GUI too).
-from BrainTumorXAILib.labels import SEQUENCES, TUMOUR_CLASSES
-from BrainTumorXAILib.slicer_logic import BrainTumorXAILogic
-
-#: Python packages the analysis process needs besides torch (installed on request).
-REQUIREMENTS = ["nibabel>=5.0", "scipy>=1.10", "scikit-image>=0.21", "matplotlib>=3.7", "tqdm>=4.60", "nilearn>=0.10"]
+from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES
+from BrainTumorXAILib.slicer.extension import missingRequirements, sampleDataSource, torchMissing
+from BrainTumorXAILib.slicer.inputs import safeCaseId
+from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
 
 
 #
@@ -63,28 +62,9 @@ def registerSampleData():
     """Offer the bundled synthetic BraTS case in the Sample Data module (it ships with the extension)."""
     import SampleData
 
-    from BrainTumorXAILib.case_io import scan_case
-    from BrainTumorXAILib.resources import sample_case_path
-
-    folder = sample_case_path()
-    if not folder.is_dir():
-        return
-    try:
-        found = scan_case(folder)
-    except Exception:  # a broken sample must not break Slicer's start-up
-        logging.warning(f"BrainTumorXAI: sample case in {folder} is not usable")
-        return
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources/Icons")
-    files = [found.files[s] for s in SEQUENCES]
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="BrainTumorXAI",
-        sampleName="BrainTumorXAI synthetic glioma",
-        thumbnailFileName=os.path.join(iconsPath, "BrainTumorXAI.png"),
-        uris=[Path(f).as_uri() for f in files],
-        fileNames=[Path(f).name for f in files],
-        nodeNames=[f"{found.case_id}_{s}" for s in SEQUENCES],
-        loadFileType=["VolumeFile"] * len(files),
-    )
+    source = sampleDataSource(os.path.join(os.path.dirname(__file__), "Resources/Icons"))
+    if source is not None:
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(**source)
 
 
 #
@@ -247,7 +227,8 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         problem = BrainTumorXAILogic.inputProblem(volumes, p.groundTruth)
         if problem:
             return problem
-        if p.modelPath and str(p.modelPath) not in ("", ".") and not Path(p.modelPath).is_file():
+        weights = BrainTumorXAILogic.chosenWeights(p.modelPath)
+        if weights and not Path(weights).is_file():
             return _("Model file not found: {path}").format(path=p.modelPath)
         return ""
 
@@ -275,7 +256,7 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         Only looks packages up (importlib.util.find_spec): the analysis runs in its own process, so
         torch and the rest are never imported into Slicer's GUI process.  Install errors are shown.
         """
-        if importlib.util.find_spec("torch") is None:
+        if torchMissing():
             if not slicer.util.confirmOkCancelDisplay(
                     _("Brain Tumor XAI needs PyTorch, which is not installed yet. Install it now? "
                       "This downloads several hundred MB and may take a few minutes.")):
@@ -292,14 +273,12 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 else:
                     slicer.util.pip_install("torch")
                 importlib.invalidate_caches()
-                if importlib.util.find_spec("torch") is None:
+                if torchMissing():
                     raise RuntimeError(_("torch is still not importable after the installation."))
                 installed = True
             if not installed:
                 return False
-        modules = ("nibabel", "scipy", "skimage", "matplotlib", "tqdm", "nilearn")
-        missing = [requirement for module, requirement in zip(modules, REQUIREMENTS)
-                   if importlib.util.find_spec(module) is None]
+        missing = missingRequirements()
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
                     _("Brain Tumor XAI needs these Python packages: {names}. Install them now?").format(names=", ".join(missing))):
@@ -324,10 +303,10 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the analysis."), waitCursor=True):
             self._workDir = Path(tempfile.mkdtemp(prefix="BrainTumorXAI-", dir=slicer.app.temporaryPath))
             volumes = {s: getattr(p, f"{s}Volume") for s in SEQUENCES}
-            caseId = _safeCaseId(volumes["t1ce"].GetName())
+            caseId = safeCaseId(volumes["t1ce"].GetName())
             caseDir = self.logic.exportInputs(volumes, self._workDir / "input" / caseId, caseId, groundTruth=p.groundTruth)
             gradcam = [c for c in TUMOUR_CLASSES if getattr(p, f"gradcam{c}")]
-            weights = str(p.modelPath) if p.modelPath and str(p.modelPath) not in ("", ".") else None
+            weights = BrainTumorXAILogic.chosenWeights(p.modelPath)
             self._process = self.logic.startAnalysis(caseDir, self._workDir / "output", cleanupPaths=[self._workDir],
                                                      weights=weights, device=p.device, mcSamples=p.mcSamples,
                                                      gradcamClasses=gradcam)
@@ -409,10 +388,7 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         kind = self.ui.overlayKindComboBox.currentData
         className = self.ui.overlayClassComboBox.currentText
         self.ui.overlayClassComboBox.enabled = kind in ("probability", "variance", "gradcam")
-        overlays = self.logic.runNodes(self._runFolder)["overlays"]
-        node = None
-        if kind and kind != "none":
-            node = overlays.get(f"{kind}:{className}") or overlays.get(kind)
+        node = self.logic.overlayNode(kind, className, self._runFolder)
         self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value, colorLegend=True)
 
     def onSaveScene(self) -> None:
@@ -427,20 +403,6 @@ def ctkPathFilters():
     import ctk
 
     return ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
-
-
-def _safeCaseId(name: str) -> str:
-    """A case id for the exported BraTS 2021 file names (no separators that the naming uses)."""
-    stem = name
-    from BrainTumorXAILib.labels import NAMINGS
-
-    suffixes = sorted({s for naming in NAMINGS.values() for key, s in naming.items() if key != "seg"}, key=len)
-    for suffix in reversed(suffixes):  # longest first: "_t1ce" before "_t1"
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    cleaned = "".join(ch if ch.isalnum() or ch in "-" else "-" for ch in stem).strip("-")
-    return cleaned or "BrainTumorXAI"
 
 
 #
@@ -463,9 +425,9 @@ class BrainTumorXAITest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from BrainTumorXAILib.labels import CLASS_COLORS
+        from BrainTumorXAILib.io.labels import CLASS_COLORS
         from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
-        from BrainTumorXAILib.slicer_logic import niftiArrayFromVolume
+        from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume
 
         caseFolder, weights = sample_case_path(), demo_weights_path()
         self.assertTrue(caseFolder.is_dir(), f"sample case missing: {caseFolder}")

@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from BrainTumorXAILib import gradcam as gc
+from BrainTumorXAILib.inference import gradcam as gc
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, network_input, resolve_weights
-from BrainTumorXAILib.case_io import load_case
-from BrainTumorXAILib.checkpoint import load_model
+from BrainTumorXAILib.io.case_io import load_case
+from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode
-from BrainTumorXAILib.predictor import Predictor
+from BrainTumorXAILib.inference.predictor import Predictor
 from BrainTumorXAILib.resources import sample_case_path
 from BrainTumorXAILib.runtime import resolve_device
-from BrainTumorXAILib.sliding_window import make_tiling
-from BrainTumorXAILib.surfaces import case_surfaces
+from BrainTumorXAILib.inference.sliding_window import make_tiling
+from BrainTumorXAILib.reporting.surfaces import case_surfaces
 
 
 def timed(fn, device, repeats: int) -> float:

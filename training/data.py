@@ -1,7 +1,7 @@
 """Cases for training: discovery, the deterministic split, preprocessing cache, patch sampling, augmentation.
 
 A case is preprocessed exactly as ``analyze`` will preprocess it at inference
-(BrainTumorXAILib.preprocessing), once, and kept in memory.  Every random
+(BrainTumorXAILib.io.preprocessing), once, and kept in memory.  Every random
 choice of a training sample comes from a generator seeded by
 (seed, epoch, index), so a resumed run draws the very same batches.
 """
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from BrainTumorXAILib.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_io import list_cases, load_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
-from BrainTumorXAILib.preprocessing import PreprocessTransform, brain_mask, preprocess
+from BrainTumorXAILib.io.preprocessing import PreprocessTransform, brain_mask, preprocess
 
 CACHE_INDEX = "index.json"
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.analyze import AnalysisOptions, predict_case
-from BrainTumorXAILib.case_io import list_cases, load_case
-from BrainTumorXAILib.checkpoint import load_model
+from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.metrics import mc_accuracy, segmentation_metrics
+from BrainTumorXAILib.reporting.metrics import mc_accuracy, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device
 
 from .io_utils import atomic_write_text

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from BrainTumorXAILib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from BrainTumorXAILib.errors import BrainTumorXAIError
 
 

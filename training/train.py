@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from BrainTumorXAILib import __version__
-from BrainTumorXAILib.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from BrainTumorXAILib.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.labels import CLASS_NAMES, REGIONS, SEQUENCES
-from BrainTumorXAILib.metrics import mc_accuracy, overlap_metrics
+from BrainTumorXAILib.io.labels import CLASS_NAMES, REGIONS, SEQUENCES
+from BrainTumorXAILib.reporting.metrics import mc_accuracy, overlap_metrics
 from BrainTumorXAILib.models.factory import build_model
-from BrainTumorXAILib.predictor import Predictor
+from BrainTumorXAILib.inference.predictor import Predictor
 
 from . import distributed as ddp
 from .config import TrainConfig

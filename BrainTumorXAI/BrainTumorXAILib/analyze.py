@@ -14,8 +14,8 @@ import torch
 
 from . import __version__
 from .errors import BrainTumorXAIError, CaseError
-from .labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
-from .output_folder import check_not_replacing_inputs, check_output_dir, staged_output
+from .io.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
+from .reporting.output_folder import check_not_replacing_inputs, check_output_dir, staged_output
 from .runtime import JobControl, resolve_device
 
 STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
@@ -72,8 +72,8 @@ def resolve_weights(weights: Path | None) -> Path:
 def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
                  control: JobControl | None = None) -> dict:
     """Run the whole analysis and return the summary (also written as summary.json)."""
-    from .case_io import load_case
-    from .checkpoint import load_model
+    from .io.case_io import load_case
+    from .models.checkpoint import load_model
 
     options = options or AnalysisOptions()
     control = control or JobControl(stage_weights=STAGE_WEIGHTS)
@@ -147,7 +147,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         }
         (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if options.scene is not None:
-        from .slicer_scene import write_scene_from_results
+        from .slicer.scene import write_scene_from_results
 
         write_scene_from_results(out_dir, options.scene)
         summary["scene"] = str(options.scene)
@@ -166,7 +166,7 @@ class CasePrediction:
 
 def network_input(case, meta: dict):
     """(input, network brain mask, PreprocessTransform, case brain mask) as the checkpoint's recipe says."""
-    from .preprocessing import brain_mask, preprocess
+    from .io.preprocessing import brain_mask, preprocess
 
     norm = dict(meta.get("normalisation", {}))
     sequences = list(meta.get("sequences", list(SEQUENCES)))
@@ -197,7 +197,7 @@ def _name_the_file(exc: ValueError, case, sequences) -> Exception:
 def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
                  gradcam_classes=()) -> CasePrediction:
     """Preprocess, predict on the network grid, and map everything back onto the case grid."""
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     control = control or JobControl()
     timings = {}
@@ -260,7 +260,7 @@ def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
 
 
 def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
-    from .case_io import save_label_map, save_volume
+    from .io.case_io import save_label_map, save_volume
 
     outputs: dict = {}
 
@@ -283,20 +283,20 @@ def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
 
 
 def _write_surfaces(folder: Path, classes: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> dict:
-    from .surfaces import case_surfaces, write_case_surfaces
+    from .reporting.surfaces import case_surfaces, write_case_surfaces
 
     written = write_case_surfaces(case_surfaces(classes, brain, affine), folder / "surfaces")
     return {name: {fmt: str(Path(p).relative_to(folder)) for fmt, p in files.items()} for name, files in written.items()}
 
 
 def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
-    from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
+    from .reporting.metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 
     spacing = tuple(float(s) for s in case.spacing)
     result: dict = {"volumes_cm3": volumes_cm3(grid["classes"], spacing), "metrics": None,
                     "uncertainty_quality": None}
     if case.label is not None:
-        from .calibration import uncertainty_quality
+        from .reporting.calibration import uncertainty_quality
 
         result["metrics"] = segmentation_metrics(grid["classes"], case.label, spacing)
         result["metrics"]["mc_accuracy"] = mc_accuracy(grid["probabilities"], case.label, mask=brain)
@@ -305,7 +305,7 @@ def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
 
 
 def _write_figures(folder: Path, case, grid: dict) -> list[str]:
-    from .figures import write_all_figures
+    from .reporting.figures import write_all_figures
 
     images = {s: case.images[SEQUENCES.index(s)] for s in ("t1ce", "flair", "t2")}
     probs = {n: p for n, p in zip(CLASS_NAMES, grid["probabilities"]) if n != "background"}

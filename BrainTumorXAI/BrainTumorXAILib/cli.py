@@ -43,7 +43,7 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .case_io import load_case
+    from .io.case_io import load_case
 
     case = load_case(args.case_dir)
     print(json.dumps(case.summary(), indent=2))

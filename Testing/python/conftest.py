@@ -39,7 +39,7 @@ def oblique_case(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """An untrained 2-level U-Net in the real checkpoint format (window 32, native spacing)."""
-    from BrainTumorXAILib.checkpoint import save_checkpoint
+    from BrainTumorXAILib.models.checkpoint import save_checkpoint
     from BrainTumorXAILib.models.factory import build_model
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from BrainTumorXAILib.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, from_internal
+from BrainTumorXAILib.io.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, from_internal
 
 SHAPE = (28, 32, 24)
 
@@ -83,7 +83,7 @@ def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: st
         cam = np.clip(1.0 - r_t / 10.0, 0, 1).astype(np.float32)
         outputs["gradcam"][name] = _save(cam, affine, out / f"gradcam_{name}.nii.gz", np.float32)
 
-    from BrainTumorXAILib.surfaces import case_surfaces, write_case_surfaces
+    from BrainTumorXAILib.reporting.surfaces import case_surfaces, write_case_surfaces
 
     written = write_case_surfaces(case_surfaces(classes, brain, affine), out / "surfaces")
     outputs["surfaces"] = {n: {fmt: str(Path(p).relative_to(out)) for fmt, p in files.items()}

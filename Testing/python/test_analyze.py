@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
-from BrainTumorXAILib.case_io import load_case
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.cli import main
 from BrainTumorXAILib.runtime import Cancelled, JobControl
-from BrainTumorXAILib.surfaces import read_surface
+from BrainTumorXAILib.reporting.surfaces import read_surface
 
 
 def digest(folder: Path) -> dict[str, str]:

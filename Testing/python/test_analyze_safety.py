@@ -17,7 +17,7 @@ from BrainTumorXAILib import analyze as analyze_mod
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, resolve_weights
 from BrainTumorXAILib.cli import _print_analysis, main
 from BrainTumorXAILib.errors import BrainTumorXAIError
-from BrainTumorXAILib.output_folder import remove_stale_staging, staged_output
+from BrainTumorXAILib.reporting.output_folder import remove_stale_staging, staged_output
 from BrainTumorXAILib.runtime import JobControl
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from BrainTumorXAILib import grid
-from BrainTumorXAILib.case_io import (find_case_files, list_cases, load_case, load_volume, save_label_map,
+from BrainTumorXAILib.io import grid
+from BrainTumorXAILib.io.case_io import (find_case_files, list_cases, load_case, load_volume, save_label_map,
                                       save_volume, scan_case)
 from BrainTumorXAILib.errors import CaseError
-from BrainTumorXAILib.labels import CONVENTIONS, SEQUENCES
+from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 from nifti_factory import (case_files, folder_hashes, lps_affine, make_case, oblique_affine, phantom,
                            world_coordinates, world_ramp, write_nifti)
 from scipy import ndimage

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from BrainTumorXAILib import checkpoint as ck
-from BrainTumorXAILib.checkpoint import (
+from BrainTumorXAILib.models import checkpoint as ck
+from BrainTumorXAILib.models.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     load_model,
@@ -18,7 +18,7 @@ from BrainTumorXAILib.checkpoint import (
     save_checkpoint,
 )
 from BrainTumorXAILib.errors import CheckpointError
-from BrainTumorXAILib.labels import CLASS_NAMES, CONVENTIONS, SEQUENCES, from_internal
+from BrainTumorXAILib.io.labels import CLASS_NAMES, CONVENTIONS, SEQUENCES, from_internal
 from BrainTumorXAILib.models import build_model
 
 NORMALISATION = {"method": "zscore", "crop": "brain", "spacing": [2.0, 2.0, 2.0], "window": 32, "multiple_of": 4}

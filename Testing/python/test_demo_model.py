@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage
 
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
-from BrainTumorXAILib.case_io import load_case
-from BrainTumorXAILib.checkpoint import load_checkpoint
+from BrainTumorXAILib.io.case_io import load_case
+from BrainTumorXAILib.models.checkpoint import load_checkpoint
 from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
 from BrainTumorXAILib.synth import SIZE_PRESETS, generate_cases
 

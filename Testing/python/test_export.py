@@ -2,7 +2,7 @@
 
 import torch
 
-from BrainTumorXAILib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from BrainTumorXAILib.models.factory import build_model
 from training.export import main as export_main
 

@@ -4,9 +4,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from BrainTumorXAILib import figures
-from BrainTumorXAILib.figures import _aspect, _slice, choose_slices, map_figure, overview_figure, to_ras, write_all_figures
-from BrainTumorXAILib.labels import CLASS_COLORS
+from BrainTumorXAILib.reporting import figures
+from BrainTumorXAILib.reporting.figures import _aspect, _slice, choose_slices, map_figure, overview_figure, to_ras, write_all_figures
+from BrainTumorXAILib.io.labels import CLASS_COLORS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LPS = np.diag([-1.2, -1.2, 2.0, 1.0])

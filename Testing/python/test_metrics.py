@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from BrainTumorXAILib.metrics import (
+from BrainTumorXAILib.reporting.metrics import (
     EMPTY_POLICY, batch_region_dice, binary_metrics, confusion_counts, dice, hd95, image_diagonal, iou,
     mc_accuracy, overlap_metrics, precision, segmentation_metrics, sensitivity, specificity, surface_distances,
     surface_voxels, volumes_cm3,

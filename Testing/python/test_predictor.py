@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from BrainTumorXAILib import gradcam as gc
+from BrainTumorXAILib.inference import gradcam as gc
 from BrainTumorXAILib.models.dropout import MCDropout3d, draw_masks, mc_dropout_modules, set_masks
 from BrainTumorXAILib.models.factory import build_model
-from BrainTumorXAILib.predictor import Predictor
+from BrainTumorXAILib.inference.predictor import Predictor
 
 CPU = torch.device("cpu")
 

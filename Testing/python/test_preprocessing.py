@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from BrainTumorXAILib import grid
-from BrainTumorXAILib.labels import SEQUENCES
-from BrainTumorXAILib.preprocessing import PreprocessTransform, brain_mask, normalise, preprocess
+from BrainTumorXAILib.io import grid
+from BrainTumorXAILib.io.labels import SEQUENCES
+from BrainTumorXAILib.io.preprocessing import PreprocessTransform, brain_mask, normalise, preprocess
 from nifti_factory import lps_affine, oblique_affine, phantom, world_coordinates, world_ramp
 
 SHAPE = (20, 22, 18)

@@ -15,10 +15,12 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
 from BrainTumorXAILib.cli import main  # noqa: E402
-from BrainTumorXAILib.labels import SEQUENCES, TUMOUR_CLASSES, to_internal  # noqa: E402
-from BrainTumorXAILib.slicer_bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer_logic import ATTR_KIND, BrainTumorXAILogic, niftiArrayFromVolume  # noqa: E402
-from BrainTumorXAILib.slicer_scene import SLICE_VIEWS, ensure_slice_views  # noqa: E402
+from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES, to_internal  # noqa: E402
+from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer.constants import ATTR_KIND  # noqa: E402
+from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume  # noqa: E402
+from BrainTumorXAILib.slicer.scene import SLICE_VIEWS, ensure_slice_views  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import assert_segmentation_on_grid  # noqa: E402

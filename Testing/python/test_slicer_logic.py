@@ -16,14 +16,12 @@ slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not inst
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
-from BrainTumorXAILib.labels import CLASS_COLORS, TUMOUR_CLASSES  # noqa: E402
-from BrainTumorXAILib.slicer_bootstrap import create_headless_scene, release_headless_scene, render_views  # noqa: E402
-from BrainTumorXAILib.slicer_logic import (  # noqa: E402
-    ATTR_RUN,
-    TERMINOLOGY_TYPES,
-    BrainTumorXAILogic,
-    niftiArrayFromVolume,
-)
+from BrainTumorXAILib.io.labels import CLASS_COLORS, TUMOUR_CLASSES  # noqa: E402
+from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer.constants import ATTR_RUN, TERMINOLOGY_TYPES  # noqa: E402
+from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume  # noqa: E402
+from BrainTumorXAILib.slicer.render import render_views  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import assert_segmentation_on_grid, make_case_and_results  # noqa: E402
@@ -207,7 +205,7 @@ def test_ground_truth_is_outlined_in_2d_and_kept_out_of_the_3d_presets(loaded):
 
 def test_overlay_colour_legend(loaded):
     scene, logic, inputs, folder, _, _ = loaded
-    from BrainTumorXAILib.slicer_scene import ensure_slice_views
+    from BrainTumorXAILib.slicer.scene import ensure_slice_views
 
     ensure_slice_views(scene)
     overlays = logic.runNodes(folder)["overlays"]
@@ -244,7 +242,7 @@ def test_overlay_colour_legend(loaded):
 
 
 def _volume(scene, name, shape=(8, 9, 10), affine=None, fill=None, dtype=np.float32):
-    from BrainTumorXAILib.slicer_logic import updateVolumeFromNiftiArray
+    from BrainTumorXAILib.slicer.nodes import updateVolumeFromNiftiArray
 
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     data = np.arange(np.prod(shape), dtype=dtype).reshape(shape) if fill is None else np.full(shape, fill, dtype)
@@ -290,7 +288,7 @@ def test_input_problem_reasons():
         other.GetSegmentation().AddEmptySegment("tumor")
         assert "no segment named NCR, ED, ET" in problem(vols, other)
         labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
-        from BrainTumorXAILib.slicer_logic import updateVolumeFromNiftiArray
+        from BrainTumorXAILib.slicer.nodes import updateVolumeFromNiftiArray
 
         updateVolumeFromNiftiArray(labels, classes, np.eye(4))
         assert problem(vols, labels) == ""
@@ -304,8 +302,8 @@ def test_input_problem_reasons():
 
 def test_apply_check_overlap_matches_the_analysis():
     """The numpy-only overlap test of inputProblem agrees with the one the analysis applies."""
-    from BrainTumorXAILib.grid import grids_overlap
-    from BrainTumorXAILib.slicer_logic import _gridsOverlap
+    from BrainTumorXAILib.io.grid import grids_overlap
+    from BrainTumorXAILib.slicer.inputs import _gridsOverlap
 
     rng = np.random.default_rng(5)
     results = []
@@ -419,7 +417,7 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert argv[1:4] == ["-m", "BrainTumorXAILib.cli", "analyze"]
     assert argv[argv.index("--device") + 1] == "cuda" and argv[argv.index("--gradcam") + 1] == "NCR,ET"
     assert "--progress-json" in argv and argv[argv.index("--weights") + 1] == "/w.pt"
-    from BrainTumorXAILib.case_io import scan_case
+    from BrainTumorXAILib.io.case_io import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}
     folder = logic.exportInputs(vols, tmp_path / "case", "Exported", groundTruth=inputs["seg"])
@@ -476,7 +474,7 @@ def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
     polls that follow see the child and its children stop and the work folder removed."""
     import time
 
-    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+    from BrainTumorXAILib.slicer.process import AnalysisProcess
 
     work = tmp_path / "work"
     (work / "output").mkdir(parents=True)
@@ -514,7 +512,7 @@ def test_cancel_escalates_to_kill_after_the_grace_period(tmp_path):
     """A child that ignores SIGINT is killed by a later poll once the grace period has passed."""
     import time
 
-    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+    from BrainTumorXAILib.slicer.process import AnalysisProcess
 
     work = tmp_path / "work"
     work.mkdir()
@@ -541,7 +539,7 @@ def test_cancel_escalates_to_kill_after_the_grace_period(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_cancel_can_wait(tmp_path):
     """``cancel(wait=True)`` (module cleanup, scripts) returns only when the process is gone."""
-    from BrainTumorXAILib.slicer_logic import AnalysisProcess
+    from BrainTumorXAILib.slicer.process import AnalysisProcess
 
     work = tmp_path / "work"
     work.mkdir()
@@ -549,3 +547,20 @@ def test_cancel_can_wait(tmp_path):
     process = AnalysisProcess([sys.executable, "-c", child], cleanupPaths=[work])
     process.cancel(grace=0.3, wait=True)
     assert process.process.returncode is not None and not work.exists()
+
+
+def test_module_helpers_moved_into_the_logic():
+    """What the module file delegates: case ids for export, the chosen weights, the sample data source."""
+    from BrainTumorXAILib.slicer.extension import REQUIREMENTS, missingRequirements, sampleDataSource
+    from BrainTumorXAILib.slicer.inputs import safeCaseId
+
+    assert safeCaseId("BraTS2021_00001_t1ce") == "BraTS2021-00001"
+    assert safeCaseId("BraTS-GLI-00002-000-t1c") == "BraTS-GLI-00002-000"
+    assert safeCaseId("___") == "BrainTumorXAI"
+    assert BrainTumorXAILogic.chosenWeights(None) is None
+    assert BrainTumorXAILogic.chosenWeights(Path(".")) is None
+    assert BrainTumorXAILogic.chosenWeights(Path("/x/model.pt")) == "/x/model.pt"
+    assert set(missingRequirements()) <= set(REQUIREMENTS)
+    source = sampleDataSource("/icons")
+    assert source is not None and source["thumbnailFileName"] == "/icons/BrainTumorXAI.png"
+    assert len(source["uris"]) == 4 and all(name.endswith(".nii.gz") for name in source["fileNames"])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from BrainTumorXAILib.sliding_window import BlendAccumulator, gaussian_weight, make_tiling
-from BrainTumorXAILib.uncertainty import MomentAccumulator, entropy, mutual_information
+from BrainTumorXAILib.inference.sliding_window import BlendAccumulator, gaussian_weight, make_tiling
+from BrainTumorXAILib.inference.uncertainty import MomentAccumulator, entropy, mutual_information
 
 
 @pytest.mark.parametrize("shape,window", [((64, 80, 48), (32, 32, 32)), ((30, 31, 17), (32, 32, 32)),

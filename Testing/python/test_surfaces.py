@@ -5,7 +5,7 @@ import pytest
 import vtk
 from vtk.util import numpy_support
 
-from BrainTumorXAILib.surfaces import (case_surfaces, mask_surface, read_surface, surface_stats, write_case_surfaces,
+from BrainTumorXAILib.reporting.surfaces import (case_surfaces, mask_surface, read_surface, surface_stats, write_case_surfaces,
                                        write_surface)
 
 OBLIQUE_FLIPPED = np.array([[-1.4, 0.2, 0.0, 40.0], [0.15, 1.45, 0.3, -30.0], [0.0, -0.25, 2.5, 10.0], [0, 0, 0, 1.0]])

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from BrainTumorXAILib import synth
-from BrainTumorXAILib.labels import SEQUENCES
+from BrainTumorXAILib.io.labels import SEQUENCES
 
 SHAPE = (64, 64, 48)
 SPACING = 3.0

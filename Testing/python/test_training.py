@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from BrainTumorXAILib.checkpoint import load_checkpoint, load_model
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
 from training.config import TrainConfig
 from training.data import CaseStore, PatchDataset, make_split
 from training.losses import DiceFocalLoss

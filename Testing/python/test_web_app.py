@@ -29,7 +29,7 @@ import driver  # noqa: E402
 @pytest.fixture(scope="module")
 def web_case(tmp_path_factory):
     """A small synthetic case (64x64x48 at 3 mm) in a data folder, and a tiny untrained checkpoint."""
-    from BrainTumorXAILib.checkpoint import save_checkpoint
+    from BrainTumorXAILib.models.checkpoint import save_checkpoint
     from BrainTumorXAILib.models.factory import build_model
     from BrainTumorXAILib.synth import generate_case
 

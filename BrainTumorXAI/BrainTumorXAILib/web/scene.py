@@ -1,7 +1,7 @@
 """The web viewer's MRML scene: an analyze results folder shown in trame-slicer's views.
 
 All scene content comes from the Slicer module's own Logic
-(:class:`~BrainTumorXAILib.slicer_logic.BrainTumorXAILogic`): the case's input
+(:class:`~BrainTumorXAILib.slicer.logic.BrainTumorXAILogic`): the case's input
 volumes (``loadSequenceVolume``), the results (``loadResults``: segmentation
 with NCR/ED/ET segments and closed surfaces, label map, probability / variance /
 entropy / MI / Grad-CAM volumes with their colour tables, the translucent brain
@@ -20,8 +20,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..labels import SEQUENCES, TUMOUR_CLASSES
-from ..slicer_logic import OVERLAY_TITLES, BrainTumorXAILogic
+from ..io.labels import SEQUENCES, TUMOUR_CLASSES
+from ..slicer.constants import OVERLAY_TITLES
+from ..slicer.logic import BrainTumorXAILogic
 
 #: Anatomy shown behind the overlays, in order of preference.
 BACKGROUND_SEQUENCES = ("t1ce", "flair", "t2", "t1")

@@ -201,7 +201,7 @@ def check_nifti_headers(paths: Iterable[Path]) -> None:
 
 def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
     """The case id and files of an unpacked upload, or an UploadError naming what is missing."""
-    from ..case_io import find_case_files
+    from ..io.case_io import find_case_files
     from ..errors import CaseError
 
     try:

@@ -48,7 +48,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .labels import CLASS_NAMES, REGIONS, TUMOUR_CLASSES, region_mask
+from ..io.labels import CLASS_NAMES, REGIONS, TUMOUR_CLASSES, region_mask
 
 HD95_METHODS: tuple[str, ...] = ("pooled", "max_directed")
 HD95_DEFINITIONS: dict[str, str] = {

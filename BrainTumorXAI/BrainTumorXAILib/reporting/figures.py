@@ -23,7 +23,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from nibabel import orientations as nio  # noqa: E402
 
-from .labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES  # noqa: E402
+from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES  # noqa: E402
 
 PLANES = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS array order

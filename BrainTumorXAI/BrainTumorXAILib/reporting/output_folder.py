@@ -21,7 +21,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from .errors import BrainTumorXAIError
+from ..errors import BrainTumorXAIError
 
 
 class OutputExistsError(BrainTumorXAIError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import REGIONS
+from ..io.labels import REGIONS
 
 MAX_VOXELS = 5_000_000
 SUBSAMPLE_SEED = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CaseError
+from ..errors import CaseError
 from .grid import grids_overlap, resample_to_grid, same_grid, voxel_spacing
 from .labels import (CLASS_NAMES, CONVENTIONS, NAMINGS, SEQUENCES, detect_label_convention, from_internal,
                      to_internal)

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .labels import CLASS_NAMES, CONVENTIONS, SEQUENCES
+from ..errors import CheckpointError
+from ..io.labels import CLASS_NAMES, CONVENTIONS, SEQUENCES
 
 FORMAT = "BrainTumorXAI-checkpoint"
 FORMAT_VERSION = 1
@@ -61,7 +61,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sequences: Seq
     unless given.  Values that ``torch.load(weights_only=True)`` could not read
     raise TypeError naming their place (numpy arrays and scalars are converted).
     """
-    from . import __version__
+    from .. import __version__
 
     path = Path(path)
     config = dict(model.config)
@@ -308,7 +308,7 @@ def _check_labels(labels: Any, class_names: list, path) -> None:
 
 
 def _build(arch: Mapping[str, Any], path, device: str | torch.device | None = None) -> nn.Module:
-    from .models.factory import build_model_from_config
+    from .factory import build_model_from_config
 
     try:
         if device is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BrainTumorXAIError
+from ..errors import BrainTumorXAIError
 
 #: The slice views of Slicer's standard layouts (their composite nodes are singletons tagged so).
 SLICE_VIEWS = ("Red", "Yellow", "Green")
@@ -34,9 +34,9 @@ def ensure_slice_views(scene) -> list:
 def build_scene_from_results(out_dir, scene=None):
     """(scene, logic, run folder item): a headless scene with the case inputs and the results loaded,
     FLAIR (else the first input found) as the background of the standard slice views."""
-    from .labels import SEQUENCES
-    from .slicer_bootstrap import create_headless_scene
-    from .slicer_logic import BrainTumorXAILogic
+    from ..io.labels import SEQUENCES
+    from .bootstrap import create_headless_scene
+    from .logic import BrainTumorXAILogic
 
     scene, _ = create_headless_scene(scene)
     logic = BrainTumorXAILogic(scene)
@@ -62,7 +62,7 @@ def build_scene_from_results(out_dir, scene=None):
 
 def write_scene_from_results(out_dir, mrb_path) -> Path:
     """Bootstrap a scene, load the case's inputs and the results through the Logic, save ``mrb_path``."""
-    from .slicer_bootstrap import release_headless_scene, vtk_messages_collected
+    from .bootstrap import release_headless_scene, vtk_messages_collected
 
     with vtk_messages_collected():
         scene, logic, _ = build_scene_from_results(out_dir)

@@ -22,7 +22,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from .labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
+from ..io.labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 SPACE_ARRAY = "SPACE"  # Slicer's tag name ("following NRRD naming convention")

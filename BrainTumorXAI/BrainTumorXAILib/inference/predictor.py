@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from . import gradcam as gc
-from .models.dropout import MCDropout3d, draw_masks, mc_dropout_mode, set_masks
-from .runtime import JobControl
+from ..models.dropout import MCDropout3d, draw_masks, mc_dropout_mode, set_masks
+from ..runtime import JobControl
 from .sliding_window import BlendAccumulator, gaussian_weight, make_tiling
 from .uncertainty import MomentAccumulator, entropy, mutual_information
 

@@ -1,0 +1,1 @@
+"""Inference: sliding-window tiling, the MC Dropout predictor, its statistics and Grad-CAM 3D."""

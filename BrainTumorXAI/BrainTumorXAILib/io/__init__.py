@@ -1,0 +1,1 @@
+"""Case folders (BraTS layouts), voxel grids, label conventions, preprocessing and its exact inverse."""

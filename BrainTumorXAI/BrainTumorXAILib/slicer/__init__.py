@@ -1,0 +1,12 @@
+"""Slicer side: the Qt-free Logic (BrainTumorXAILogic) split by job, the headless bootstrap, scene bundles.
+
+- ``logic``: BrainTumorXAILogic, composed from the mixins below
+- ``inputs``: loading cases, input checks, exporting the selected nodes for the analysis
+- ``process``: the background analysis process (launch, poll, cancel)
+- ``results``: an ``analyze`` results folder into the scene (run folders, segmentation, maps, table)
+- ``display``: colour tables, overlays, legends, view presets
+- ``bundle``: scene bundles (.mrb)
+- ``nodes``: NIfTI <-> volume node; ``constants``: attribute names, terminology, display defaults
+- ``bootstrap``: a headless MRML scene on the slicer-core wheel; ``render``: off-screen screenshots;
+  ``scene``: ``analyze --scene`` (a results folder as a .mrb)
+"""

@@ -1,0 +1,53 @@
+"""Node attribute names, the segmentation terminology and display defaults shared by the Logic's parts."""
+
+from __future__ import annotations
+
+from ..io.labels import TUMOUR_CLASSES
+
+# -- terminology --------------------------------------------------------------------
+# Codes of Slicer's "DICOM master list" segmentation terminology (the same entries
+# Slicer's General Anatomy list and MONAI Auto3DSeg's BraTS models use):
+# category Morphologically Altered Structure (SCT 49755003); types Necrosis (SCT 6574001),
+# Edema (SCT 79654002), Neoplasm, Primary (SCT 86049000); anatomic region Brain (SCT 12738006).
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+_CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
+_REGION = ("SCT", "12738006", "Brain")
+TERMINOLOGY_TYPES = {
+    "NCR": ("SCT", "6574001", "Necrosis"),
+    "ED": ("SCT", "79654002", "Edema"),
+    "ET": ("SCT", "86049000", "Neoplasm, Primary"),
+}
+
+
+def terminologyEntry(className: str) -> str:
+    """Serialized Slicer terminology entry of a tumour class (vtkSegment.SetTerminology format)."""
+    triple = "^".join
+    return "~".join([TERMINOLOGY_CONTEXT, triple(_CATEGORY), triple(TERMINOLOGY_TYPES[className]), "^^",
+                     ANATOMIC_CONTEXT, triple(_REGION), "^^"])
+
+
+# -- display defaults -----------------------------------------------------------------
+#: Colour node per overlay kind: the first one present in the scene wins (Slicer's file-based
+#: tables like Inferno/Viridis exist in the application; the wheel has only the built-in ones).
+OVERLAY_COLORS = {  # fallbacks chosen dark/cold at 0 and bright/hot at the maximum, like the first choice
+    "probability": ("Inferno", "vtkMRMLColorTableNodeIron"),
+    "variance": ("Viridis", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "entropy": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "mutual_information": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
+    "gradcam": ("ColdToHotRainbow", "vtkMRMLPETProceduralColorNodePET-Rainbow2"),
+}
+OVERLAY_TITLES = {"probability": "probability", "variance": "MC variance", "entropy": "entropy",
+                  "mutual_information": "mutual information", "gradcam": "Grad-CAM"}
+BRAIN_COLOR = (0.90, 0.82, 0.76)
+BRAIN_OPACITY = 0.15
+PRESETS = {"tumour": TUMOUR_CLASSES, "tumor": TUMOUR_CLASSES, "ncr": ("NCR",), "ed": ("ED",), "et": ("ET",),
+           "wt": ("NCR", "ED", "ET"), "tc": ("NCR", "ET"), "all": TUMOUR_CLASSES}
+
+ATTR_RUN = "BrainTumorXAI.Run"  # folder name of the run a node belongs to
+ATTR_KIND = "BrainTumorXAI.Kind"  # segmentation, labelmap, probability, variance, ..., brain, table, input
+ATTR_CLASS = "BrainTumorXAI.Class"
+ATTR_SEQUENCE = "BrainTumorXAI.Sequence"
+ATTR_OUTPUT = "BrainTumorXAI.OutputFolder"
+RUN_FOLDER_PREFIX = "BrainTumorXAI"
+SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}

@@ -1,0 +1,243 @@
+"""BrainTumorXAILogic's inputs: loading BraTS cases, guessing and checking the inputs, exporting them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import slicer
+import vtk
+
+from ..errors import BrainTumorXAIError
+from ..io.labels import NAMINGS, SEQUENCES, TUMOUR_CLASSES
+from .constants import ATTR_KIND, ATTR_SEQUENCE, SEQUENCE_TITLES
+from .nodes import arrayFromVtkMatrix, niftiArrayFromVolume, readNifti, volumeNodeFromNifti, writeNifti
+
+
+class InputsMixin:
+    """Case folders and ground truths into the scene; the Apply button's input check; export for the analysis."""
+
+    def loadCase(self, folder) -> dict:
+        """Load a BraTS case folder: {sequence: volume node} plus 'seg' (a segmentation) if it has one."""
+        from ..io.case_io import scan_case
+
+        found = scan_case(folder)
+        nodes = {}
+        for seq in SEQUENCES:
+            if seq in found.files:
+                nodes[seq] = self.loadSequenceVolume(found.files[seq], seq, found.case_id)
+        if "seg" in found.files:
+            nodes["seg"] = self.loadGroundTruth(found.files["seg"], found.case_id, found.naming)
+        return nodes
+
+    def loadSequenceVolume(self, path, sequence: str, caseId: str):
+        node = volumeNodeFromNifti(self.scene, path, f"{caseId}_{sequence}")
+        node.SetAttribute(ATTR_SEQUENCE, sequence)
+        return node
+
+    def loadGroundTruth(self, path, caseId: str, naming: str = "brats2021"):
+        """Ground-truth label file as a segmentation with the NCR/ED/ET segments."""
+        from ..io.labels import detect_label_convention, to_internal
+
+        data, affine = readNifti(path)
+        values = np.unique(data)
+        convention = detect_label_convention(values)
+        if convention is None:
+            raise BrainTumorXAIError(f"{path}: label values {values.tolist()} fit neither BraTS convention")
+        if convention == "ambiguous":
+            convention = "brats2023" if naming == "brats2023" else "brats2021"
+        classes = to_internal(data.astype(np.int64), convention)
+        node = self._segmentationFromClasses(classes, affine, f"{caseId} ground truth")
+        node.SetAttribute(ATTR_KIND, "ground_truth")
+        self.styleGroundTruth(node)
+        return node
+
+    @staticmethod
+    def styleGroundTruth(node) -> None:
+        """Reference segmentation out of the prediction's way: outline only in the slice views
+        (the prediction is filled in the same class colours), hidden in 3D until asked for."""
+        display = node.GetDisplayNode()
+        if display is None:
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+        display.SetVisibility(True)
+        display.SetVisibility2DFill(False)
+        display.SetVisibility2DOutline(True)
+        display.SetVisibility3D(False)
+        display.SetSliceIntersectionThickness(2)
+
+    def groundTruthNodes(self) -> list:
+        """Segmentations loaded as ground truth (loadCase) in the scene."""
+        nodes = self.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+        return [n for n in found if n.GetAttribute(ATTR_KIND) == "ground_truth"]
+
+    @staticmethod
+    def findSequenceVolumes(scene) -> dict:
+        """Guess {sequence: node} from volume names in ``scene`` (BraTS 2021 and 2023 names, plain names)."""
+        # Checked in order: the more specific spellings first, so "t1ce" is not taken for "t1".
+        patterns = {
+            "t1ce": ("t1ce", "t1c", "t1gd", "t1-ce", "t1_ce", "t1post", "t1 ce", "t1+c"),
+            "flair": ("flair", "t2f", "t2-flair", "t2_flair"),
+            "t2": ("t2w", "t2"),
+            "t1": ("t1n", "t1w", "t1"),
+        }
+        found: dict = {}
+        volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(ATTR_KIND)]
+        for v in volumes:  # an explicit tag beats any name
+            seq = v.GetAttribute(ATTR_SEQUENCE)
+            if seq in SEQUENCES and seq not in found:
+                found[seq] = v
+        taken = {v.GetID() for v in found.values()}
+        for seq, keys in patterns.items():
+            if seq in found:
+                continue
+            for v in volumes:
+                if v.GetID() in taken:
+                    continue
+                name = (v.GetName() or "").lower()
+                tokens = [t for t in name.replace("-", "_").replace(" ", "_").replace(".", "_").split("_") if t]
+                last = tokens[-1] if tokens else ""
+                if any(last == k or name.endswith(k) for k in keys) or any(t in keys for t in tokens):
+                    found[seq] = v
+                    taken.add(v.GetID())
+                    break
+        return {seq: found[seq] for seq in SEQUENCES if seq in found}
+
+    @staticmethod
+    def inputProblem(volumes: dict, groundTruth=None) -> str:
+        """Why these inputs cannot be analysed ('' when they can); the Apply button's tooltip.
+
+        ``volumes`` is {sequence: volume node or None}.  Checks what the analysis process would
+        reject: missing or repeated inputs, volumes without 3D image data or with a single value,
+        transformed volumes (the export writes voxels and IJKToRAS only), sequences whose grid does
+        not overlap the T1ce grid in space (other grids are resampled), and a ground truth without
+        NCR/ED/ET segments or with values outside the BraTS labels.
+        """
+        titles = SEQUENCE_TITLES
+        missing = [titles[s] for s in SEQUENCES if volumes.get(s) is None]
+        if missing:
+            return f"Select the input volume(s): {', '.join(missing)}"
+        if len({volumes[s].GetID() for s in SEQUENCES}) < len(SEQUENCES):
+            return "The four inputs must be four different volumes"
+        grids = {}
+        for seq in SEQUENCES:
+            node = volumes[seq]
+            image = node.GetImageData()
+            if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+                return f"{titles[seq]} ({node.GetName()}) has no image data"
+            dims = tuple(image.GetDimensions())
+            if min(dims) < 2:
+                return f"{titles[seq]} ({node.GetName()}) is not a 3D volume (dimensions {dims[0]}x{dims[1]}x{dims[2]})"
+            if image.GetNumberOfScalarComponents() != 1:
+                return f"{titles[seq]} ({node.GetName()}) has {image.GetNumberOfScalarComponents()} components; expected a scalar volume"
+            lo, hi = image.GetScalarRange()
+            if lo == hi:
+                return f"{titles[seq]} ({node.GetName()}) is empty: every voxel is {lo:g}"
+            if node.GetParentTransformNode() is not None:
+                return f"{titles[seq]} ({node.GetName()}) is transformed: harden or remove the transform first"
+            m = vtk.vtkMatrix4x4()
+            node.GetIJKToRASMatrix(m)
+            grids[seq] = (dims, arrayFromVtkMatrix(m))
+        refShape, refAffine = grids["t1ce"]
+        for seq in SEQUENCES:
+            shape, affine = grids[seq]
+            if seq != "t1ce" and not _gridsOverlap(shape, affine, refShape, refAffine):
+                return (f"{titles[seq]} ({volumes[seq].GetName()}) does not overlap the T1ce volume in space "
+                        f"(dimensions {shape[0]}x{shape[1]}x{shape[2]} vs {refShape[0]}x{refShape[1]}x{refShape[2]}); "
+                        "it cannot be resampled onto the T1ce grid")
+        if groundTruth is None:
+            return ""
+        name = groundTruth.GetName()
+        if groundTruth.IsA("vtkMRMLSegmentationNode"):
+            segmentation = groundTruth.GetSegmentation()
+            absent = [c for c in TUMOUR_CLASSES if not segmentation.GetSegmentIdBySegmentName(c)]
+            if absent:
+                return (f"Ground truth {name} has no segment named {', '.join(absent)} "
+                        f"(needs segments {', '.join(TUMOUR_CLASSES)})")
+            return ""
+        if groundTruth.IsA("vtkMRMLScalarVolumeNode"):
+            image = groundTruth.GetImageData()
+            if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+                return f"Ground truth {name} has no image data"
+            lo, hi = image.GetScalarRange()
+            if lo < 0 or hi > 4:
+                return f"Ground truth {name} has label values {lo:g}..{hi:g}; expected BraTS labels 0-4"
+            if groundTruth.GetParentTransformNode() is not None:
+                return f"Ground truth {name} is transformed: harden or remove the transform first"
+            m = vtk.vtkMatrix4x4()
+            groundTruth.GetIJKToRASMatrix(m)
+            if not _gridsOverlap(tuple(image.GetDimensions()), arrayFromVtkMatrix(m), refShape, refAffine):
+                return f"Ground truth {name} does not overlap the T1ce volume in space"
+            return ""
+        return f"Ground truth {name} is neither a segmentation nor a label map"
+
+    def exportInputs(self, volumes: dict, folder, caseId: str = "BrainTumorXAI", groundTruth=None) -> Path:
+        """Write the selected nodes as a BraTS 2021-named NIfTI case folder for the background process."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        missing = [s for s in SEQUENCES if volumes.get(s) is None]
+        if missing:
+            raise BrainTumorXAIError(f"missing input volume(s): {', '.join(missing)}")
+        for seq in SEQUENCES:
+            writeNifti(volumes[seq], folder / f"{caseId}_{seq}.nii.gz")
+        if groundTruth is not None:
+            self._exportGroundTruth(groundTruth, volumes["t1ce"], folder / f"{caseId}_seg.nii.gz")
+        return folder
+
+    def _exportGroundTruth(self, node, referenceVolume, path) -> Path:
+        import nibabel as nib
+
+        from ..io.labels import from_internal
+
+        if node.IsA("vtkMRMLSegmentationNode"):
+            ids = vtk.vtkStringArray()
+            segmentation = node.GetSegmentation()
+            for name in TUMOUR_CLASSES:
+                segmentId = segmentation.GetSegmentIdBySegmentName(name)
+                if not segmentId:
+                    raise BrainTumorXAIError(f"ground truth {node.GetName()}: no segment named {name}")
+                ids.InsertNextValue(segmentId)
+            labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BrainTumorXAI export")
+            try:
+                slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(node, ids, labelmap, referenceVolume)
+                classes, affine = niftiArrayFromVolume(labelmap)  # label i+1 = ids[i] = internal class
+            finally:
+                self.scene.RemoveNode(labelmap)
+            data = from_internal(classes, "brats2021")
+        else:
+            data, affine = niftiArrayFromVolume(node)
+        img = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), affine)
+        img.set_sform(affine, code=1)
+        img.set_qform(affine, code=1)
+        nib.save(img, str(path))
+        return Path(path)
+
+
+def _gridsOverlap(shape, affine, refShape, refAffine) -> bool:
+    """Whether two voxel grids (voxel i covering i - 0.5 .. i + 0.5) meet in world space.
+
+    Same test as ``grid.grids_overlap`` (which the analysis uses), in numpy alone: the
+    Apply-button check runs in Slicer's GUI process, where scipy may not be installed yet.
+    """
+    corners = np.array([[x, y, z, 1.0] for x in (-0.5, refShape[0] - 0.5) for y in (-0.5, refShape[1] - 0.5)
+                        for z in (-0.5, refShape[2] - 0.5)])
+    inSource = corners @ (np.linalg.inv(np.asarray(affine, float)) @ np.asarray(refAffine, float)).T
+    lo, hi = inSource[:, :3].min(axis=0), inSource[:, :3].max(axis=0)
+    n = np.asarray(shape[:3], dtype=float)
+    return bool(np.all(hi > -0.5) and np.all(lo < n - 0.5))
+
+
+def safeCaseId(name: str) -> str:
+    """A case id for the exported BraTS 2021 file names (no separators that the naming uses)."""
+    stem = name
+    suffixes = sorted({s for naming in NAMINGS.values() for key, s in naming.items() if key != "seg"}, key=len)
+    for suffix in reversed(suffixes):  # longest first: "_t1ce" before "_t1"
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    cleaned = "".join(ch if ch.isalnum() or ch in "-" else "-" for ch in stem).strip("-")
+    return cleaned or "BrainTumorXAI"

@@ -1,0 +1,257 @@
+"""BrainTumorXAILogic's results: an ``analyze`` results folder as nodes in its own subject-hierarchy folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from ..errors import BrainTumorXAIError
+from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, CONVENTIONS, REGIONS, TUMOUR_CLASSES
+from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLOR, BRAIN_OPACITY, OVERLAY_TITLES,
+                        RUN_FOLDER_PREFIX, terminologyEntry)
+from .nodes import niftiArrayFromVolume, vtkMatrixFromArray, volumeNodeFromNifti
+
+
+class ResultsMixin:
+    """Load results, build the segmentation, surfaces and table; find the nodes of a run again."""
+
+    @staticmethod
+    def readSummary(outDir) -> dict:
+        outDir = Path(outDir)
+        path = outDir / "summary.json"
+        if not outDir.is_dir():
+            raise BrainTumorXAIError(f"{outDir}: results folder not found")
+        if not path.is_file():
+            raise BrainTumorXAIError(f"{path}: not found (not a finished BrainTumorXAI results folder)")
+        try:
+            summary = json.loads(path.read_text())
+        except ValueError as exc:
+            raise BrainTumorXAIError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(summary, dict) or "outputs" not in summary or "case" not in summary:
+            raise BrainTumorXAIError(f"{path}: no 'case'/'outputs' entries (not a BrainTumorXAI summary)")
+        return summary
+
+    def _newRunFolder(self, caseId: str) -> int:
+        shNode = self.scene.GetSubjectHierarchyNode()
+        prefix = f"{RUN_FOLDER_PREFIX} {caseId} "
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(shNode.GetSceneItemID(), children, True)
+        used = []
+        for i in range(children.GetNumberOfIds()):
+            name = shNode.GetItemName(children.GetId(i)) or ""
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                used.append(int(name[len(prefix):]))
+        folder = shNode.CreateFolderItem(shNode.GetSceneItemID(), f"{prefix}{max(used, default=0) + 1}")
+        shNode.SetItemAttribute(folder, ATTR_KIND, "run")
+        return folder
+
+    def _placeInFolder(self, node, folderItem: int, runName: str, kind: str, className: str | None = None) -> None:
+        shNode = self.scene.GetSubjectHierarchyNode()
+        node.SetAttribute(ATTR_RUN, runName)
+        node.SetAttribute(ATTR_KIND, kind)
+        if className:
+            node.SetAttribute(ATTR_CLASS, className)
+        item = shNode.GetItemByDataNode(node)
+        if not item:
+            item = shNode.CreateItem(folderItem, node)
+        shNode.SetItemParent(item, folderItem)
+
+    def loadResults(self, outDir, includeBackground: bool = False, show: bool = True) -> int:
+        """Load an ``analyze`` results folder into a new subject-hierarchy folder; returns its item id.
+
+        Each call makes a new folder "BrainTumorXAI <case id> <n>", so earlier runs stay untouched.
+        Background-class probability/variance maps are skipped unless ``includeBackground``.
+        """
+        outDir = Path(outDir).resolve()
+        summary = self.readSummary(outDir)
+        outputs = summary["outputs"]
+        caseId = str(summary["case"].get("id", outDir.name))
+        convention = summary["case"].get("label_convention") or "brats2021"
+        if convention not in CONVENTIONS:
+            raise BrainTumorXAIError(f"{outDir / 'summary.json'}: unknown label convention {convention!r}")
+
+        def path(rel):
+            p = outDir / rel
+            if not p.is_file():
+                raise BrainTumorXAIError(f"{p}: listed in summary.json but missing")
+            return p
+
+        if not outputs.get("seg"):
+            raise BrainTumorXAIError(f"{outDir / 'summary.json'}: no 'seg' output listed")
+        shNode = self.scene.GetSubjectHierarchyNode()
+        folder = self._newRunFolder(caseId)
+        runName = shNode.GetItemName(folder)
+        shNode.SetItemAttribute(folder, ATTR_OUTPUT, str(outDir))
+
+        # Label map with a colour table named after the classes (values in the case's own convention).
+        labelmap = volumeNodeFromNifti(self.scene, path(outputs["seg"]), f"{runName} labels", "vtkMRMLLabelMapVolumeNode")
+        labelmap.GetDisplayNode().SetAndObserveColorNodeID(self._labelColorTable(convention).GetID())
+        self._placeInFolder(labelmap, folder, runName, "labelmap")
+        disk, affine = niftiArrayFromVolume(labelmap)
+        from ..io.labels import to_internal
+
+        classes = to_internal(disk, convention)
+        segmentation = self._segmentationFromClasses(classes, affine, f"{runName} segmentation")
+        self._placeInFolder(segmentation, folder, runName, "segmentation")
+
+        # Scalar maps: probabilities, MC variance, entropy, mutual information, Grad-CAM.
+        def addMap(kind, rel, className=None):
+            title = OVERLAY_TITLES[kind] + (f" {className}" if className else "")
+            node = volumeNodeFromNifti(self.scene, path(rel), f"{runName} {title}")
+            self._styleOverlay(node, kind)
+            self._placeInFolder(node, folder, runName, kind, className)
+            return node
+
+        for kind, key in (("probability", "probabilities"), ("variance", "mc_variance"), ("gradcam", "gradcam")):
+            for className in CLASS_NAMES:
+                rel = (outputs.get(key) or {}).get(className)
+                if rel and (includeBackground or className != "background"):
+                    addMap(kind, rel, className)
+        for kind in ("entropy", "mutual_information"):
+            if outputs.get(kind):
+                addMap(kind, outputs[kind])
+
+        brainFiles = (outputs.get("surfaces") or {}).get("brain") or {}
+        if brainFiles.get("vtp") or brainFiles.get("stl"):
+            brain = self._loadSurface(path(brainFiles.get("vtp") or brainFiles["stl"]), f"{runName} brain")
+            self._placeInFolder(brain, folder, runName, "brain")
+
+        table = self._resultsTable(summary, f"{runName} results")
+        self._placeInFolder(table, folder, runName, "table")
+        if show:
+            self.showOnly("tumour", folder)
+        return folder
+
+    def _segmentationFromClasses(self, classes: np.ndarray, affine: np.ndarray, name: str):
+        """Segmentation with NCR/ED/ET segments sharing one labelmap (label value = internal class)."""
+        segNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segNode.CreateDefaultDisplayNodes()
+        image = slicer.vtkOrientedImageData()
+        image.SetDimensions(*classes.shape)
+        kji = np.ascontiguousarray(np.asarray(classes, dtype=np.uint8).transpose(2, 1, 0))
+        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(kji.ravel(), deep=True,
+                                                                    array_type=vtk.VTK_UNSIGNED_CHAR))
+        image.SetImageToWorldMatrix(vtkMatrixFromArray(affine))
+        segmentation = segNode.GetSegmentation()
+        segmentation.SetSourceRepresentationName(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+        # Geometry of the reference volume, so editing and export stay on the NIfTI grid.
+        segmentation.SetConversionParameter(
+            slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
+            slicer.vtkSegmentationConverter.SerializeImageGeometry(image))
+        for index, className in enumerate(CLASS_NAMES):
+            if className == "background":
+                continue
+            segment = slicer.vtkSegment()
+            segment.SetName(className)
+            segment.SetNameAutoGenerated(False)
+            segment.SetTerminology(terminologyEntry(className))
+            segment.SetColor(*CLASS_COLORS[className])
+            # Keep our colour: an auto-generated colour would be replaced by the terminology's
+            # recommended one (none for "Neoplasm, Primary" -> grey).
+            segment.SetColorAutoGenerated(False)
+            segment.SetTag("BrainTumorXAI.LongName", CLASS_LONG_NAMES[className])
+            segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), image)
+            segment.SetLabelValue(index)
+            segmentation.AddSegment(segment, className)
+        segNode.CreateClosedSurfaceRepresentation()
+        display = segNode.GetDisplayNode()
+        display.SetPreferredDisplayRepresentationName3D(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+        display.SetVisibility2DFill(True)
+        display.SetVisibility2DOutline(True)
+        display.SetOpacity2DFill(0.35)
+        display.SetSegmentOpacity3D("ED", 0.45)
+        return segNode
+    def _loadSurface(self, path, name: str):
+        from ..reporting.surfaces import read_surface
+
+        polydata = read_surface(path)  # honours the file's SPACE tag, returns RAS
+        model = self.scene.AddNewNodeByClass("vtkMRMLModelNode", name)
+        model.SetAndObservePolyData(polydata)
+        model.CreateDefaultDisplayNodes()
+        display = model.GetDisplayNode()
+        display.SetColor(*BRAIN_COLOR)
+        display.SetOpacity(BRAIN_OPACITY)
+        display.SetBackfaceCulling(True)  # only the near side of a translucent shell
+        display.SetVisibility2D(False)
+        return model
+
+    def _resultsTable(self, summary: dict, name: str):
+        """Volumes in cm3 per class and region, with Dice/IoU/HD95 per region and class when metrics exist."""
+        table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        vols = summary.get("volumes_cm3") or {}
+        metrics = summary.get("metrics") or {}
+        columns = [("Structure", vtk.vtkStringArray), ("Kind", vtk.vtkStringArray),
+                   ("Volume [cm3]", vtk.vtkDoubleArray)]
+        metricColumns = [("Dice", "dice"), ("IoU", "iou"), ("HD95 [mm]", "hd95"), ("Sensitivity", "sensitivity"),
+                         ("Precision", "precision")] if metrics else []
+        arrays = {}
+        for title, cls in columns + [(t, vtk.vtkDoubleArray) for t, _ in metricColumns]:
+            array = cls()
+            array.SetName(title)
+            arrays[title] = array
+        rows = [(c, "class") for c in TUMOUR_CLASSES] + [(r, "region") for r in REGIONS]
+        for structure, kind in rows:
+            group = "classes" if kind == "class" else "regions"
+            arrays["Structure"].InsertNextValue(structure)
+            arrays["Kind"].InsertNextValue(kind)
+            arrays["Volume [cm3]"].InsertNextValue(_number((vols.get(group) or {}).get(structure)))
+            entry = (metrics.get(group) or {}).get(structure) or {}
+            for title, key in metricColumns:
+                arrays[title].InsertNextValue(_number(entry.get(key)))
+        for title in arrays:
+            table.AddColumn(arrays[title])
+        table.SetColumnUnitLabel("Volume [cm3]", "cm3")
+        table.SetColumnDescription("Volume [cm3]", "Predicted volume")
+        if metrics:
+            table.SetColumnDescription("Dice", "Dice coefficient against the ground truth")
+            table.SetColumnUnitLabel("HD95 [mm]", "mm")
+        table.SetUseColumnTitleAsColumnHeader(True)
+        return table
+
+    def runFolders(self) -> list[int]:
+        shNode = self.scene.GetSubjectHierarchyNode()
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(shNode.GetSceneItemID(), children, True)
+        return [children.GetId(i) for i in range(children.GetNumberOfIds())
+                if shNode.GetItemAttribute(children.GetId(i), ATTR_KIND) == "run"]
+
+    def runNodes(self, folderItem: int | None = None) -> dict:
+        """{'segmentation', 'labelmap', 'brain', 'table', 'overlays': {key: node}} of a run (default: latest).
+
+        Overlay keys are 'probability:NCR', 'variance:ED', 'gradcam:ET', 'entropy', 'mutual_information'.
+        Works from attributes, so also for runs restored from a saved scene.
+        """
+        if folderItem is None:
+            folders = self.runFolders()
+            if not folders:
+                raise BrainTumorXAIError("no BrainTumorXAI results in the scene")
+            folderItem = folders[-1]
+        shNode = self.scene.GetSubjectHierarchyNode()
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(folderItem, children, True)
+        result = {"overlays": {}}
+        for i in range(children.GetNumberOfIds()):
+            node = shNode.GetItemDataNode(children.GetId(i))
+            if node is None:
+                continue
+            kind = node.GetAttribute(ATTR_KIND)
+            if kind in OVERLAY_TITLES:
+                className = node.GetAttribute(ATTR_CLASS)
+                result["overlays"][f"{kind}:{className}" if className else kind] = node
+            elif kind:
+                result[kind] = node
+        return result
+
+
+def _number(value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v

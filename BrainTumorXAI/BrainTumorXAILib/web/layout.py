@@ -1,0 +1,118 @@
+"""The viewer's page: the view layout (axial, coronal, 3D, sagittal) and the controls around it."""
+
+from __future__ import annotations
+
+from .handlers import ROUTE
+from .scene import VIEW_PRESETS
+
+LAYOUT_ID = "BrainTumorXAI"
+
+
+def _layout():
+    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+    return Layout(LayoutDirection.Horizontal, [
+        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view()]),
+        Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.threed_view(), ViewLayoutDefinition.sagittal_view()]),
+    ])
+
+
+class LayoutMixin:
+    """ViewerApp's page: toolbar (case, upload, downloads), drawer (progress, overlay, legend, presets, tables), views."""
+
+    def _build_ui(self) -> None:
+        from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v3
+
+        # The upload token belongs to this page's connection (see _upload_token); asked for once, and again when
+        # the server no longer knows it (the websocket reconnected as a new connection).  The handler is an arrow
+        # function, which Vue calls with the event (an invoked function expression "(async (ev) => ...)($event)"
+        # also looks like a function to Vue's compiler: it ran once at render time and the input never uploaded).
+        # Template expressions see the state, trame, utils, window and a few allowed globals (Math, JSON...):
+        # browser APIs go through window.
+        upload_js = (
+            "async (ev) => { const fd = new window.FormData();"
+            " for (const f of ev.target.files) fd.append('files', f, f.name);"
+            " ev.target.value = ''; uploading = true; error = '';"
+            " const send = async (fresh) => { if (fresh || !window.btxUploadToken)"
+            " window.btxUploadToken = await trame.trigger('btx_upload_token');"
+            f" return window.fetch('{ROUTE.lstrip('/')}/upload?token=' + encodeURIComponent(window.btxUploadToken || ''),"
+            " {method: 'POST', body: fd}); };"
+            " try { let r = await send(false); if (r.status === 403) r = await send(true);"
+            " const j = await r.json(); if (!j.ok) { error = j.error; } }"
+            " catch (e) { error = 'upload failed: ' + e; } uploading = false; }"
+        )
+        self.state.uploading = False
+        self.state.cancelling = False
+        self.ctrl.cancel_analysis = self._cancel_analysis
+        with SinglePageWithDrawerLayout(self.server, theme="dark") as ui:
+            ui.title.set_text("BrainTumorXAI")
+            ui.root.theme = "dark"
+            with ui.toolbar:
+                v3.VSpacer()
+                v3.VSelect(label="Case", items=("cases",), v_model=("selected_case",), density="compact",
+                           hide_details=True, style="max-width: 320px;", classes="mx-2", id="case-select",
+                           disabled=("busy",))
+                with html.Label(classes="v-btn v-btn--variant-outlined mx-2 px-3", style="cursor: pointer;",
+                                title=("`NIfTI files (t1, t1ce, t2, flair) or one zip, up to ${max_upload}`",)):
+                    html.Span("Upload case")
+                    html.Input(type="file", multiple=True, accept=".nii,.gz,.zip", style="display: none;",
+                               id="upload-input", change=upload_js, disabled=("busy || uploading",))
+                v3.VBtn("Results (zip)", href=f"{ROUTE.lstrip('/')}/results.zip", target="_blank",
+                        disabled=("!loaded_case",), variant="text", prepend_icon="mdi-download")
+                v3.VBtn("Scene (.mrb)", href=f"{ROUTE.lstrip('/')}/scene.mrb", target="_blank",
+                        disabled=("!loaded_case",), variant="text", prepend_icon="mdi-download")
+            with ui.drawer as drawer:
+                drawer.width = 330
+                with html.Div(classes="pa-3"):
+                    v3.VProgressLinear(v_model=("progress",), height=18, color="primary", v_show=("busy || uploading",),
+                                       indeterminate=("uploading || cancelling",), id="progress")
+                    v3.VBtn("Cancel analysis", click=self.ctrl.cancel_analysis, v_show=("busy",),
+                            disabled=("cancelling",), size="small", variant="outlined", color="error",
+                            prepend_icon="mdi-close", classes="my-1", id="cancel-analysis")
+                    html.Div("{{ progress_text }}", classes="text-caption mb-2", id="progress-text")
+                    v3.VAlert(text=("error",), type="error", density="compact", v_show=("error",),
+                              closable=True, id="error", classes="mb-2")
+                    html.Div("{{ loaded_case }}", id="loaded-case", classes="text-subtitle-1 mb-2",
+                             v_show=("loaded_case",))
+                    v3.VSelect(label="Overlay", items=("overlay_items",), v_model=("overlay",), density="compact",
+                               hide_details=True, id="overlay-select")
+                    v3.VSlider(label="Opacity", v_model=("opacity",), min=0, max=1, step=0.05, hide_details=True,
+                               density="compact")
+                    with html.Div(v_if=("legend",), classes="mb-2", id="legend"):
+                        html.Div("{{ legend.title }}", classes="text-caption")
+                        html.Div(style=("{height: '12px', background: legend.gradient, borderRadius: '2px'}",))
+                        with html.Div(classes="d-flex text-caption"):
+                            html.Span("{{ legend.min }}")
+                            v3.VSpacer()
+                            html.Span("{{ legend.max }}")
+                    v3.VCheckbox(label="Segmentation in slices", v_model=("show_seg",), density="compact",
+                                 hide_details=True)
+                    html.Div("View", classes="text-caption")
+                    with v3.VBtnToggle(v_model=("preset",), mandatory=True, density="compact", divided=True,
+                                       variant="outlined", classes="flex-wrap mb-2", id="preset"):
+                        for value, title in VIEW_PRESETS.items():
+                            v3.VBtn(title, value=value, size="small")
+                    with v3.VTable(density="compact", v_show=("volumes.length",), classes="mt-2"):
+                        with html.Thead():
+                            with html.Tr():
+                                html.Th("Region")
+                                html.Th("Volume (cm³)")
+                        with html.Tbody():
+                            with html.Tr(v_for="row in volumes", key="row.name"):
+                                html.Td("{{ row.name }}")
+                                html.Td("{{ row.volume }}")
+                    with v3.VTable(density="compact", v_show=("metrics.length",), classes="mt-2", id="metrics"):
+                        with html.Thead():
+                            with html.Tr():
+                                for h in ("Region", "Dice", "HD95 (mm)", "Sens.", "Prec."):
+                                    html.Th(h)
+                        with html.Tbody():
+                            with html.Tr(v_for="m in metrics", key="m.region"):
+                                for k in ("region", "dice", "hd95", "sensitivity", "precision"):
+                                    html.Td(f"{{{{ m.{k} }}}}")
+            with ui.content:
+                with html.Div(style="position: relative; width: 100%; height: calc(100vh - 92px);", id="views"):
+                    self.layout_manager.initialize_layout_grid(ui)
+        self.ui = ui
