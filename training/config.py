@@ -23,6 +23,14 @@ class TrainConfig:
     spacing: float | None = None  # mm; None keeps the native grid
     normalisation: str = "zscore"
     crop: str = "brain"
+    # sliding-window size at inference (0: the training patch); a window covering the whole brain
+    # at a coarse spacing means one window per case
+    window: int = 0
+    # mixed sources (synthetic on the fly + real cases, sequence dropout): a JSON file, see
+    # training.generator.mixture; empty: train on --data alone
+    sources: str = ""
+    # sequences the network can do without (zero channels); set from the sources' sequence dropout
+    optional_sequences: tuple = ()
     # sampling and augmentation
     patch: int = 128
     batch: int = 2
@@ -75,6 +83,7 @@ class TrainConfig:
     def load(cls, path: Path) -> "TrainConfig":
         data = json.loads(Path(path).read_text())
         data["split"] = tuple(data.get("split", (0.75, 0.15, 0.10)))
+        data["optional_sequences"] = tuple(data.get("optional_sequences", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -86,4 +95,5 @@ class TrainConfig:
         """What inference must repeat (stored in every checkpoint)."""
         return {"method": self.normalisation, "crop": self.crop,
                 "spacing": None if self.spacing is None else [float(self.spacing)] * 3,
-                "window": int(self.patch), "multiple_of": 2 ** int(self.depth), "reorient": True}
+                "window": int(self.window or self.patch), "multiple_of": 2 ** int(self.depth), "reorient": True,
+                "optional_sequences": list(self.optional_sequences)}

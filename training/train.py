@@ -39,6 +39,7 @@ from BrainTumorXAILib.inference.predictor import Predictor
 from . import distributed as ddp
 from .config import TrainConfig
 from .data import CaseStore, PatchDataset, make_split
+from .generator.mixture import MixtureDataset, RealStore, load_sources
 from .io_utils import atomic_write_text
 from .losses import DiceFocalLoss
 from .plots import training_curves
@@ -51,14 +52,15 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="BraTS-layout case folders, or a training.preprocess cache")
+    p.add_argument("--data", default="", help="BraTS-layout case folders, or a training.preprocess cache "
+                   "(not needed with --sources)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--model", default=defaults.model, choices=("unet", "resunet", "attunet"))
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--stop-after-epochs", type=int, help="end this invocation after N epochs (a wall-time "
                    "slot); continue later with --resume")
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("data", "out", "model", "split", "extra"):
+        if f.name in ("data", "out", "model", "split", "extra", "optional_sequences"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
@@ -72,8 +74,10 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
         else:
             p.add_argument(flag, type=type(default), default=default)
     args = p.parse_args(argv)
+    if not args.data and not args.sources:
+        p.error("give --data or --sources")
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if f.name not in ("split", "extra")}
+              if f.name not in ("split", "extra", "optional_sequences")}
     return TrainConfig(**values), args.resume, args.stop_after_epochs
 
 
@@ -112,8 +116,13 @@ class Trainer:
         self.log = print if (self.dist.main and not cfg.quiet) else (lambda *a, **k: None)
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.store = CaseStore(Path(cfg.data), cfg.normalisation_record(), log=self._warn)
-        self._adopt_cache_preprocessing()
+        self.sources = self._load_sources()
+        if self.sources is None:
+            self.store = CaseStore(Path(cfg.data), cfg.normalisation_record(), log=self._warn)
+            self._adopt_cache_preprocessing()
+        else:
+            self.store = RealStore(self.sources.real + self.sources.validation, cfg.normalisation_record(),
+                                   log=self._warn)
         self.split = self._split(resume)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_params()).to(self.device)
@@ -133,7 +142,11 @@ class Trainer:
             if self.dist.main:  # a run killed after last.pt but before its logs: rewrite them from the history
                 self._write_logs()
         train_keys = self.store.usable(self.split["train"])
-        self.dataset = PatchDataset(self.store, train_keys, cfg, cfg.steps_per_epoch * cfg.batch * self.dist.world)
+        length = cfg.steps_per_epoch * cfg.batch * self.dist.world
+        if self.sources is None:
+            self.dataset = PatchDataset(self.store, train_keys, cfg, length)
+        else:
+            self.dataset = MixtureDataset(self.sources, self.store, train_keys, cfg, length)
         self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=cfg.seed)
         self.loader = DataLoader(self.dataset, batch_size=cfg.batch, sampler=self.sampler, num_workers=cfg.workers,
@@ -142,6 +155,18 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.dist.main:
             print(message, file=sys.stderr)
+
+    def _load_sources(self):
+        """The mixture of synthetic and real sources (--sources), or None to train on --data alone."""
+        if not self.cfg.sources:
+            return None
+        spec = load_sources(Path(self.cfg.sources))
+        if spec.synthetic_weight > 0:
+            if self.cfg.spacing is None:
+                raise BrainTumorXAIError(f"{self.cfg.sources}: synthetic data needs --spacing (the grid it is made on)")
+            spec.synth.spacing = float(self.cfg.spacing)
+        self.cfg.optional_sequences = tuple(spec.optional_sequences)
+        return spec
 
     def _adopt_cache_preprocessing(self) -> None:
         """A cache was preprocessed once: train on, and record in the checkpoints, what it actually holds."""
@@ -164,6 +189,13 @@ class Trainer:
             return json.loads(path.read_text())
         if resume:
             raise BrainTumorXAIError(f"{path}: nothing to resume (no split.json)")
+        if self.sources is not None:
+            split = {"train": sorted(Path(c["path"]).name for c in self.sources.real),
+                     "val": sorted(Path(c["path"]).name for c in self.sources.validation), "test": []}
+            if self.dist.main:
+                atomic_write_text(path, json.dumps(split, indent=2))
+                self.cfg.save(self.out / "config.json")
+            return split
         keys = self.store.keys()
         if self.cfg.max_cases:
             keys = keys[: self.cfg.max_cases]
@@ -193,7 +225,8 @@ class Trainer:
         provenance = {"trained_by": "training.train", "data": str(Path(self.cfg.data).resolve()),
                       "split": self.split, "seed": self.cfg.seed, "config": dataclasses.asdict(self.cfg),
                       "git_commit": git_commit(), "braintumorxai_version": __version__, "epoch": epoch,
-                      "world_size": self.dist.world, "device": str(self.device)}
+                      "world_size": self.dist.world, "device": str(self.device),
+                      "sources": None if self.sources is None else self.sources.record()}
         common = dict(sequences=SEQUENCES, class_names=CLASS_NAMES, normalisation=self.cfg.normalisation_record(),
                       provenance=provenance)
         # best.pt first: a run killed between the two writes resumes from the previous last.pt and redoes
@@ -245,7 +278,7 @@ class Trainer:
         keys = self.store.usable(self.split["val"]) or self.store.usable(self.split["train"])[:1]
         mine = list(range(self.dist.rank, len(keys), self.dist.world))
         rows = []
-        predictor = Predictor(self.model, self.device, window=(self.cfg.patch,) * 3,
+        predictor = Predictor(self.model, self.device, window=(self.cfg.window or self.cfg.patch,) * 3,
                               mc_samples=self.cfg.val_mc_samples, keep_deterministic=True, seed=self.cfg.seed)
         for key in (keys[i] for i in mine):
             case = self.store.get(key)

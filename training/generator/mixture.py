@@ -1,0 +1,162 @@
+"""The training set as a mixture of sources: synthetic patches made on the fly and real labelled cases.
+
+A sources file (JSON) says what to mix::
+
+    {"synthetic": {"weight": 0.6, "settings": {"spacing": 2.0, ...}},
+     "real": {"weight": 0.4, "cases": [{"path": "…/BRATS2013/pat0001", "labels": "expert"}, …]},
+     "validation": [{"path": "…/BRATS2013/pat0005", "labels": "expert"}, …],
+     "sequence_dropout": {"t1": 0.3, "t2": 0.3}}
+
+Paths are relative to the sources file.  Each sample picks a source by weight (seeded per
+(seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
+a patch cut with tumour oversampling and augmented as in ``training.data``.  Sequence dropout
+zeroes T1 and/or T2 of a sample (FLAIR and T1ce always stay), so the network learns to work
+without them; cases that lack a sequence are always seen without it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.io.labels import SEQUENCES
+
+from ..data import PreparedCase, augment, extract_patch, sample_generator
+from .real import prepare_real, read_real
+from .synthetic import SynthSettings, synthetic_patch
+
+LABEL_QUALITIES = ("expert", "silver")
+
+
+@dataclass
+class SourceSpec:
+    synthetic_weight: float
+    synth: SynthSettings
+    real_weight: float
+    real: list  # [{"path": Path, "labels": "expert"|"silver"}]
+    validation: list
+    sequence_dropout: dict
+    optional_sequences: tuple
+
+    def record(self) -> dict:
+        """JSON-ready description for config.json and the checkpoint's provenance."""
+        return {"synthetic": {"weight": self.synthetic_weight, "settings": vars(self.synth)},
+                "real": {"weight": self.real_weight, "cases": [_case_record(c) for c in self.real]},
+                "validation": [_case_record(c) for c in self.validation],
+                "sequence_dropout": self.sequence_dropout, "optional_sequences": list(self.optional_sequences)}
+
+
+def _case_record(case: dict) -> dict:
+    return {"path": str(case["path"]), "labels": case["labels"]}
+
+
+def _cases(items, base: Path, where: str) -> list:
+    out = []
+    for item in items or []:
+        item = {"path": item} if isinstance(item, str) else dict(item)
+        quality = item.get("labels", "expert")
+        if quality not in LABEL_QUALITIES:
+            raise BrainTumorXAIError(f"{where}: labels must be one of {', '.join(LABEL_QUALITIES)}, got {quality!r}")
+        out.append({"path": (base / item["path"]).resolve(), "labels": quality})
+    return out
+
+
+def load_sources(path: Path) -> SourceSpec:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BrainTumorXAIError(f"{path}: cannot read the sources file ({exc})") from None
+    base = path.parent
+    synth = data.get("synthetic", {})
+    real = data.get("real", {})
+    dropout = {k: float(v) for k, v in data.get("sequence_dropout", {}).items()}
+    bad = sorted(set(dropout) - {"t1", "t2"})
+    if bad:
+        raise BrainTumorXAIError(f"{path}: only t1 and t2 may be dropped (FLAIR and T1ce carry the tumour), got {bad}")
+    spec = SourceSpec(float(synth.get("weight", 0.0)), SynthSettings(**synth.get("settings", {})),
+                      float(real.get("weight", 0.0)), _cases(real.get("cases"), base, str(path)),
+                      _cases(data.get("validation"), base, str(path)), dropout,
+                      tuple(sorted(set(dropout) | _absent_anywhere(data))))
+    if spec.synthetic_weight <= 0 and (spec.real_weight <= 0 or not spec.real):
+        raise BrainTumorXAIError(f"{path}: no source to train on (give synthetic or real a weight > 0)")
+    return spec
+
+
+def _absent_anywhere(data: dict) -> set:
+    return set(data.get("optional_sequences", []))
+
+
+class RealStore:
+    """Prepared real cases by key (lazy, kept in memory); the interface of ``training.data.CaseStore``."""
+
+    def __init__(self, cases: list, normalisation: dict, log=print):
+        self.normalisation, self.log = normalisation, log
+        self.items = {Path(c["path"]).name: c for c in cases}
+        self.cases: dict[str, PreparedCase] = {}
+        self.bad: dict[str, str] = {}
+
+    def keys(self) -> list[str]:
+        return sorted(self.items)
+
+    def get(self, key: str) -> PreparedCase | None:
+        if key in self.cases or key in self.bad:
+            return self.cases.get(key)
+        item = self.items[key]
+        try:
+            case = read_real(item["path"])
+            image, label, transform = prepare_real(case, self.normalisation)
+        except (BrainTumorXAIError, ValueError, OSError) as exc:
+            self.bad[key] = str(exc)
+            self.log(f"skipping case {key}: {exc}")
+            return None
+        self.cases[key] = PreparedCase(case.case_id, image, label, transform, case.source)
+        return self.cases[key]
+
+    def usable(self, keys) -> list[str]:
+        return [k for k in keys if self.get(k) is not None]
+
+
+class MixtureDataset(Dataset):
+    """``length`` samples per epoch drawn from the sources by weight, reproducible per (seed, epoch, index)."""
+
+    def __init__(self, spec: SourceSpec, store: RealStore, real_keys: list[str], cfg, length: int):
+        self.spec, self.store, self.real_keys, self.cfg, self.length = spec, store, list(real_keys), cfg, int(length)
+        self.epoch = 0
+        weights = np.array([spec.synthetic_weight, spec.real_weight if self.real_keys else 0.0])
+        if weights.sum() <= 0:
+            raise BrainTumorXAIError("no usable training source (no synthetic weight and no usable real case)")
+        self.weights = weights / weights.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = sample_generator(self.cfg.seed, self.epoch, index)
+        if rng.random() < self.weights[0]:
+            image, label = synthetic_patch(rng, self.cfg.patch, self.spec.synth)
+            image, label = torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
+            if self.cfg.flip:
+                for axis in range(3):
+                    if rng.random() < 0.5:
+                        image, label = image.flip(axis + 1), label.flip(axis)
+        else:
+            case = self.store.get(self.real_keys[int(rng.integers(len(self.real_keys)))])
+            image, label = extract_patch(case.image, case.label, self.cfg.patch, rng, self.cfg.foreground_fraction)
+            image, label = augment(torch.from_numpy(image), torch.from_numpy(label.astype(np.int64)), self.cfg, rng)
+            absent = [c for c in range(case.image.shape[0]) if not case.image[c].any()]
+            image[absent] = 0.0  # intensity augmentation must not invent a sequence the case lacks
+        image = image.clone()
+        for seq, p in self.spec.sequence_dropout.items():
+            if rng.random() < p:
+                image[SEQUENCES.index(seq)] = 0.0
+        return image.contiguous(), label.contiguous()
