@@ -4,7 +4,10 @@ Each case goes through exactly what ``analyze`` does (preprocess, sliding
 window, MC Dropout, back onto the case grid) and is scored there with the
 project's one metrics module.  Writes to RUN_DIR/eval_<split>/: ``cases.csv``
 (one row per case), ``summary.csv`` and ``summary.md`` (mean +- standard error,
-as in the papers), and violin plots of Dice and HD95 per region.  A case that
+as in the papers), and violin plots of Dice and HD95 per region.  Cases whose folder
+matches ``--silver`` are marked as silver-standard (algorithm-fused) labels in every table;
+``--drop t1,t2`` evaluates as if those sequences were missing (for a checkpoint that can do
+without them), and a case folder without them is read that way too.  A case that
 cannot be evaluated (unreadable, no ground truth, degenerate images) is skipped
 with one line on stderr and listed in ``skipped.csv`` and ``summary.md``.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import io
 import json
 import sys
@@ -21,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import AnalysisOptions, predict_case
+from BrainTumorXAILib.analyze import AnalysisOptions, optional_sequences, predict_case
 from BrainTumorXAILib.io.case_io import list_cases, load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
+from BrainTumorXAILib.io.labels import SEQUENCES
 from BrainTumorXAILib.reporting.metrics import mc_accuracy, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device
 
@@ -34,8 +39,9 @@ from .plots import violins
 METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
 
 
-def case_row(case_id: str, metrics: dict, mc_acc: float, seconds: float) -> dict:
-    row = {"case": case_id}
+def case_row(case_id: str, metrics: dict, mc_acc: float, seconds: float, labels: str = "expert",
+             missing=()) -> dict:
+    row = {"case": case_id, "labels": labels, "missing": "+".join(missing) or "-"}
     for group in ("regions", "classes"):
         for name, values in metrics[group].items():
             for m in METRICS:
@@ -49,7 +55,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Mean and standard error of the mean per column."""
     out = []
     for key in rows[0]:
-        if key == "case":
+        if key in TEXT_COLUMNS:
             continue
         values = np.array([r[key] for r in rows if r[key] is not None], float)
         se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
@@ -72,12 +78,15 @@ def _markdown(summary: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def select_cases(run: Path, data: Path, split: str) -> list[Path]:
+TEXT_COLUMNS = ("case", "labels", "missing")
+
+
+def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
     folders = {p.name: p for p in list_cases(data)}
     if split == "all":
         return list(folders.values())
-    split_file = run / "split.json"
-    if not split_file.exists():
+    split_file = (run or Path(".")) / "split.json"
+    if run is None or not split_file.exists():
         raise BrainTumorXAIError(f"{split_file}: no split in this run folder (use --split all)")
     wanted = json.loads(split_file.read_text())[split]
     missing = [k for k in wanted if k not in folders]
@@ -86,11 +95,20 @@ def select_cases(run: Path, data: Path, split: str) -> list[Path]:
     return [folders[k] for k in wanted if k in folders]
 
 
-def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
-             device: str = "auto", out: Path | None = None, quiet: bool = False) -> list[dict]:
+def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
+             device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=()) -> list[dict]:
+    if checkpoint in ("best", "last") and run is None:
+        raise BrainTumorXAIError("--checkpoint best/last needs --run (or give a checkpoint path)")
+    if out is None and run is None:
+        raise BrainTumorXAIError("--out is needed without --run")
     ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run / f"{checkpoint}.pt"
     dev = resolve_device(device)
     model, meta = load_model(ckpt, device=dev)
+    drop = tuple(drop)
+    cannot = sorted(set(drop) - set(optional_sequences(meta)))
+    if cannot:
+        raise BrainTumorXAIError(f"{ckpt}: this checkpoint cannot do without {', '.join(cannot)} "
+                                 f"(it can do without: {', '.join(optional_sequences(meta)) or 'nothing'})")
     cases = select_cases(run, data, split)
     if not cases:
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
@@ -99,7 +117,8 @@ def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best
     for folder in cases:
         t0 = time.perf_counter()
         try:
-            row = evaluate_case(folder, model, meta, dev, options)
+            quality = "silver" if any(fnmatch.fnmatch(folder.name, g) for g in silver) else "expert"
+            row = evaluate_case(folder, model, meta, dev, options, quality, drop)
         except CASE_ERRORS as exc:  # one unreadable or degenerate case must not cost the whole report
             reason = " ".join(str(exc).split()) or type(exc).__name__
             print(f"skipping {folder.name}: {reason}", file=sys.stderr)
@@ -108,12 +127,16 @@ def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         if not quiet:
-            print(f"{row['case']}: Dice WT {row['dice_WT']:.3f} TC {row['dice_TC']:.3f} ET {row['dice_ET']:.3f}")
+            print(f"{row['case']} ({row['labels']} labels, missing {row['missing']}): Dice WT {row['dice_WT']:.3f} "
+                  f"TC {row['dice_TC']:.3f} ET {row['dice_ET']:.3f}")
     if not rows:
         raise BrainTumorXAIError(f"{data}: all {len(skipped)} case(s) of split {split!r} were skipped "
                                  f"(first: {skipped[0]['case']}: {skipped[0]['reason']})")
     out = out or run / f"eval_{split}"
-    write_report(rows, out, f"{run.name}: {split} split, {ckpt.name}, MC {mc_samples}", skipped)
+    title = f"{run.name if run else ckpt.name}: {split} split, {ckpt.name}, MC {mc_samples}"
+    if drop:
+        title += f", without {', '.join(drop)}"
+    write_report(rows, out, title, skipped)
     return rows
 
 
@@ -123,14 +146,19 @@ def evaluate(run: Path, data: Path, split: str = "test", checkpoint: str = "best
 CASE_ERRORS = (BrainTumorXAIError, ValueError, RuntimeError)
 
 
-def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions) -> dict:
-    case = load_case(folder)
+def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions, labels: str = "expert",
+                  drop=()) -> dict:
+    case = load_case(folder, optional=optional_sequences(meta))
+    for seq in drop:  # evaluate as if the sequence had not been acquired
+        if seq not in case.missing:
+            case.images[SEQUENCES.index(seq)] = 0.0
+            case.missing.append(seq)
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
     pred = predict_case(case, model, meta, dev, options)
     metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
     acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
-    return case_row(case.case_id, metrics, acc, 0.0)
+    return case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
 
 
 def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | None = None) -> None:
@@ -138,6 +166,10 @@ def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | 
     summary = summarise(rows)
     skipped = skipped or []
     markdown = _markdown(summary, title)
+    silver = [r["case"] for r in rows if r.get("labels") == "silver"]
+    if silver:
+        markdown += (f"\nSilver-standard labels (fused algorithm outputs, not expert-drawn) for {len(silver)} of "
+                     f"{len(rows)} case(s): {', '.join(silver)}.\n")
     if skipped:
         markdown += f"\nSkipped {len(skipped)} case(s):\n\n" + "".join(
             f"- {s['case']}: {s['reason']}\n" for s in skipped)
@@ -156,7 +188,7 @@ def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--run", type=Path, help="run folder (for --checkpoint best/last and --split)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
@@ -164,8 +196,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval_<split>)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--silver", action="append", default=[], metavar="GLOB",
+                   help="case folders whose labels are silver-standard (repeatable), e.g. 'TCGA-*'")
+    p.add_argument("--drop", default="", help="evaluate without these sequences, e.g. t1,t2")
     a = p.parse_args(argv)
-    return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples, a.device, a.out, a.quiet))
+    drop = tuple(s for s in a.drop.split(",") if s)
+    return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples,
+                                                           a.device, a.out, a.quiet, a.silver, drop))
 
 
 if __name__ == "__main__":

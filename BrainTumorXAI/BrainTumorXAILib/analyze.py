@@ -96,11 +96,14 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
 
     control.report("load", 0.0, "loading case")
     t0 = time.perf_counter()
-    case = load_case(case_dir, mapping=options.mapping)
-    protect += [(f"{key} file", path) for key, path in case.files.items()]  # an explicit mapping may point anywhere
-    check_not_replacing_inputs(out_dir, protect)
     device = resolve_device(options.device)
     model, meta = load_model(weights, device=device)
+    case = load_case(case_dir, mapping=options.mapping, optional=optional_sequences(meta))
+    protect += [(f"{key} file", path) for key, path in case.files.items()]  # an explicit mapping may point anywhere
+    check_not_replacing_inputs(out_dir, protect)
+    if case.missing:
+        control.report("load", 1.0, f"{', '.join(case.missing)} missing: the model runs without "
+                                    f"{'it' if len(case.missing) == 1 else 'them'}")
     timings["load"] = time.perf_counter() - t0
 
     classes = gradcam_class_indices(options.gradcam)
@@ -132,6 +135,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         summary = {
             "braintumorxai_version": __version__,
             "case": case.summary(),
+            "missing_sequences": list(case.missing),
             "model": _model_summary(weights, meta, model),
             "device": str(device),
             "platform": {"python": platform.python_version(), "torch": torch.__version__},
@@ -164,22 +168,34 @@ class CasePrediction:
     timings: dict
 
 
+def optional_sequences(meta: dict) -> tuple[str, ...]:
+    """Sequences the checkpoint was trained to do without (sequence dropout); () for older checkpoints."""
+    return tuple(meta.get("normalisation", {}).get("optional_sequences", ()))
+
+
 def network_input(case, meta: dict):
-    """(input, network brain mask, PreprocessTransform, case brain mask) as the checkpoint's recipe says."""
+    """(input, network brain mask, PreprocessTransform, case brain mask) as the checkpoint's recipe says.
+
+    A missing optional sequence is a channel of zeros after normalisation, as in training.
+    """
     from .io.preprocessing import brain_mask, preprocess
 
     norm = dict(meta.get("normalisation", {}))
     sequences = list(meta.get("sequences", list(SEQUENCES)))
-    images = _reorder_channels(case.images, sequences)
+    missing = set(getattr(case, "missing", ()))
+    present = [i for i, s in enumerate(sequences) if s not in missing]
+    images = _reorder_channels(case.images, sequences)[present]
     brain = brain_mask(case.images)
     try:
-        net_input, net_mask, transform = preprocess(
+        net_present, net_mask, transform = preprocess(
             images, case.affine, method=norm.get("method", "zscore"), crop=norm.get("crop", "brain"),
             window=int(norm.get("window", 128)), spacing=norm.get("spacing"),
             multiple_of=int(norm.get("multiple_of", 16)), mask=brain, reorient=bool(norm.get("reorient", True)),
         )
     except ValueError as exc:
-        raise _name_the_file(exc, case, sequences) from exc
+        raise _name_the_file(exc, case, [sequences[i] for i in present]) from exc
+    net_input = np.zeros((len(sequences), *net_present.shape[1:]), np.float32)
+    net_input[present] = net_present
     return net_input, net_mask, transform, brain
 
 

@@ -43,7 +43,9 @@ def draw_means(rng: np.random.Generator, random_share: float = 0.35) -> dict[str
         if seq == "flair":
             m["csf"] = min(m["csf"], healthy_lo * float(rng.uniform(0.2, 0.8)))
         if seq in ("flair", "t2"):
-            m["ed"] = healthy_hi * float(rng.uniform(1.2, 1.9))
+            m["ed"] = healthy_hi * float(rng.uniform(1.25, 1.9))
+            if seq == "t2":  # oedema is water: on T2 it approaches CSF, the brightest healthy tissue
+                m["ed"] = max(m["ed"], m["csf"] * float(rng.uniform(0.6, 0.9)))
             m["ncr"] = m["ed"] * float(rng.uniform(0.6, 1.3) if seq == "flair" else rng.uniform(0.9, 1.4))
             m["et"] = m["ed"] * float(rng.uniform(0.65, 1.05))
         else:

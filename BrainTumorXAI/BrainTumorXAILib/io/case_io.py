@@ -48,6 +48,7 @@ class Case:
     label: np.ndarray | None = None
     label_convention: str = "brats2021"
     resampled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # absent optional sequences (zero channels)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -77,6 +78,7 @@ class Case:
             "orientation": "".join(nib.aff2axcodes(self.affine)),
             "label_convention": self.label_convention,
             "resampled": list(self.resampled),
+            "missing_sequences": list(self.missing),
             "has_label": self.label is not None,
             "label_voxels": counts,
         }
@@ -126,12 +128,12 @@ def _check_folder(folder: Path) -> None:
         raise CaseError(folder, "not a folder (expected a case folder holding the NIfTI files)")
 
 
-def _scan_explicit(folder: Path, mapping: dict) -> CaseFiles:
+def _scan_explicit(folder: Path, mapping: dict, optional: tuple[str, ...] = ()) -> CaseFiles:
     unknown = set(mapping) - set(SEQUENCES) - {LABEL_KEY}
     if unknown:
         raise CaseError(folder, f"unknown keys in the file mapping: {', '.join(sorted(unknown))}; "
                                 f"expected {', '.join(SEQUENCES)} and optionally {LABEL_KEY}")
-    missing = [s for s in SEQUENCES if not mapping.get(s)]
+    missing = [s for s in SEQUENCES if not mapping.get(s) and s not in optional]
     if missing:
         raise CaseError(folder, f"the file mapping names no file for {', '.join(missing)}")
     files = {}
@@ -142,12 +144,12 @@ def _scan_explicit(folder: Path, mapping: dict) -> CaseFiles:
             if not path.is_file():
                 raise CaseError(path, f"{key} file not found")
             files[key] = path
-    stems = [_strip_nifti_extension(files[s].name) or files[s].name for s in SEQUENCES]  # seg may live elsewhere
+    stems = [_strip_nifti_extension(files[s].name) or files[s].name for s in SEQUENCES if s in files]  # not seg
     case_id = os.path.commonprefix(stems).rstrip("_-. ") or folder.name
     return CaseFiles(case_id, "explicit", files)
 
 
-def _scan_named(folder: Path) -> CaseFiles:
+def _scan_named(folder: Path, optional: tuple[str, ...] = ()) -> CaseFiles:
     found: dict[str, dict[str, list[tuple[str, Path]]]] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file():
@@ -170,17 +172,18 @@ def _scan_named(folder: Path) -> CaseFiles:
         raise CaseError(folder, f"files of different cases in one folder (ids {', '.join(ids)})")
     case_id = ids[0]
     for seq in SEQUENCES:
-        if seq not in keys:
+        if seq not in keys and seq not in optional:
             raise CaseError(folder / f"{case_id}{NAMINGS[naming][seq]}.nii.gz",
                             f"missing {seq} image; expected {_expected_names(case_id, naming, seq)} in {folder}")
     return CaseFiles(case_id, naming, {key: keys[key][0][1] for key in (*SEQUENCES, LABEL_KEY) if key in keys})
 
 
-def scan_case(folder, mapping: dict | None = None) -> CaseFiles:
-    """Find a case's files by BraTS naming or from an explicit ``mapping`` {sequence: path}."""
+def scan_case(folder, mapping: dict | None = None, optional: tuple[str, ...] = ()) -> CaseFiles:
+    """Find a case's files by BraTS naming or from an explicit ``mapping`` {sequence: path};
+    sequences in ``optional`` may be absent (for a checkpoint that can do without them)."""
     folder = Path(folder)
     _check_folder(folder)
-    return _scan_explicit(folder, mapping) if mapping else _scan_named(folder)
+    return _scan_explicit(folder, mapping, optional) if mapping else _scan_named(folder, optional)
 
 
 def find_case_files(folder, mapping: dict | None = None) -> tuple[str, dict[str, Path]]:
@@ -309,17 +312,26 @@ def _load_label(path: Path, naming: str, ref_shape, ref_affine) -> tuple[np.ndar
     return to_internal(data.astype(np.uint8), convention), convention, resampled
 
 
-def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_label: bool = True) -> Case:
-    """Load and validate a case folder; all volumes on the ``reference`` sequence's grid."""
+def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_label: bool = True,
+              optional: tuple[str, ...] = ()) -> Case:
+    """Load and validate a case folder; all volumes on the ``reference`` sequence's grid.
+
+    Sequences in ``optional`` may be absent: their channel is all zeros and ``Case.missing`` names them.
+    """
     if reference not in SEQUENCES:
         raise ValueError(f"unknown reference sequence {reference!r}; expected one of {', '.join(SEQUENCES)}")
-    found = scan_case(path, mapping)
+    if reference in optional:
+        raise ValueError(f"the reference sequence {reference!r} cannot be optional")
+    found = scan_case(path, mapping, optional)
     ref_data, ref_affine, header = load_volume(found.files[reference])
-    images = np.empty((len(SEQUENCES),) + ref_data.shape, dtype=np.float32)
+    images = np.zeros((len(SEQUENCES),) + ref_data.shape, dtype=np.float32)
     resampled = []
+    missing = [seq for seq in SEQUENCES if seq not in found.files]
     for c, seq in enumerate(SEQUENCES):
         if seq == reference:
             images[c] = ref_data
+            continue
+        if seq in missing:
             continue
         data, affine, _ = load_volume(found.files[seq])
         images[c], moved = _onto_reference(found.files[seq], data, affine, ref_data.shape, ref_affine, order=1)
@@ -333,7 +345,7 @@ def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_l
             resampled.append(LABEL_KEY)
     return Case(case_id=found.case_id, folder=Path(path), naming=found.naming, files=found.files, images=images,
                 affine=ref_affine, reference=reference, header=header, label=label,
-                label_convention=convention, resampled=resampled)
+                label_convention=convention, resampled=resampled, missing=missing)
 
 
 # --------------------------------------------------------------------------- writing

@@ -1,0 +1,199 @@
+"""The training generator: synthetic patches keep the contrasts that carry the diagnosis, tumour kinds
+are what they say, sources mix by weight with sequence dropout, BRATS 2013 cases read and convert."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.io.labels import SEQUENCES
+from training.generator.appearance import draw_means
+from training.generator.atlas import load_atlas
+from training.generator.synthetic import SynthSettings, synthetic_patch
+from training.generator.tumour import draw_spec, tumour_labels
+
+T1, T1CE, T2, FLAIR = (SEQUENCES.index(s) for s in ("t1", "t1ce", "t2", "flair"))
+
+
+@pytest.fixture(scope="module")
+def patches():
+    return [synthetic_patch(np.random.default_rng(seed), 48, SynthSettings(healthy_prob=0.0)) for seed in range(6)]
+
+
+def test_patch_is_seeded_zero_outside_brain_and_labelled_inside(patches):
+    again = synthetic_patch(np.random.default_rng(0), 48, SynthSettings(healthy_prob=0.0))
+    np.testing.assert_array_equal(again[0], patches[0][0])
+    np.testing.assert_array_equal(again[1], patches[0][1])
+    for image, label in patches:
+        assert image.shape == (4, 48, 48, 48) and image.dtype == np.float32 and label.dtype == np.uint8
+        outside = np.all(image == 0, axis=0)
+        assert not label[outside].any()  # tumour only inside the brain
+        assert set(np.unique(label)) <= {0, 1, 2, 3}
+    assert sum(int((label > 0).sum() > 50) for _, label in patches) >= 5  # tumours are drawn, not empty
+
+
+def test_patch_keeps_the_diagnostic_contrasts(patches):
+    """Whatever else is random: oedema bright on FLAIR and T2, enhancement bright on T1ce and above T1,
+    necrosis darker than healthy tissue on T1ce; every channel z-scored about the brain."""
+    for image, label in patches:
+        brain = np.any(image != 0, axis=0)
+        healthy = brain & (label == 0)
+        for c in range(4):
+            assert abs(float(image[c][brain].mean())) < 1.0
+        if (label == 2).sum() > 30:
+            for c in (FLAIR, T2):
+                assert image[c][label == 2].mean() > image[c][healthy].mean() + 0.3
+        if (label == 3).sum() > 30:
+            assert image[T1CE][label == 3].mean() > np.percentile(image[T1CE][healthy], 75)
+            assert image[T1CE][label == 3].mean() > image[T1][label == 3].mean()
+        if (label == 1).sum() > 30:
+            assert image[T1CE][label == 1].mean() < image[T1CE][healthy].mean()
+
+
+def test_means_randomise_healthy_tissue_but_not_the_signal():
+    draws = [draw_means(np.random.default_rng(s), random_share=1.0) for s in range(200)]
+    # healthy order is free: GM brighter than WM on T1 in some draws, darker in others
+    assert 0.2 < np.mean([d["t1"]["gm"] > d["t1"]["wm"] for d in draws]) < 0.8
+    for d in draws:
+        assert d["flair"]["ed"] > max(d["flair"]["gm"], d["flair"]["wm"])
+        assert d["flair"]["csf"] < min(d["flair"]["gm"], d["flair"]["wm"])
+        assert d["t1ce"]["et"] > max(d["t1ce"][k] for k in ("csf", "gm", "wm"))
+        assert d["t1ce"]["ncr"] < min(d["t1ce"]["gm"], d["t1ce"]["wm"])
+
+
+@pytest.mark.parametrize("kind, present, absent", [
+    ("ring", {1, 2, 3}, set()), ("solid", {2, 3}, {1}), ("nonenhancing", {1, 2}, {3}), ("infiltrative", {1, 2}, {3}),
+])
+def test_tumour_kinds(kind, present, absent):
+    shape = (48, 48, 48)
+    tissue = np.ones(shape, bool)
+    wm = np.full(shape, 0.5, np.float32)
+    rng = np.random.default_rng(3)
+    spec = draw_spec(rng, np.array([24.0, 24.0, 24.0]), {kind: 1.0})
+    spec.core_mm = [14.0]
+    spec.centres = spec.centres[:1]
+    spec.lobes = [1]
+    spec.edema_mm = 8.0
+    spec.gaps = 0.0
+    classes, weight = tumour_labels(rng, spec, tissue, wm, 2.0)
+    found = set(np.unique(classes).tolist()) - {0}
+    assert present <= found and not (absent & found)
+    assert np.all(weight[classes != 2] == 0) and weight[classes == 2].max() <= 1.0
+    if kind == "ring":  # necrosis inside, enhancing rim outside it
+        from scipy import ndimage
+
+        depth = ndimage.distance_transform_edt(classes != 0)
+        assert depth[classes == 1].mean() > depth[classes == 3].mean()
+
+
+def test_atlas_is_lps_brain_with_tissue_shares():
+    atlas = load_atlas(2.0)
+    assert np.allclose(atlas.tissue.sum(0), atlas.brain, atol=1e-4)
+    assert 0.3 < atlas.fractions[1] < 0.7 and 0.2 < atlas.fractions[2] < 0.5
+    assert len(atlas.deep) > 1000
+    # LPS: the cerebellum (lowest third) sits at high P index (posterior)
+    brain = atlas.brain > 0.5
+    low = brain[:, :, : brain.shape[2] // 4]
+    ys = np.nonzero(low)[1]
+    assert ys.mean() > brain.shape[1] / 2
+
+
+# --------------------------------------------------------------------------- real cases
+
+
+def _brats2013_case(folder, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (40, 44, 36)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    brain = np.zeros(shape, bool)
+    brain[5:35, 6:38, 4:32] = True
+    labels = np.zeros(shape, np.float32)
+    labels[15:25, 15:25, 12:22] = 2
+    labels[17:23, 17:23, 14:20] = 4
+    labels[19:21, 19:21, 16:18] = 1
+    labels[17:18, 17:19, 14:15] = 3
+    folder.mkdir(parents=True)
+    for name in ("Flair_subtrMeanDivStd", "T1c_subtrMeanDivStd"):
+        data = np.where(brain, rng.normal(0, 1, shape), -3.5).astype(np.float32)
+        data[labels > 0] += 2.0
+        nib.save(nib.Nifti1Image(data, affine), folder / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), folder / "OTMultiClass.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.float64), affine), folder / "brainmask.nii.gz")
+    return folder, labels, brain
+
+
+def test_brats2013_reads_with_background_zero_and_labels_mapped(tmp_path):
+    from training.generator.real import read_real
+
+    folder, labels, brain = _brats2013_case(tmp_path / "pat0001")
+    case = read_real(folder)
+    assert case.present == ("flair", "t1ce")
+    assert not case.images[T1].any() and not case.images[T2].any()
+    assert np.all(case.images[FLAIR][~brain] == 0) and np.all(case.images[FLAIR][brain] > 0)
+    np.testing.assert_array_equal(case.label[labels == 4], 3)
+    np.testing.assert_array_equal(case.label[labels == 3], 1)  # non-enhancing joins NCR
+    np.testing.assert_array_equal(case.label[labels == 1], 1)
+    np.testing.assert_array_equal(case.label[labels == 2], 2)
+
+
+def test_convert_brats2013_to_brats_layout(tmp_path):
+    from BrainTumorXAILib.io.case_io import load_case
+    from training.convert_brats2013 import main
+
+    folder, labels, _ = _brats2013_case(tmp_path / "src" / "pat0002")
+    assert main([str(tmp_path / "src"), str(tmp_path / "out")]) == 0
+    out = tmp_path / "out" / "pat0002"
+    assert sorted(p.name for p in out.iterdir()) == ["pat0002_flair.nii.gz", "pat0002_seg.nii.gz", "pat0002_t1ce.nii.gz"]
+    seg = np.asarray(nib.load(out / "pat0002_seg.nii.gz").dataobj)
+    assert set(np.unique(seg).tolist()) == {0, 1, 2, 4}
+    case = load_case(out, optional=("t1", "t2"))
+    assert case.missing == ["t1", "t2"]
+    np.testing.assert_array_equal(case.label[labels == 4], 3)
+    assert main([str(tmp_path / "src"), str(tmp_path / "out")]) == 2  # never overwrites
+
+
+def _sources(tmp_path, **overrides):
+    data = {"synthetic": {"weight": 0.5, "settings": {"spacing": 2.0}},
+            "real": {"weight": 0.5, "cases": [{"path": "pat0001", "labels": "expert"}]},
+            "sequence_dropout": {"t1": 0.5, "t2": 0.5}}
+    data.update(overrides)
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_mixture_draws_both_sources_and_drops_sequences(tmp_path):
+    from training.generator.mixture import MixtureDataset, RealStore, load_sources
+
+    _brats2013_case(tmp_path / "pat0001")
+    spec = load_sources(_sources(tmp_path))
+    assert spec.optional_sequences == ("t1", "t2")
+    norm = {"method": "zscore", "crop": "brain", "window": 32, "spacing": [2.0] * 3, "multiple_of": 16}
+    store = RealStore(spec.real, norm)
+    cfg = SimpleNamespace(seed=0, patch=32, flip=True, foreground_fraction=0.5, spatial_prob=0.3, rotate_deg=10.0,
+                          scale=0.1, intensity_scale=0.1, intensity_shift=0.1, gamma=0.3, gamma_prob=0.3,
+                          noise_std=0.05, noise_prob=0.2)
+    data = MixtureDataset(spec, store, store.keys(), cfg, 40)
+    samples = [data[i] for i in range(40)]
+    again = data[7]
+    np.testing.assert_array_equal(again[0].numpy(), samples[7][0].numpy())
+    t1_zero = [not s[0][T1].any() for s in samples]
+    assert 0.4 < np.mean(t1_zero) < 1.0  # real cases never have T1; synthetic ones lose it half the time
+    assert all(s[0][FLAIR].any() and s[0][T1CE].any() for s in samples)  # FLAIR and T1ce always stay
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"sequence_dropout": {"flair": 0.5}}, "only t1 and t2"),
+    ({"synthetic": {"weight": 0}, "real": {"weight": 0}}, "no source"),
+    ({"real": {"weight": 1, "cases": [{"path": "x", "labels": "bronze"}]}}, "labels must be"),
+])
+def test_sources_file_errors_are_one_line(tmp_path, bad, message):
+    from training.generator.mixture import load_sources
+
+    with pytest.raises(BrainTumorXAIError, match=message):
+        load_sources(_sources(tmp_path, **bad))
