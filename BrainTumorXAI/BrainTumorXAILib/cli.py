@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
     p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
-    p.add_argument("--mc-batch", type=int, help="MC samples decoded together (default: 1 on CPU, up to 10 on CUDA)")
+    p.add_argument("--mc-batch", type=int, help="MC samples decoded together per window (default: as many as a voxel budget per call holds: about 1M voxels on CPU, 24M on CUDA)")
     p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")
     p.add_argument("--seed", type=int, default=0)

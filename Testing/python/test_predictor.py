@@ -108,13 +108,19 @@ def test_each_mc_sample_uses_one_mask_in_every_window():
     assert len({tuple(row.tolist()) for row in seen[0]}) > 1  # samples differ from each other
 
 
-def test_encoder_runs_once_per_window():
+@pytest.mark.parametrize("window_batch", [1, 4, None])
+def test_encoder_runs_once_per_window(window_batch):
+    """Every window is encoded exactly once, whether windows go through one at a time or in batches."""
     model = tiny_model()
-    calls = []
-    handle = model.encoder[0].register_forward_hook(lambda *a: calls.append(1))
-    maps = Predictor(model, CPU, window=(16, 16, 16), mc_samples=8, gradcam_classes=(1, 2, 3)).predict(volume())
+    entries = []
+    handle = model.encoder[0].register_forward_hook(lambda mod, inp, out: entries.append(out.shape[0]))
+    maps = Predictor(model, CPU, window=(16, 16, 16), mc_samples=8, gradcam_classes=(1, 2, 3),
+                     window_batch=window_batch).predict(volume())
     handle.remove()
-    assert len(calls) == maps.n_windows
+    assert maps.n_windows > 4
+    assert sum(entries) == maps.n_windows  # batch entries over all calls: one per window
+    if window_batch:
+        assert len(entries) == -(-maps.n_windows // window_batch)  # ceil: calls of window_batch windows
 
 
 def reference_gradcam(model, x, layer_name, cls, region_mask=None):
@@ -222,3 +228,20 @@ def test_mc_only_run_skips_the_deterministic_decoder_pass():
     handle.remove()
     assert maps.deterministic is None
     assert sum(decodes) == 5 * maps.n_windows  # one decoder run per MC sample, nothing else
+
+
+def test_batched_windows_and_samples_equal_one_at_a_time():
+    """Batching windows (encoder, Grad-CAM, fallback) and MC samples changes no value beyond rounding."""
+    model, x = tiny_model(), volume()
+    brain = np.zeros(x.shape[1:], bool)
+    brain[2:30, 3:29, 2:22] = True
+    kwargs = dict(window=(16, 16, 16), overlap=0.5, mc_samples=5, seed=7, gradcam_classes=(1, 2, 3))
+    one = Predictor(model, CPU, window_batch=1, mc_batch=1, **kwargs).predict(x, brain)
+    many = Predictor(model, CPU, window_batch=7, mc_batch=5, **kwargs).predict(x, brain)
+    assert one.n_windows == many.n_windows > 7
+    for name in ("probabilities", "deterministic", "variance", "entropy", "mutual_information"):
+        np.testing.assert_allclose(getattr(many, name), getattr(one, name), atol=2e-5, err_msg=name)
+    assert many.gradcam_fallback == one.gradcam_fallback
+    for c in (1, 2, 3):
+        np.testing.assert_allclose(many.gradcam[c], one.gradcam[c], atol=2e-5)
+    assert all(m.max() > 0 for m in many.gradcam.values())
