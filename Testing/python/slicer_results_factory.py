@@ -140,3 +140,21 @@ def assert_segmentation_on_grid(seg_node, classes, affine) -> None:
         expected = classes[src[0, inside], src[1, inside], src[2, inside]] == index
         np.testing.assert_array_equal(flat[inside], expected, err_msg=name)
         assert flat.sum() == (classes == index).sum(), name
+
+
+def assert_same_world_array(node, array, affine, atol: float = 1e-4) -> None:
+    """``node`` holds ``array`` (nibabel (i, j, k) order, on ``affine``) at the same world positions.
+
+    Slicer's readers turn a left-handed voxel grid into the equivalent right-handed one (k reversed),
+    so the node's grid may differ from the file's by an index flip; compared through the index map.
+    """
+    from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume
+
+    data, m = niftiArrayFromVolume(node)
+    t = np.linalg.inv(np.asarray(affine, float)) @ m  # node index -> file index
+    np.testing.assert_allclose(t, np.round(t), atol=atol, err_msg=f"{node.GetName()}: not on the file's grid")
+    t = np.round(t).astype(int)
+    assert data.shape == tuple(np.abs(t[:3, :3]) @ np.asarray(array.shape)), (data.shape, array.shape)
+    idx = np.indices(data.shape).reshape(3, -1)
+    src = t[:3, :3] @ idx + t[:3, 3:4]
+    np.testing.assert_array_equal(data.reshape(-1), np.asarray(array)[src[0], src[1], src[2]], err_msg=node.GetName())

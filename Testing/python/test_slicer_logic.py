@@ -24,7 +24,8 @@ from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume  # noqa: E402
 from BrainTumorXAILib.slicer.render import render_views  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slicer_results_factory import assert_segmentation_on_grid, make_case_and_results  # noqa: E402
+from slicer_results_factory import (assert_same_world_array, assert_segmentation_on_grid,  # noqa: E402
+                                    flipped_oblique_affine, make_case_and_results)
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
 
@@ -75,8 +76,11 @@ def test_inputs_loaded_by_sequence_with_exact_geometry(loaded):
     for seq in ("t1", "t1ce", "t2", "flair"):
         node = inputs[seq]
         assert node.IsA("vtkMRMLScalarVolumeNode") and node.GetName().endswith(f"_{seq}")
-        data, affine = niftiArrayFromVolume(node)
-        np.testing.assert_array_equal(data, arrays["images"][seq])
+        assert_same_world_array(node, arrays["images"][seq], flipped_oblique_affine())
+        # Read by Slicer's storage node, which stays: saving the scene refers to the user's file.
+        storage = node.GetStorageNode()
+        assert storage is not None and storage.IsA("vtkMRMLVolumeArchetypeStorageNode")
+        assert Path(storage.GetFileName()).name.endswith(f"_{seq}.nii.gz")
     assert inputs["seg"].IsA("vtkMRMLSegmentationNode")
     found = BrainTumorXAILogic.findSequenceVolumes(scene)
     assert {k: v.GetID() for k, v in found.items()} == {s: inputs[s].GetID() for s in ("t1", "t1ce", "t2", "flair")}
@@ -108,14 +112,14 @@ def test_every_output_volume_has_the_nifti_affine_and_array(loaded):
         node = nodes["labelmap"] if key == "labelmap" else nodes["overlays"][key]
         img = nib.load(str(out / name))
         data, affine = niftiArrayFromVolume(node)
-        np.testing.assert_allclose(affine, img.affine, atol=1e-6, err_msg=key)
-        # ... and on the grid of the loaded input volumes (not just consistent with its own file).
+        assert_same_world_array(node, np.asarray(img.dataobj), img.affine)
+        # ... and exactly on the grid of the loaded input volumes (not just consistent with its own file).
         for seq in ("t1ce", "flair"):
-            np.testing.assert_allclose(affine, _ijk_to_ras(inputs[seq]), atol=1e-6, err_msg=f"{key} vs {seq}")
+            np.testing.assert_allclose(affine, _ijk_to_ras(inputs[seq]), atol=1e-4, err_msg=f"{key} vs {seq}")
             assert node.GetImageData().GetDimensions() == inputs[seq].GetImageData().GetDimensions(), key
-        np.testing.assert_array_equal(data, np.asarray(img.dataobj), err_msg=key)
-        # Slicer's own array view is the nibabel array transposed to (k, j, i).
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), np.asarray(img.dataobj).transpose(2, 1, 0))
+        # Slicer's own array view is the (i, j, k) array transposed to (k, j, i).
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), data.transpose(2, 1, 0))
+        assert node.GetStorageNode() is None, f"{key}: must not refer to the temporary results file"
     assert nodes["labelmap"].IsA("vtkMRMLLabelMapVolumeNode")
     colors = nodes["labelmap"].GetDisplayNode().GetColorNode()
     assert [colors.GetColorName(v) for v in (1, 2, 4)] == ["NCR", "ED", "ET"]
@@ -176,7 +180,7 @@ def test_segments_terminology_colours_and_surfaces(loaded):
 
 def test_segmentations_are_on_the_input_grid(loaded):
     _, logic, inputs, folder, _, arrays = loaded
-    affine = _ijk_to_ras(inputs["t1ce"])
+    affine = flipped_oblique_affine()  # the grid of the files ``classes`` was written on
     assert_segmentation_on_grid(logic.runNodes(folder)["segmentation"], arrays["classes"], affine)
     assert_segmentation_on_grid(inputs["seg"], arrays["classes"], affine)
 
@@ -258,7 +262,7 @@ def test_input_problem_reasons():
         vols = {s: _volume(scene, s) for s in ("t1", "t1ce", "t2", "flair")}
         assert problem(vols) == ""
         assert "T1ce, FLAIR" in problem({**vols, "t1ce": None, "flair": None})
-        assert "four different" in problem({**vols, "t2": vols["t1"]})
+        assert "different volume" in problem({**vols, "t2": vols["t1"]})
         empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
         assert "no image data" in problem({**vols, "t2": empty})
         assert "empty" in problem({**vols, "t2": _volume(scene, "zeros", fill=0)})
@@ -401,10 +405,10 @@ def test_mrb_round_trip_and_offscreen_render(loaded, tmp_path):
             _assert_same_world_volume(copy, node)
         seg = fresh.GetFirstNodeByName(nodes["segmentation"].GetName())
         assert seg.GetSegmentation().GetSegment("ET").GetColor() == pytest.approx(CLASS_COLORS["ET"])
-        assert_segmentation_on_grid(seg, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
+        assert_segmentation_on_grid(seg, arrays["classes"], flipped_oblique_affine())
         gt = fresh.GetFirstNodeByName(inputs["seg"].GetName())
         assert gt is not None and not gt.GetDisplayNode().GetVisibility3D()
-        assert_segmentation_on_grid(gt, arrays["classes"], _ijk_to_ras(inputs["t1ce"]))
+        assert_segmentation_on_grid(gt, arrays["classes"], flipped_oblique_affine())
         assert fresh.GetFirstNodeByName(nodes["table"].GetName()).GetNumberOfRows() == 6
         assert fresh.GetFirstNodeByName(nodes["brain"].GetName()).GetPolyData().GetNumberOfPoints() > 0
     finally:
@@ -425,7 +429,9 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert set(found.files) == {"t1", "t1ce", "t2", "flair", "seg"}
     for seq, node in vols.items():
         img = nib.load(str(found.files[seq]))
-        np.testing.assert_allclose(img.affine, _ijk_to_ras(node), atol=1e-5)
+        assert img.header["qform_code"] > 0 and img.header["sform_code"] > 0
+        np.testing.assert_allclose(img.affine, _ijk_to_ras(node), atol=1e-4)
+        np.testing.assert_array_equal(np.asarray(img.dataobj), niftiArrayFromVolume(node)[0])
     seg_in = np.asarray(nib.load(str(found.files["seg"])).dataobj)
     assert set(np.unique(seg_in)) == {0, 1, 2, 4}  # written in the BraTS 2021 convention
 

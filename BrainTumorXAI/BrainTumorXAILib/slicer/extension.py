@@ -1,19 +1,72 @@
 """What the Slicer module needs around the analysis, testable without Qt: the Python packages the analysis
-process needs (looked up, never imported) and the bundled sample case as a Sample Data source."""
+process needs (looked up, never imported), how they are installed without disturbing Slicer's bundled
+packages, the torch version check, and the bundled sample case as a Sample Data source.
+
+Slicer versions relied on (their source read at the tags): 5.6.2 and 5.8.1 bundle Python 3.9, numpy
+1.26 and scipy 1.11.3/1.13.1; 5.10.0 bundles Python 3.12, numpy 2.0.2 and scipy 1.13.1; none bundles
+nibabel, scikit-image or torch.  ``slicer.util.pip_install(list)`` runs ``PythonSlicer -m pip install
+<list>`` (5.6.2-5.10.0); ``slicer.packaging.pip_ensure(requirements, constraints=...)`` exists only from
+the release after 5.10 (Slicer commit 2cf12e60e4, 2026) and is used where present.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
+import re
 from pathlib import Path
 
-from ..io.labels import SEQUENCES
+from ..io.labels import NAMINGS, SEQUENCES
+from .i18n import tr
 
-#: Python packages the analysis process needs besides torch (installed on request).
-REQUIREMENTS = ["nibabel>=5.0", "scipy>=1.10", "scikit-image>=0.21", "matplotlib>=3.7", "tqdm>=4.60", "nilearn>=0.10"]
+#: What the analysis process imports besides torch: nibabel (NIfTI), scikit-image (Otsu brain mask),
+#: scipy (resampling; bundled with Slicer).  Figures are off (``--no-figures``), so no matplotlib;
+#: progress is JSON, so no tqdm; nilearn is not used by the analysis.
+REQUIREMENTS = ["nibabel>=5.0", "scikit-image>=0.21", "scipy>=1.10"]
 #: The import name of each requirement, in the same order.
-REQUIREMENT_MODULES = ("nibabel", "scipy", "skimage", "matplotlib", "tqdm", "nilearn")
+REQUIREMENT_MODULES = ("nibabel", "skimage", "scipy")
+#: Slicer's bundled packages that an install must never replace (pinned to the installed version).
+PROTECTED_PACKAGES = ("numpy", "scipy", "vtk", "SimpleITK", "pydicom", "requests", "urllib3", "certifi")
+#: torch the code needs (torch.load(weights_only=True) defaults, SDPA, ...).
+TORCH_REQUIREMENT = ">=2.2"
+TORCH_MINIMUM = (2, 2)
+
+
+def _installedVersion(distribution: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versionTuple(version: str) -> tuple[int, ...]:
+    """Leading numeric release of a version string: '2.13.0+cu121' -> (2, 13, 0), '2.2.0a0' -> (2, 2, 0)."""
+    numbers = []
+    for part in str(version).split("+")[0].split("."):
+        match = re.match(r"\d+", part)
+        if not match:
+            break
+        numbers.append(int(match.group()))
+        if match.group() != part:
+            break
+    return tuple(numbers)
+
+
+def torchProblem() -> str:
+    """Why torch cannot be used by the analysis ('' when it can); never imports torch."""
+    if importlib.util.find_spec("torch") is None:
+        return tr("PyTorch is not installed")
+    version = _installedVersion("torch")
+    if version is None:
+        return ""  # importable but without metadata (a development build): let the analysis decide
+    if versionTuple(version) < TORCH_MINIMUM:
+        return tr("PyTorch {version} is installed; Brain Tumor XAI needs PyTorch {requirement}").format(
+            version=version, requirement=TORCH_REQUIREMENT)
+    return ""
 
 
 def torchMissing() -> bool:
@@ -27,27 +80,139 @@ def missingRequirements() -> list[str]:
             if importlib.util.find_spec(module) is None]
 
 
+def constraintsText() -> str:
+    """pip constraints pinning Slicer's bundled packages to the installed versions (one per line)."""
+    lines = []
+    for name in PROTECTED_PACKAGES:
+        version = _installedVersion(name)
+        if version:
+            lines.append(f"{name}=={version}")
+    return "\n".join(lines) + "\n"
+
+
+def writeConstraints(folder) -> Path:
+    """Write :func:`constraintsText` to ``folder/BrainTumorXAI-constraints.txt``; returns the path."""
+    path = Path(folder) / "BrainTumorXAI-constraints.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(constraintsText(), encoding="utf-8")
+    return path
+
+
+def installRequirements(requirements: list[str], constraintsFolder, prompt: bool = False) -> None:
+    """Install ``requirements`` into Slicer's Python, Slicer's bundled packages held at their versions.
+
+    Uses ``slicer.packaging.pip_ensure`` where the running Slicer has it, else ``slicer.util.pip_install``
+    with ``-c constraints.txt``.  Raises on failure (subprocess.CalledProcessError, RuntimeError).
+    """
+    import slicer
+
+    if not requirements:
+        return
+    constraints = writeConstraints(constraintsFolder)
+    try:
+        import slicer.packaging as packaging
+    except ImportError:
+        packaging = None
+    if packaging is not None and hasattr(packaging, "pip_ensure"):
+        packaging.pip_ensure(list(requirements), constraints=str(constraints), prompt_install=prompt,
+                             requester="Brain Tumor XAI", skip_in_testing=False)
+    else:
+        slicer.util.pip_install([*requirements, "-c", str(constraints)])
+    importlib.invalidate_caches()
+
+
+def pytorchExtensionAvailable() -> bool:
+    return importlib.util.find_spec("PyTorchUtils") is not None
+
+
+PYTORCH_EXTENSION_HINT = (
+    "Install the PyTorch extension: View > Extensions Manager > Install extensions, search 'PyTorch', "
+    "install it and restart Slicer. Then press Apply again; the matching PyTorch build (CPU or your "
+    "GPU's CUDA) is installed with it.")
+
+
+def installTorchWithExtension(pythonSlicer: str) -> None:
+    """torch >= 2.2 the way the PyTorch extension installs it (light-the-torch picks the CPU/CUDA build),
+    in a separate PythonSlicer process: torch is never imported into the GUI process.
+
+    ``PyTorchUtilsLogic.installTorch`` would import torch here after installing it, so its two
+    steps are run directly: light-the-torch (installed by pip if missing) then
+    ``python -m light_the_torch install torch>=2.2``.  Raises on failure.
+    """
+    import slicer
+
+    if importlib.util.find_spec("light_the_torch") is None:
+        slicer.util.pip_install(["light-the-torch>=0.7"])
+    args = [pythonSlicer, "-m", "light_the_torch", "install", f"torch{TORCH_REQUIREMENT}"]
+    process = slicer.util.launchConsoleProcess(args, useStartupEnvironment=False)
+    slicer.util.logProcessOutput(process)  # raises CalledProcessError on a non-zero exit
+    importlib.invalidate_caches()
+    problem = torchProblem()
+    if problem:
+        raise RuntimeError(problem)
+
+
+# -- sample data --------------------------------------------------------------------
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sampleCaseFiles(folder) -> tuple[str, dict[str, Path]] | None:
+    """(case id, {sequence: file}) of the bundled sample case (BraTS 2021 names), or None when incomplete.
+
+    A plain name match: nothing of the analysis (scipy, nibabel) is imported at Slicer's start-up.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    suffixes = NAMINGS["brats2021"]
+    files, ids = {}, set()
+    for path in sorted(folder.glob("*.nii.gz")):
+        stem = path.name[: -len(".nii.gz")]
+        for seq in SEQUENCES:
+            if stem.endswith(suffixes[seq]) and not (seq == "t1" and stem.endswith(suffixes["t1ce"])):
+                files[seq] = path
+                ids.add(stem[: -len(suffixes[seq])])
+    if set(files) != set(SEQUENCES) or len(ids) != 1:
+        return None
+    return ids.pop(), files
+
+
 def sampleDataSource(iconsPath) -> dict | None:
     """Arguments of ``SampleDataLogic.registerCustomSampleDataSource`` for the bundled synthetic case,
-    or None when the sample case is absent or not usable (a broken sample must not break Slicer's start-up)."""
-    from ..io.case_io import scan_case
+    or None when the sample case is absent or incomplete (a broken sample must not break Slicer's start-up).
+
+    Each file carries its SHA256 checksum (``checksums``, SampleData 5.6.2-5.10.0), so SampleData
+    verifies what it copies into its cache and refuses a damaged or partially copied file.
+    """
     from ..resources import sample_case_path
 
     folder = sample_case_path()
-    if not folder.is_dir():
-        return None
     try:
-        found = scan_case(folder)
-    except Exception:  # a broken sample must not break Slicer's start-up
-        logging.warning(f"BrainTumorXAI: sample case in {folder} is not usable")
+        found = sampleCaseFiles(folder)
+        if found is None:
+            logging.warning(f"BrainTumorXAI: no complete sample case in {folder}")
+            return None
+        caseId, files = found
+        ordered = [files[s] for s in SEQUENCES]
+        checksums = [f"SHA256:{sha256(f)}" for f in ordered]
+    except OSError as exc:
+        logging.warning(f"BrainTumorXAI: sample case in {folder} is not usable ({exc})")
         return None
-    files = [found.files[s] for s in SEQUENCES]
     return dict(
         category="BrainTumorXAI",
         sampleName="BrainTumorXAI synthetic glioma",
         thumbnailFileName=os.path.join(iconsPath, "BrainTumorXAI.png"),
-        uris=[Path(f).as_uri() for f in files],
-        fileNames=[Path(f).name for f in files],
-        nodeNames=[f"{found.case_id}_{s}" for s in SEQUENCES],
-        loadFileType=["VolumeFile"] * len(files),
+        uris=[Path(f).as_uri() for f in ordered],
+        fileNames=[Path(f).name for f in ordered],
+        nodeNames=[f"{caseId}_{s}" for s in SEQUENCES],
+        # loadFileType: the name in 5.6.2; 5.8.1 and 5.10.0 call it loadFileTypes and still accept it.
+        loadFileType=["VolumeFile"] * len(ordered),
+        checksums=checksums,
     )

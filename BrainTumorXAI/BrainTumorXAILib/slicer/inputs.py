@@ -12,27 +12,39 @@ import vtk
 from ..errors import BrainTumorXAIError
 from ..io.labels import NAMINGS, SEQUENCES, TUMOUR_CLASSES
 from .constants import ATTR_KIND, ATTR_SEQUENCE, SEQUENCE_TITLES
-from .nodes import arrayFromVtkMatrix, niftiArrayFromVolume, readNifti, volumeNodeFromNifti, writeNifti
+from .i18n import tr
+from .nodes import (arrayFromVtkMatrix, niftiArrayFromVolume, readVolumeFile, updateVolumeFromNiftiArray,
+                    writeVolumeFile)
 
 
 class InputsMixin:
     """Case folders and ground truths into the scene; the Apply button's input check; export for the analysis."""
 
-    def loadCase(self, folder) -> dict:
-        """Load a BraTS case folder: {sequence: volume node} plus 'seg' (a segmentation) if it has one."""
+    def loadCase(self, folder, optional=("t1", "t2")) -> dict:
+        """Load a BraTS case folder: {sequence: volume node} plus 'seg' (a segmentation) if it has one.
+
+        Read through Slicer's storage nodes (nothing beyond Slicer's bundled Python is needed).
+        Sequences in ``optional`` may be absent from the folder (a checkpoint decides whether the
+        analysis can do without them; the Apply check says so).  On any error no node is left behind.
+        """
         from ..io.case_io import scan_case
 
-        found = scan_case(folder)
+        found = scan_case(folder, optional=tuple(optional))
         nodes = {}
-        for seq in SEQUENCES:
-            if seq in found.files:
-                nodes[seq] = self.loadSequenceVolume(found.files[seq], seq, found.case_id)
-        if "seg" in found.files:
-            nodes["seg"] = self.loadGroundTruth(found.files["seg"], found.case_id, found.naming)
+        try:
+            for seq in SEQUENCES:
+                if seq in found.files:
+                    nodes[seq] = self.loadSequenceVolume(found.files[seq], seq, found.case_id)
+            if "seg" in found.files:
+                nodes["seg"] = self.loadGroundTruth(found.files["seg"], found.case_id, found.naming)
+        except Exception:
+            for node in nodes.values():
+                self.scene.RemoveNode(node)
+            raise
         return nodes
 
     def loadSequenceVolume(self, path, sequence: str, caseId: str):
-        node = volumeNodeFromNifti(self.scene, path, f"{caseId}_{sequence}")
+        node = readVolumeFile(self.scene, path, f"{caseId}_{sequence}")
         node.SetAttribute(ATTR_SEQUENCE, sequence)
         return node
 
@@ -40,11 +52,17 @@ class InputsMixin:
         """Ground-truth label file as a segmentation with the NCR/ED/ET segments."""
         from ..io.labels import detect_label_convention, to_internal
 
-        data, affine = readNifti(path)
+        labelmap = readVolumeFile(self.scene, path, f"{caseId} ground truth labels", "vtkMRMLLabelMapVolumeNode",
+                                  keepStorage=False)
+        try:
+            data, affine = niftiArrayFromVolume(labelmap)
+        finally:
+            self.scene.RemoveNode(labelmap)
         values = np.unique(data)
         convention = detect_label_convention(values)
         if convention is None:
-            raise BrainTumorXAIError(f"{path}: label values {values.tolist()} fit neither BraTS convention")
+            raise BrainTumorXAIError(tr("{path}: label values {values} fit neither BraTS convention").format(
+                path=path, values=values.tolist()))
         if convention == "ambiguous":
             convention = "brats2023" if naming == "brats2023" else "brats2021"
         classes = to_internal(data.astype(np.int64), convention)
@@ -107,48 +125,90 @@ class InputsMixin:
                     break
         return {seq: found[seq] for seq in SEQUENCES if seq in found}
 
+    def resultVolumeIDs(self) -> list[str]:
+        """IDs of the scalar volumes that are analysis outputs (maps of a run): kept out of the input selectors."""
+        volumes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        nodes = [volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())]
+        return [n.GetID() for n in nodes if n.GetAttribute(ATTR_KIND)]
+
+    @classmethod
+    def autoFillChoice(cls, current: dict, scene, overwrite: bool = False) -> dict:
+        """{sequence: node} to set in the input selectors from the volume names in ``scene``.
+
+        A selector is (re)filled when it is empty, when it shows the same volume as another one
+        (a stale or accidental choice), when it shows an analysis output, or always with ``overwrite``;
+        it is never set to a volume another selector keeps.
+        """
+        found = cls.findSequenceVolumes(scene)
+        chosen = dict(current)
+
+        def nodeId(node):
+            return node.GetID() if node is not None else None
+
+        def elsewhere(seq, node):
+            return node is not None and any(nodeId(chosen.get(o)) == node.GetID() for o in SEQUENCES if o != seq)
+
+        for seq in SEQUENCES:
+            node = chosen.get(seq)
+            if not (overwrite or node is None or node.GetAttribute(ATTR_KIND) or elsewhere(seq, node)):
+                continue
+            candidate = found.get(seq)
+            if candidate is not None and not elsewhere(seq, candidate):
+                chosen[seq] = candidate
+            elif node is not None and node.GetAttribute(ATTR_KIND):
+                chosen[seq] = None
+        return {s: chosen.get(s) for s in SEQUENCES if nodeId(chosen.get(s)) != nodeId(current.get(s))}
+
     @staticmethod
-    def inputProblem(volumes: dict, groundTruth=None) -> str:
+    def inputProblem(volumes: dict, groundTruth=None, optional=()) -> str:
         """Why these inputs cannot be analysed ('' when they can); the Apply button's tooltip.
 
         ``volumes`` is {sequence: volume node or None}.  Checks what the analysis process would
         reject: missing or repeated inputs, volumes without 3D image data or with a single value,
         transformed volumes (the export writes voxels and IJKToRAS only), sequences whose grid does
         not overlap the T1ce grid in space (other grids are resampled), and a ground truth without
-        NCR/ED/ET segments or with values outside the BraTS labels.
+        NCR/ED/ET segments or with values outside the BraTS labels.  Sequences in ``optional`` (those
+        the chosen checkpoint can do without) may be left empty.
         """
         titles = SEQUENCE_TITLES
-        missing = [titles[s] for s in SEQUENCES if volumes.get(s) is None]
+        optional = set(optional) - {"t1ce"}  # the reference grid is never optional
+        missing = [titles[s] for s in SEQUENCES if volumes.get(s) is None and s not in optional]
         if missing:
-            return f"Select the input volume(s): {', '.join(missing)}"
-        if len({volumes[s].GetID() for s in SEQUENCES}) < len(SEQUENCES):
-            return "The four inputs must be four different volumes"
+            return tr("Select the input volume(s): {names}").format(names=", ".join(missing))
+        given = [s for s in SEQUENCES if volumes.get(s) is not None]
+        if len({volumes[s].GetID() for s in given}) < len(given):
+            return tr("Each input must be a different volume")
         grids = {}
-        for seq in SEQUENCES:
+        for seq in given:
             node = volumes[seq]
             image = node.GetImageData()
             if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
-                return f"{titles[seq]} ({node.GetName()}) has no image data"
+                return tr("{title} ({name}) has no image data").format(title=titles[seq], name=node.GetName())
             dims = tuple(image.GetDimensions())
             if min(dims) < 2:
-                return f"{titles[seq]} ({node.GetName()}) is not a 3D volume (dimensions {dims[0]}x{dims[1]}x{dims[2]})"
+                return tr("{title} ({name}) is not a 3D volume (dimensions {dims})").format(
+                    title=titles[seq], name=node.GetName(), dims="x".join(str(d) for d in dims))
             if image.GetNumberOfScalarComponents() != 1:
-                return f"{titles[seq]} ({node.GetName()}) has {image.GetNumberOfScalarComponents()} components; expected a scalar volume"
+                return tr("{title} ({name}) has {n} components; expected a scalar volume").format(
+                    title=titles[seq], name=node.GetName(), n=image.GetNumberOfScalarComponents())
             lo, hi = image.GetScalarRange()
             if lo == hi:
-                return f"{titles[seq]} ({node.GetName()}) is empty: every voxel is {lo:g}"
+                return tr("{title} ({name}) is empty: every voxel is {value}").format(
+                    title=titles[seq], name=node.GetName(), value=f"{lo:g}")
             if node.GetParentTransformNode() is not None:
-                return f"{titles[seq]} ({node.GetName()}) is transformed: harden or remove the transform first"
+                return tr("{title} ({name}) is transformed: harden or remove the transform first").format(
+                    title=titles[seq], name=node.GetName())
             m = vtk.vtkMatrix4x4()
             node.GetIJKToRASMatrix(m)
             grids[seq] = (dims, arrayFromVtkMatrix(m))
         refShape, refAffine = grids["t1ce"]
-        for seq in SEQUENCES:
+        for seq in given:
             shape, affine = grids[seq]
             if seq != "t1ce" and not _gridsOverlap(shape, affine, refShape, refAffine):
-                return (f"{titles[seq]} ({volumes[seq].GetName()}) does not overlap the T1ce volume in space "
-                        f"(dimensions {shape[0]}x{shape[1]}x{shape[2]} vs {refShape[0]}x{refShape[1]}x{refShape[2]}); "
-                        "it cannot be resampled onto the T1ce grid")
+                return tr("{title} ({name}) does not overlap the T1ce volume in space (dimensions {dims} vs {refDims}); "
+                          "it cannot be resampled onto the T1ce grid").format(
+                    title=titles[seq], name=volumes[seq].GetName(), dims="x".join(str(d) for d in shape),
+                    refDims="x".join(str(d) for d in refShape))
         if groundTruth is None:
             return ""
         name = groundTruth.GetName()
@@ -156,65 +216,69 @@ class InputsMixin:
             segmentation = groundTruth.GetSegmentation()
             absent = [c for c in TUMOUR_CLASSES if not segmentation.GetSegmentIdBySegmentName(c)]
             if absent:
-                return (f"Ground truth {name} has no segment named {', '.join(absent)} "
-                        f"(needs segments {', '.join(TUMOUR_CLASSES)})")
+                return tr("Ground truth {name} has no segment named {absent} (needs segments {needed})").format(
+                    name=name, absent=", ".join(absent), needed=", ".join(TUMOUR_CLASSES))
             return ""
         if groundTruth.IsA("vtkMRMLScalarVolumeNode"):
             image = groundTruth.GetImageData()
             if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
-                return f"Ground truth {name} has no image data"
+                return tr("Ground truth {name} has no image data").format(name=name)
             lo, hi = image.GetScalarRange()
             if lo < 0 or hi > 4:
-                return f"Ground truth {name} has label values {lo:g}..{hi:g}; expected BraTS labels 0-4"
+                return tr("Ground truth {name} has label values {lo}..{hi}; expected BraTS labels 0-4").format(
+                    name=name, lo=f"{lo:g}", hi=f"{hi:g}")
             if groundTruth.GetParentTransformNode() is not None:
-                return f"Ground truth {name} is transformed: harden or remove the transform first"
+                return tr("Ground truth {name} is transformed: harden or remove the transform first").format(name=name)
             m = vtk.vtkMatrix4x4()
             groundTruth.GetIJKToRASMatrix(m)
             if not _gridsOverlap(tuple(image.GetDimensions()), arrayFromVtkMatrix(m), refShape, refAffine):
-                return f"Ground truth {name} does not overlap the T1ce volume in space"
+                return tr("Ground truth {name} does not overlap the T1ce volume in space").format(name=name)
             return ""
-        return f"Ground truth {name} is neither a segmentation nor a label map"
+        return tr("Ground truth {name} is neither a segmentation nor a label map").format(name=name)
 
-    def exportInputs(self, volumes: dict, folder, caseId: str = "BrainTumorXAI", groundTruth=None) -> Path:
-        """Write the selected nodes as a BraTS 2021-named NIfTI case folder for the background process."""
+    def exportInputs(self, volumes: dict, folder, caseId: str = "BrainTumorXAI", groundTruth=None,
+                     optional=()) -> Path:
+        """Write the selected nodes as a BraTS 2021-named NIfTI case folder for the background process.
+
+        Written by Slicer's storage nodes (no nibabel in the GUI process).  Sequences in ``optional``
+        left empty are simply not written; the analysis reads the checkpoint and runs without them.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        missing = [s for s in SEQUENCES if volumes.get(s) is None]
+        missing = [s for s in SEQUENCES if volumes.get(s) is None and s not in optional]
         if missing:
-            raise BrainTumorXAIError(f"missing input volume(s): {', '.join(missing)}")
+            raise BrainTumorXAIError(tr("missing input volume(s): {names}").format(names=", ".join(missing)))
+        folder.mkdir(parents=True, exist_ok=True)
         for seq in SEQUENCES:
-            writeNifti(volumes[seq], folder / f"{caseId}_{seq}.nii.gz")
+            if volumes.get(seq) is not None:
+                writeVolumeFile(volumes[seq], folder / f"{caseId}_{seq}.nii.gz")
         if groundTruth is not None:
             self._exportGroundTruth(groundTruth, volumes["t1ce"], folder / f"{caseId}_seg.nii.gz")
         return folder
 
     def _exportGroundTruth(self, node, referenceVolume, path) -> Path:
-        import nibabel as nib
-
+        """The ground truth as a BraTS 2021 label file on the reference volume's grid (storage node, no nibabel)."""
         from ..io.labels import from_internal
 
-        if node.IsA("vtkMRMLSegmentationNode"):
-            ids = vtk.vtkStringArray()
-            segmentation = node.GetSegmentation()
-            for name in TUMOUR_CLASSES:
-                segmentId = segmentation.GetSegmentIdBySegmentName(name)
-                if not segmentId:
-                    raise BrainTumorXAIError(f"ground truth {node.GetName()}: no segment named {name}")
-                ids.InsertNextValue(segmentId)
-            labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BrainTumorXAI export")
-            try:
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BrainTumorXAI export")
+        try:
+            if node.IsA("vtkMRMLSegmentationNode"):
+                ids = vtk.vtkStringArray()
+                segmentation = node.GetSegmentation()
+                for name in TUMOUR_CLASSES:
+                    segmentId = segmentation.GetSegmentIdBySegmentName(name)
+                    if not segmentId:
+                        raise BrainTumorXAIError(tr("ground truth {node}: no segment named {name}").format(
+                            node=node.GetName(), name=name))
+                    ids.InsertNextValue(segmentId)
                 slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(node, ids, labelmap, referenceVolume)
                 classes, affine = niftiArrayFromVolume(labelmap)  # label i+1 = ids[i] = internal class
-            finally:
-                self.scene.RemoveNode(labelmap)
-            data = from_internal(classes, "brats2021")
-        else:
-            data, affine = niftiArrayFromVolume(node)
-        img = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), affine)
-        img.set_sform(affine, code=1)
-        img.set_qform(affine, code=1)
-        nib.save(img, str(path))
-        return Path(path)
+                data = from_internal(classes, "brats2021")
+            else:
+                data, affine = niftiArrayFromVolume(node)
+            updateVolumeFromNiftiArray(labelmap, np.asarray(data, dtype=np.uint8), affine)
+            return writeVolumeFile(labelmap, path)
+        finally:
+            self.scene.RemoveNode(labelmap)
 
 
 def _gridsOverlap(shape, affine, refShape, refAffine) -> bool:

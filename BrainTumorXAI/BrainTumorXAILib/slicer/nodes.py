@@ -1,7 +1,21 @@
-"""NIfTI <-> MRML volume node, the one geometry rule every volume goes through.
+"""Volume files <-> MRML volume nodes, and the numpy view of a node.
 
-The node's IJKToRAS matrix is the NIfTI affine unchanged, and the node's array
-(k, j, i) is the nibabel array (i, j, k) transposed.
+Inside Slicer's GUI process nothing beyond Slicer's bundled Python may be needed before
+the analysis runs (nibabel is installed only then), so files are read and written through
+Slicer's own storage nodes (:func:`readVolumeFile`, :func:`writeVolumeFile`):
+``vtkMRMLVolumeArchetypeStorageNode`` reads NIfTI with ITK, exactly as *Add Data* does.
+These storage nodes are part of the slicer-core wheel too, so this is tested headlessly.
+
+Geometry: a node read from a NIfTI file holds the same voxels at the same RAS positions
+as nibabel's view of the file.  Slicer's reader (vtkITKArchetypeImageSeriesReader, Slicer
+5.6.2-5.10.0) turns a left-handed voxel grid into the equivalent right-handed one (k
+reversed), so the node's IJKToRAS is the NIfTI affine only up to that index flip; every
+output of a run is on the grid of the exported input node, so they all match each other.
+:func:`niftiArrayFromVolume` is the node's data as an (i, j, k) array with its IJKToRAS.
+
+Before a file is handed to ITK its NIfTI header is checked in pure Python
+(:func:`niftiHeaderProblem`): an image without a valid orientation (qform and sform codes
+0 and a zero voxel size) is refused with one line naming the file, as ``load_case`` does.
 """
 
 from __future__ import annotations
@@ -98,4 +112,81 @@ def writeNifti(volumeNode, path) -> Path:
     img.set_sform(affine, code=1)
     path = Path(path)
     nib.save(img, str(path))
+    return path
+
+
+# -- files through Slicer's storage nodes ----------------------------------------------
+
+def niftiHeaderProblem(path) -> str:
+    """Why a NIfTI file's geometry cannot be trusted ('' when it can), read from the raw header without
+    nibabel: the same rule as ``load_case`` (``io.case_io.nifti_orientation_problem``)."""
+    from ..io.case_io import nifti_orientation_problem
+
+    return nifti_orientation_problem(path)
+
+
+def _storageNode(scene, path, nodeClass: str):
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(True)  # never pick up neighbouring files as a series
+    return storage
+
+
+def readVolumeFile(scene, path, name: str, nodeClass: str = "vtkMRMLScalarVolumeNode", keepStorage: bool = True):
+    """Add a volume node read from ``path`` by Slicer's archetype storage node (ITK); errors name the file.
+
+    With ``keepStorage`` the node keeps its storage node (saving the scene refers to the file, as
+    after *Add Data*); without, the node holds in-memory data only, so the file may be deleted
+    (temporary analysis outputs) and saving the scene writes the data anew.
+    """
+    from ..errors import CaseError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(path, "file not found")
+    problem = niftiHeaderProblem(path)
+    if problem:
+        raise CaseError(path, problem)
+    node = scene.AddNewNodeByClass(nodeClass, name)
+    storage = _storageNode(scene, path, nodeClass)
+    ok = False
+    try:
+        ok = bool(storage.ReadData(node)) and node.GetImageData() is not None
+    finally:
+        if not ok:
+            scene.RemoveNode(storage)
+            scene.RemoveNode(node)
+    if not ok:
+        raise CaseError(path, "Slicer could not read this file as a volume")
+    dims = node.GetImageData().GetDimensions()
+    if min(dims) < 1 or node.GetImageData().GetNumberOfScalarComponents() != 1:
+        scene.RemoveNode(storage)
+        scene.RemoveNode(node)
+        raise CaseError(path, f"not a single 3D scalar volume (dimensions {dims})")
+    if keepStorage:
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    else:
+        node.SetAndObserveStorageNodeID(None)
+        scene.RemoveNode(storage)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def writeVolumeFile(volumeNode, path) -> Path:
+    """Write a volume node as NIfTI (or any format Slicer writes by extension) with a temporary storage node.
+
+    The node's own storage node (the file it was loaded from) is left untouched.  ITK writes
+    qform and sform (code 1, scanner) from the node's IJKToRAS.
+    """
+    from ..errors import BrainTumorXAIError
+
+    path = Path(path)
+    scene = volumeNode.GetScene()
+    storage = _storageNode(scene, path, volumeNode.GetClassName())
+    storage.SetUseCompression(True)
+    try:
+        if not storage.WriteData(volumeNode) or not path.is_file():
+            raise BrainTumorXAIError(f"{path}: Slicer could not write {volumeNode.GetName()}")
+    finally:
+        scene.RemoveNode(storage)
     return path

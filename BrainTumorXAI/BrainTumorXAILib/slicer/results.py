@@ -15,7 +15,11 @@ from ..errors import BrainTumorXAIError
 from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, CONVENTIONS, REGIONS, TUMOUR_CLASSES
 from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLOR, BRAIN_OPACITY, OVERLAY_TITLES,
                         RUN_FOLDER_PREFIX, terminologyEntry)
-from .nodes import niftiArrayFromVolume, vtkMatrixFromArray, volumeNodeFromNifti
+from .i18n import tr
+from .nodes import niftiArrayFromVolume, readVolumeFile, vtkMatrixFromArray
+
+#: Subject-hierarchy folder attribute: the sequences the run did without (comma-separated, may be empty).
+ATTR_MISSING = "BrainTumorXAI.MissingSequences"
 
 
 class ResultsMixin:
@@ -26,15 +30,15 @@ class ResultsMixin:
         outDir = Path(outDir)
         path = outDir / "summary.json"
         if not outDir.is_dir():
-            raise BrainTumorXAIError(f"{outDir}: results folder not found")
+            raise BrainTumorXAIError(tr("{path}: results folder not found").format(path=outDir))
         if not path.is_file():
-            raise BrainTumorXAIError(f"{path}: not found (not a finished BrainTumorXAI results folder)")
+            raise BrainTumorXAIError(tr("{path}: not found (not a finished BrainTumorXAI results folder)").format(path=path))
         try:
-            summary = json.loads(path.read_text())
+            summary = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise BrainTumorXAIError(f"{path}: not valid JSON ({exc})") from exc
+            raise BrainTumorXAIError(tr("{path}: not valid JSON ({error})").format(path=path, error=exc)) from exc
         if not isinstance(summary, dict) or "outputs" not in summary or "case" not in summary:
-            raise BrainTumorXAIError(f"{path}: no 'case'/'outputs' entries (not a BrainTumorXAI summary)")
+            raise BrainTumorXAIError(tr("{path}: no 'case'/'outputs' entries (not a BrainTumorXAI summary)").format(path=path))
         return summary
 
     def _newRunFolder(self, caseId: str) -> int:
@@ -74,23 +78,40 @@ class ResultsMixin:
         caseId = str(summary["case"].get("id", outDir.name))
         convention = summary["case"].get("label_convention") or "brats2021"
         if convention not in CONVENTIONS:
-            raise BrainTumorXAIError(f"{outDir / 'summary.json'}: unknown label convention {convention!r}")
+            raise BrainTumorXAIError(tr("{path}: unknown label convention {convention}").format(
+                path=outDir / "summary.json", convention=repr(convention)))
 
         def path(rel):
             p = outDir / rel
             if not p.is_file():
-                raise BrainTumorXAIError(f"{p}: listed in summary.json but missing")
+                raise BrainTumorXAIError(tr("{path}: listed in summary.json but missing").format(path=p))
             return p
 
         if not outputs.get("seg"):
-            raise BrainTumorXAIError(f"{outDir / 'summary.json'}: no 'seg' output listed")
+            raise BrainTumorXAIError(tr("{path}: no 'seg' output listed").format(path=outDir / "summary.json"))
         shNode = self.scene.GetSubjectHierarchyNode()
         folder = self._newRunFolder(caseId)
+        try:
+            self._loadRun(outDir, summary, folder, convention, path, includeBackground)
+        except Exception:
+            self.removeRun(folder)  # a failed load leaves no half-filled folder behind
+            raise
+        if show:
+            self.showOnly("tumour", folder)
+        return folder
+
+    def _loadRun(self, outDir: Path, summary: dict, folder: int, convention: str, path, includeBackground: bool) -> None:
+        outputs = summary["outputs"]
+        shNode = self.scene.GetSubjectHierarchyNode()
         runName = shNode.GetItemName(folder)
         shNode.SetItemAttribute(folder, ATTR_OUTPUT, str(outDir))
+        missing = [str(s) for s in (summary["case"].get("missing_sequences") or [])]
+        shNode.SetItemAttribute(folder, ATTR_MISSING, ",".join(missing))
 
         # Label map with a colour table named after the classes (values in the case's own convention).
-        labelmap = volumeNodeFromNifti(self.scene, path(outputs["seg"]), f"{runName} labels", "vtkMRMLLabelMapVolumeNode")
+        # Read by Slicer's storage nodes, kept as in-memory data: the temporary results folder may go.
+        labelmap = readVolumeFile(self.scene, path(outputs["seg"]), f"{runName} labels", "vtkMRMLLabelMapVolumeNode",
+                                  keepStorage=False)
         labelmap.GetDisplayNode().SetAndObserveColorNodeID(self._labelColorTable(convention).GetID())
         self._placeInFolder(labelmap, folder, runName, "labelmap")
         disk, affine = niftiArrayFromVolume(labelmap)
@@ -103,7 +124,7 @@ class ResultsMixin:
         # Scalar maps: probabilities, MC variance, entropy, mutual information, Grad-CAM.
         def addMap(kind, rel, className=None):
             title = OVERLAY_TITLES[kind] + (f" {className}" if className else "")
-            node = volumeNodeFromNifti(self.scene, path(rel), f"{runName} {title}")
+            node = readVolumeFile(self.scene, path(rel), f"{runName} {title}", keepStorage=False)
             self._styleOverlay(node, kind)
             self._placeInFolder(node, folder, runName, kind, className)
             return node
@@ -123,10 +144,31 @@ class ResultsMixin:
             self._placeInFolder(brain, folder, runName, "brain")
 
         table = self._resultsTable(summary, f"{runName} results")
+        table.SetAttribute(ATTR_MISSING, ",".join(missing))
         self._placeInFolder(table, folder, runName, "table")
-        if show:
-            self.showOnly("tumour", folder)
-        return folder
+
+    def removeRun(self, folderItem: int) -> None:
+        """Remove a run's folder and every node in it."""
+        shNode = self.scene.GetSubjectHierarchyNode()
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(folderItem, children, True)
+        for i in range(children.GetNumberOfIds()):
+            node = shNode.GetItemDataNode(children.GetId(i))
+            if node is not None:
+                self.scene.RemoveNode(node)
+        shNode.RemoveItem(folderItem)
+
+    def missingSequences(self, folderItem: int | None = None) -> list[str]:
+        """The sequences a run did without (summary.json's ``missing_sequences``), also after a scene restore."""
+        if folderItem is None:
+            folderItem = self.latestRunFolder()
+        if folderItem is None:
+            return []
+        value = self.scene.GetSubjectHierarchyNode().GetItemAttribute(folderItem, ATTR_MISSING)
+        if not value:
+            table = self.runNodes(folderItem).get("table")
+            value = table.GetAttribute(ATTR_MISSING) if table is not None else ""
+        return [s for s in (value or "").split(",") if s]
 
     def _segmentationFromClasses(self, classes: np.ndarray, affine: np.ndarray, name: str):
         """Segmentation with NCR/ED/ET segments sharing one labelmap (label value = internal class)."""
@@ -215,11 +257,31 @@ class ResultsMixin:
         return table
 
     def runFolders(self) -> list[int]:
+        """Subject-hierarchy folders of the runs in the scene, oldest first.
+
+        Found from the folder attribute, and from the nodes' run attribute as well, so runs of a
+        scene restored from a saved .mrb (or whose folder lost its attribute) are found too.
+        """
         shNode = self.scene.GetSubjectHierarchyNode()
         children = vtk.vtkIdList()
         shNode.GetItemChildren(shNode.GetSceneItemID(), children, True)
-        return [children.GetId(i) for i in range(children.GetNumberOfIds())
-                if shNode.GetItemAttribute(children.GetId(i), ATTR_KIND) == "run"]
+        folders = []
+        for i in range(children.GetNumberOfIds()):
+            item = children.GetId(i)
+            node = shNode.GetItemDataNode(item)
+            if node is None:
+                if shNode.GetItemAttribute(item, ATTR_KIND) == "run":
+                    folders.append(item)
+            elif node.GetAttribute(ATTR_RUN):
+                parent = shNode.GetItemParent(item)
+                if parent and parent != shNode.GetSceneItemID() and shNode.GetItemName(parent) == node.GetAttribute(ATTR_RUN):
+                    folders.append(parent)
+        return sorted(set(folders), key=folders.index)
+
+    def latestRunFolder(self) -> int | None:
+        """The most recent run's folder (None when the scene has no run)."""
+        folders = self.runFolders()
+        return folders[-1] if folders else None
 
     def runNodes(self, folderItem: int | None = None) -> dict:
         """{'segmentation', 'labelmap', 'brain', 'table', 'overlays': {key: node}} of a run (default: latest).
@@ -228,10 +290,9 @@ class ResultsMixin:
         Works from attributes, so also for runs restored from a saved scene.
         """
         if folderItem is None:
-            folders = self.runFolders()
-            if not folders:
-                raise BrainTumorXAIError("no BrainTumorXAI results in the scene")
-            folderItem = folders[-1]
+            folderItem = self.latestRunFolder()
+            if folderItem is None:
+                raise BrainTumorXAIError(tr("no BrainTumorXAI results in the scene"))
         shNode = self.scene.GetSubjectHierarchyNode()
         children = vtk.vtkIdList()
         shNode.GetItemChildren(folderItem, children, True)
