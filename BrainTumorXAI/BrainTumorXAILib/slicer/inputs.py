@@ -13,8 +13,8 @@ from ..errors import BrainTumorXAIError
 from ..io.labels import NAMINGS, SEQUENCES, TUMOUR_CLASSES
 from .constants import ATTR_KIND, ATTR_SEQUENCE, SEQUENCE_TITLES
 from .i18n import tr
-from .nodes import (arrayFromVtkMatrix, niftiArrayFromVolume, readVolumeFile, updateVolumeFromNiftiArray,
-                    writeVolumeFile)
+from .nodes import (arrayFromVtkMatrix, niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers,
+                    updateVolumeFromNiftiArray, writeVolumeFile)
 
 
 class InputsMixin:
@@ -39,7 +39,7 @@ class InputsMixin:
                 nodes["seg"] = self.loadGroundTruth(found.files["seg"], found.case_id, found.naming)
         except Exception:
             for node in nodes.values():
-                self.scene.RemoveNode(node)
+                removeNodeAndHelpers(self.scene, node)
             raise
         return nodes
 
@@ -57,7 +57,7 @@ class InputsMixin:
         try:
             data, affine = niftiArrayFromVolume(labelmap)
         finally:
-            self.scene.RemoveNode(labelmap)
+            removeNodeAndHelpers(self.scene, labelmap)
         values = np.unique(data)
         convention = detect_label_convention(values)
         if convention is None:

@@ -125,6 +125,20 @@ def niftiHeaderProblem(path) -> str:
     return nifti_orientation_problem(path)
 
 
+def removeNodeAndHelpers(scene, node) -> None:
+    """Remove ``node`` with its display and storage nodes (a bare ``RemoveNode`` leaves those behind
+    outside the application, where no subject-hierarchy plugin cleans up)."""
+    helpers = []
+    for i in range(node.GetNumberOfDisplayNodes() if hasattr(node, "GetNumberOfDisplayNodes") else 0):
+        helpers.append(node.GetNthDisplayNode(i))
+    for i in range(node.GetNumberOfStorageNodes() if hasattr(node, "GetNumberOfStorageNodes") else 0):
+        helpers.append(node.GetNthStorageNode(i))
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and helper.GetScene() is scene:
+            scene.RemoveNode(helper)
+
+
 def _storageNode(scene, path, nodeClass: str):
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))

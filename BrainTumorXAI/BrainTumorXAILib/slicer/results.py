@@ -16,7 +16,7 @@ from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, CONVENTIONS
 from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLOR, BRAIN_OPACITY, OVERLAY_TITLES,
                         RUN_FOLDER_PREFIX, terminologyEntry)
 from .i18n import tr
-from .nodes import niftiArrayFromVolume, readVolumeFile, vtkMatrixFromArray
+from .nodes import niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers, vtkMatrixFromArray
 
 #: Subject-hierarchy folder attribute: the sequences the run did without (comma-separated, may be empty).
 ATTR_MISSING = "BrainTumorXAI.MissingSequences"
@@ -155,7 +155,7 @@ class ResultsMixin:
         for i in range(children.GetNumberOfIds()):
             node = shNode.GetItemDataNode(children.GetId(i))
             if node is not None:
-                self.scene.RemoveNode(node)
+                removeNodeAndHelpers(self.scene, node)
         shNode.RemoveItem(folderItem)
 
     def missingSequences(self, folderItem: int | None = None) -> list[str]:

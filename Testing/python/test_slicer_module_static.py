@@ -1,0 +1,115 @@
+"""Static checks of the module file against its .ui (the Slicer application cannot run here).
+
+Every ``self.ui.NAME`` and every widget name the module looks up exists in the .ui; every
+``SlicerParameterName`` in the .ui is a field of the parameter node, bound by one widget whose kind
+can represent the field's type (checked against Slicer's parameterNodeWrapper GUI connectors,
+5.6.2-5.10.0); every button in the .ui is wired by the module.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+MODULE_DIR = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
+UI = ET.parse(MODULE_DIR / "Resources" / "UI" / "BrainTumorXAI.ui")
+SOURCE = (MODULE_DIR / "BrainTumorXAI.py").read_text(encoding="utf-8")
+TREE = ast.parse(SOURCE)
+WIDGETS = {w.get("name"): w for w in UI.iter("widget")}
+
+
+def _property(widget, name):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            child = list(prop)[0]
+            return child.text
+    return None
+
+
+def _parameter_fields() -> dict[str, str]:
+    """{field: annotation source} of the class decorated with @parameterNodeWrapper."""
+    for node in ast.walk(TREE):
+        if isinstance(node, ast.ClassDef) and any(
+                (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list):
+            return {stmt.target.id: ast.get_source_segment(SOURCE, stmt.annotation)
+                    for stmt in node.body if isinstance(stmt, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in the module file")
+
+
+def _ui_attributes() -> set[str]:
+    return {node.attr for node in ast.walk(TREE)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+
+
+def _widget_like_strings() -> set[str]:
+    """String constants that name widgets (getattr(self.ui, name) lookups, tables of buttons)."""
+    suffixes = ("Button", "Selector", "ComboBox", "CheckBox", "LineEdit", "Slider", "Label", "View", "SpinBox")
+    return {node.value for node in ast.walk(TREE) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and re.fullmatch(r"[a-z][A-Za-z0-9]*", node.value) and node.value.endswith(suffixes)}
+
+
+def test_every_ui_name_the_module_uses_exists():
+    used = _ui_attributes() | _widget_like_strings()
+    assert len(used) > 20, sorted(used)
+    missing = used - set(WIDGETS)
+    assert not missing, f"missing in BrainTumorXAI.ui: {sorted(missing)}"
+
+
+def test_every_parameter_name_in_the_ui_is_a_field_bound_once_by_a_fitting_widget():
+    fields = _parameter_fields()
+    bound = {}
+    for name, widget in WIDGETS.items():
+        parameter = _property(widget, "SlicerParameterName")
+        if parameter is not None:
+            assert parameter in fields, f"{name}: SlicerParameterName {parameter!r} is not a parameter node field"
+            assert parameter not in bound, f"{parameter} bound by {bound[parameter]} and {name}"
+            bound[parameter] = name
+    assert set(bound) == set(fields), f"fields without a widget: {sorted(set(fields) - set(bound))}"
+    for parameter, name in bound.items():
+        widget, annotation = WIDGETS[name], fields[parameter]
+        cls = widget.get("class")
+        if cls == "qMRMLNodeComboBox":
+            assert "vtkMRML" in annotation, (parameter, annotation)
+            # A selector that offers "None" must have an Optional field, and the other way round.
+            assert (_property(widget, "noneEnabled") == "true") == annotation.startswith("Optional["), parameter
+            ui_types = {s.text for s in widget.iter("string") if s.text and s.text.startswith("vtkMRML")}
+            assert ui_types and all(t in annotation for t in ui_types), (parameter, ui_types, annotation)
+        elif cls == "QCheckBox":
+            assert annotation == "bool", (parameter, annotation)
+        elif cls == "ctkPathLineEdit":
+            assert annotation == "Path", (parameter, annotation)  # the only type its connector takes
+        elif cls == "QComboBox":
+            assert "Choice(" in annotation, (parameter, annotation)  # QComboBoxToStringableConnector needs it
+        elif cls == "QSpinBox":
+            assert "int" in annotation, (parameter, annotation)
+        elif cls == "ctkSliderWidget":
+            assert "float" in annotation, (parameter, annotation)
+        else:
+            raise AssertionError(f"{name}: no parameterNodeWrapper connector for a {cls}")
+
+
+def test_the_four_input_selectors_offer_none_and_scalar_volumes_only():
+    for seq in ("t1", "t1ce", "t2", "flair"):
+        widget = WIDGETS[f"{seq}Selector"]
+        assert _property(widget, "noneEnabled") == "true", seq
+        assert _property(widget, "showChildNodeTypes") == "false", seq  # no label maps among the inputs
+
+
+def test_every_button_is_wired_and_every_connection_target_exists():
+    buttons = {name for name, w in WIDGETS.items() if w.get("class") == "QPushButton"}
+    used = _ui_attributes() | _widget_like_strings()
+    assert not buttons - used, f"buttons the module never connects: {sorted(buttons - used)}"
+    for connection in UI.iter("connection"):
+        assert connection.find("sender").text in WIDGETS and connection.find("receiver").text in WIDGETS
+
+
+def test_the_module_file_keeps_to_the_gui():
+    """Thin module file: no nibabel, torch or file parsing in it; the Logic does that."""
+    imported = {alias.name.split(".")[0] for node in ast.walk(TREE) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert not imported & {"nibabel", "torch", "numpy", "scipy", "skimage", "shutil", "subprocess"}, imported
+    calls = {node.func.attr for node in ast.walk(TREE) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert "tryWithErrorDisplay" not in calls  # it re-raises inside Qt slots (Slicer 5.6.2-5.10.0)
