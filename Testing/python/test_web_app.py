@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -24,6 +25,31 @@ pytest.importorskip("trame_slicer", reason="web extra not installed (pip install
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
 import driver  # noqa: E402
+
+
+#: No test here may hang: every network wait has its own deadline (driver, urlopen, _wait); this is the last
+#: guard, per test, with a clear failure instead of a CI job killed from outside.
+TEST_DEADLINE_S = {"test_end_to_end_in_headless_chromium": 480}
+DEFAULT_DEADLINE_S = 300
+
+
+@pytest.fixture(autouse=True)
+def _deadline(request):
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+    limit = TEST_DEADLINE_S.get(request.node.originalname, DEFAULT_DEADLINE_S)
+
+    def expire(_signum, _frame):
+        raise TimeoutError(f"{request.node.name}: no result within {limit} s (a network wait without a deadline?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

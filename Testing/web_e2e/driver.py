@@ -105,6 +105,7 @@ class TrameConnection:
         import websocket  # websocket-client
         from wslink.chunking import UnChunker
 
+        self.timeout = float(timeout)
         self.ws = websocket.create_connection(base_url.replace("http://", "ws://", 1) + "/ws", timeout=timeout,
                                               suppress_origin=True)
         self.unchunker = UnChunker()
@@ -123,11 +124,19 @@ class TrameConnection:
         for chunk in generate_chunks(data, 4 << 20):
             self.ws.send_binary(chunk)
 
-    def _receive(self):
-        """The next complete message (state pushes applied to :attr:`state`)."""
+    def _receive(self, end: float | None = None):
+        """The next complete message (state pushes applied to :attr:`state`).
+
+        ``end`` (``time.monotonic()``) bounds the whole wait, also while frames that complete no message keep
+        arriving: past it, WebSocketTimeoutException."""
         import websocket
 
         while True:
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise websocket.WebSocketTimeoutException("deadline passed")
+                self.ws.settimeout(left)
             frame = self.ws.recv_data()
             if frame[0] != websocket.ABNF.OPCODE_BINARY:
                 continue
@@ -139,10 +148,24 @@ class TrameConnection:
                 self.state.update(msg.get("result") or {})
             return msg
 
-    def _request(self, key: str, method: str, args: list):
+    def _request(self, key: str, method: str, args: list, timeout: float | None = None):
+        """Send one request and read messages until its reply; TimeoutError after ``timeout`` s (default: the
+        connection's), however many other messages (state pushes) arrive meanwhile."""
+        import websocket
+
+        timeout = self.timeout if timeout is None else timeout
+        end = time.monotonic() + timeout
         self._send(key, method, args)
         while True:
-            msg = self._receive()
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply to {method} within {timeout:.0f} s")
+            try:
+                msg = self._receive(end)
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"no reply to {method} within {timeout:.0f} s") from None
+            except websocket.WebSocketConnectionClosedException:
+                raise ConnectionError(f"the server closed the connection while waiting for {method}") from None
             if msg.get("id") == key:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
@@ -159,15 +182,17 @@ class TrameConnection:
         """Read the server's pushes until ``predicate(state)`` holds; the state."""
         import websocket
 
-        end = time.time() + timeout
+        end = time.monotonic() + timeout
         while not predicate(self.state):
-            if time.time() > end:
-                raise TimeoutError(f"state never matched: { {k: self.state.get(k) for k in ('error', 'busy')} }")
-            self.ws.settimeout(max(0.1, end - time.time()))
+            if time.monotonic() > end:
+                raise TimeoutError(f"state never matched within {timeout:.0f} s: "
+                                   f"{ {k: self.state.get(k) for k in ('error', 'busy')} }")
             try:
-                self._receive()
+                self._receive(max(end, time.monotonic() + 0.1))
             except websocket.WebSocketTimeoutException:
                 pass
+            except websocket.WebSocketConnectionClosedException:
+                raise ConnectionError("the server closed the connection while waiting for a state") from None
         return self.state
 
     def close(self) -> None:
@@ -180,18 +205,30 @@ class TrameConnection:
 class Cdp:
     """A minimal DevTools client for one page."""
 
-    def __init__(self, ws_url: str):
+    def __init__(self, ws_url: str, timeout: float = 60.0):
         import websocket  # websocket-client
 
+        self.timeout = float(timeout)
         self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
         self._id = 0
 
     def call(self, method: str, **params):
+        """One DevTools command; TimeoutError after ``self.timeout`` s even while events keep arriving."""
+        import websocket
+
         self._id += 1
         mid = self._id
+        end = time.monotonic() + self.timeout
         self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
         while True:
-            msg = json.loads(self.ws.recv())
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no DevTools reply to {method} within {self.timeout:.0f} s")
+            self.ws.settimeout(left)
+            try:
+                msg = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"no DevTools reply to {method} within {self.timeout:.0f} s") from None
             if msg.get("id") == mid:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
