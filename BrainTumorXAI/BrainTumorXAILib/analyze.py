@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import time
@@ -20,6 +21,10 @@ from .runtime import JobControl, resolve_device
 
 STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
                  "surfaces": 5, "metrics": 3, "figures": 4}
+
+
+#: Output jobs (volumes, surfaces, metrics, figures) run concurrently from this many CPUs on.
+OUTPUT_THREADS_MIN_CPUS = 4
 
 
 @dataclass
@@ -113,24 +118,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         timings.update(prediction.timings)
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
-        control.report("write", 0.0, "writing volumes")
-        t0 = time.perf_counter()
-        outputs = _write_volumes(staging, case, grid, control)
-        timings["write"] = time.perf_counter() - t0
-        if options.surfaces:
-            control.report("surfaces", 0.0, "marching cubes")
-            t0 = time.perf_counter()
-            outputs["surfaces"] = _write_surfaces(staging, grid["classes"], brain, case.affine)
-            timings["surfaces"] = time.perf_counter() - t0
-        control.report("metrics", 0.0, "volumes and metrics")
-        t0 = time.perf_counter()
-        evaluation = _evaluate(case, grid, brain)
-        timings["metrics"] = time.perf_counter() - t0
-        if options.figures:
-            control.report("figures", 0.0, "figures")
-            t0 = time.perf_counter()
-            outputs["figures"] = _write_figures(staging, case, grid)
-            timings["figures"] = time.perf_counter() - t0
+        outputs, evaluation = _write_outputs(staging, case, grid, brain, options, control, timings)
         timings["total"] = time.perf_counter() - t_start
         summary = {
             "braintumorxai_version": __version__,
@@ -259,20 +247,133 @@ def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:
 
 def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
     """Every network-grid map onto the case grid; probabilities stay a partition of unity."""
-    fills = [1.0] + [0.0] * (maps.probabilities.shape[0] - 1)  # outside the crop: background for sure
-    probs = np.stack([transform.invert(p, order=1, fill=f) for p, f in zip(maps.probabilities, fills)])
-    probs = np.clip(probs, 0.0, 1.0)
+    n_cls = maps.probabilities.shape[0]
+    fills = [1.0] + [0.0] * (n_cls - 1)  # outside the crop: background for sure
+    # One stack, one pass: the same trilinear map for every channel.
+    stack = [*maps.probabilities, maps.entropy]
+    if maps.variance is not None:
+        stack += [*maps.variance, maps.mutual_information]
+    cams, atts = list(maps.gradcam), list(maps.attention)
+    stack += [maps.gradcam[c] for c in cams] + [maps.attention[k] for k in atts]
+    fills += [0.0] * (len(stack) - n_cls)
+    inverted = invert_stack(transform, stack, fills)
+    probs = np.clip(inverted[:n_cls], 0.0, 1.0)
     probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-12)
     classes = probs.argmax(axis=0).astype(np.uint8)
     classes[~brain] = 0
-    out = {"probabilities": probs.astype(np.float32), "classes": classes,
-           "entropy": transform.invert(maps.entropy, order=1, fill=0.0).clip(min=0)}
+    out = {"probabilities": probs.astype(np.float32), "classes": classes, "entropy": inverted[n_cls].clip(min=0)}
+    k = n_cls + 1
     if maps.variance is not None:
-        out["variance"] = np.stack([transform.invert(v, order=1, fill=0.0) for v in maps.variance]).clip(min=0)
-        out["mutual_information"] = transform.invert(maps.mutual_information, order=1, fill=0.0).clip(min=0)
-    out["gradcam"] = {c: transform.invert(m, order=1, fill=0.0).clip(0.0, 1.0) for c, m in maps.gradcam.items()}
-    out["attention"] = {k: transform.invert(m, order=1, fill=0.0).clip(0.0, 1.0) for k, m in maps.attention.items()}
+        out["variance"] = inverted[k:k + n_cls].clip(min=0)
+        out["mutual_information"] = inverted[k + n_cls].clip(min=0)
+        k += n_cls + 1
+    out["gradcam"] = {c: inverted[k + i].clip(0.0, 1.0) for i, c in enumerate(cams)}
+    k += len(cams)
+    out["attention"] = {name: inverted[k + i].clip(0.0, 1.0) for i, name in enumerate(atts)}
     return out
+
+
+def invert_stack(transform, volumes, fills) -> np.ndarray:
+    """``transform.invert(v, order=1, fill=f)`` for each volume, stacked (float32).
+
+    When the network grid is an axis-aligned scaling of the input grid (always,
+    after reorientation) trilinear interpolation is separable: three 1D linear
+    interpolations in torch (all cores) instead of one scipy ``affine_transform``
+    per map.  Same values (scipy's order 1, mode 'nearest', cval outside the
+    half-voxel margin) up to float rounding; anything else takes ``transform.invert``.
+    """
+    from .io.grid import voxel_to_voxel
+
+    volumes = [np.asarray(v, np.float32) for v in volumes]
+    if not volumes:
+        return np.zeros((0, *transform.input_shape), np.float32)
+    if not transform.resamples:
+        return np.stack([transform.invert(v, order=1, fill=f) for v, f in zip(volumes, fills)]).astype(np.float32)
+    matrix = voxel_to_voxel(transform.resampled_affine, transform.reoriented_affine)
+    if np.abs(matrix[:3, :3] - np.diag(np.diag(matrix[:3, :3]))).max() > 1e-9:
+        return np.stack([transform.invert(v, order=1, fill=f) for v, f in zip(volumes, fills)]).astype(np.float32)
+    src_shape, dst_shape = tuple(transform.resampled_shape), tuple(transform.reoriented_shape)
+    inner = tuple(slice(b, n - a) for b, a, n in zip(transform.pad_before, transform.pad_after, transform.output_shape))
+    crop = tuple(slice(a, b) for a, b in zip(transform.crop_start, transform.crop_stop))
+    weights, outside = [], []
+    for a in range(3):
+        # Linear interpolation along one axis is a (destination x source) matrix with two weights a row.
+        c = matrix[a, a] * np.arange(dst_shape[a], dtype=np.float64) + matrix[a, 3]
+        outside.append(torch.from_numpy(~((c >= -0.5 - 1e-6) & (c <= src_shape[a] - 0.5 + 1e-6))))
+        n = src_shape[a]
+        c = np.clip(c, 0.0, n - 1)
+        i0 = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
+        i1 = np.minimum(i0 + 1, n - 1)
+        w = np.zeros((dst_shape[a], n), np.float64)
+        rows = np.arange(dst_shape[a])
+        np.add.at(w, (rows, i0), 1.0 - (c - i0))
+        np.add.at(w, (rows, i1), c - i0)
+        weights.append(torch.from_numpy(w.astype(np.float32)))
+    out = np.empty((len(volumes), *transform.input_shape), np.float32)
+    for ch, (volume, fill) in enumerate(zip(volumes, fills)):
+        grid = torch.full(src_shape, float(fill), dtype=torch.float32)
+        grid[crop] = torch.from_numpy(np.ascontiguousarray(volume[inner]))
+        grid = torch.einsum("ia,abc->ibc", weights[0], grid)
+        grid = torch.einsum("jb,ibc->ijc", weights[1], grid)
+        grid = torch.einsum("ibc,kc->ibk", grid, weights[2])
+        for a in range(3):
+            if bool(outside[a].any()):
+                index = [slice(None)] * 3
+                index[a] = outside[a]
+                grid[tuple(index)] = float(fill)
+        out[ch] = transform._unreoriented(grid.contiguous().numpy())
+    return out
+
+
+def _write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, options: AnalysisOptions,
+                   control: JobControl, timings: dict) -> tuple[dict, dict]:
+    """NIfTI volumes, surfaces, metrics and figures: four independent jobs.
+
+    None needs the network; each reads the finished maps and writes its own files.
+    With enough cores (``OUTPUT_THREADS_MIN_CPUS``) they run in threads, so the
+    stage costs about its slowest job; on a 2-core machine the threads measured
+    2x slower than one after the other (46.8 s against 23.2 s for a 240x240x155
+    case, the GIL-bound parts thrash), so there they run in turn.
+    Every job's own duration is recorded; ``outputs`` is the wall time of all four.
+    Progress is reported per stage in the usual order; a cancel stops the volume
+    writer at its next file, and the folder is removed only after every job ended.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    def job(name, fn, *args):
+        def run():
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                timings[name] = time.perf_counter() - t0
+        return name, run
+
+    jobs = [job("write", _write_volumes, staging, case, grid, control)]
+    if options.surfaces:
+        jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
+    jobs.append(job("metrics", _evaluate, case, grid, brain))
+    if options.figures:
+        jobs.append(job("figures", _write_figures, staging, case, grid))
+    control.report("write", 0.0, "writing volumes" + (", surfaces" if options.surfaces else "")
+                   + ", metrics" + (" and figures" if options.figures else ""))
+    t0 = time.perf_counter()
+    workers = len(jobs) if (os.cpu_count() or 1) >= OUTPUT_THREADS_MIN_CPUS else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyze-output") as pool:
+        futures = {name: pool.submit(run) for name, run in jobs}
+        wait(futures.values())
+    timings["outputs"] = time.perf_counter() - t0
+    for future in futures.values():  # the first failure (a cancel included), in stage order
+        if future.exception() is not None:
+            raise future.exception()
+    outputs = futures["write"].result()
+    if "surfaces" in futures:
+        outputs["surfaces"] = futures["surfaces"].result()
+    if "figures" in futures:
+        outputs["figures"] = futures["figures"].result()
+    for name in futures:
+        control.report(name, 1.0, f"{name} done")
+    return outputs, futures["metrics"].result()
 
 
 def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
