@@ -2,6 +2,7 @@
 """Speed figures of the analysis engine, measured side by side on one case.
 
     python Testing/benchmark.py [--case DIR] [--weights CKPT] [--device auto|cpu|cuda] [--mc-samples 20]
+    python Testing/benchmark.py --real-size [--real-case DIR] [--models demo,2mm64,2mm96] [--out FILE]
 
 Prints: one deterministic pass; naive MC Dropout (N full passes, as in the
 original paper) against ours (MC only, no Grad-CAM: encoder once per window,
@@ -10,6 +11,21 @@ N full passes for models with encoder dropout; the row label says which) and
 their ratio (goal <= 0.5); Grad-CAM for the three tumour classes against one
 forward+backward (goal <= 1.5x); surfaces; the whole ``analyze``.
 Each figure is the median of --repeats runs after one warm-up.
+
+--real-size: a real-size case (``../shared/realdata/TCGA-FG-6692`` when present,
+else one generated at 240x240x155, 1 mm) against two peers, per model:
+  * MONAI ``sliding_window_inference`` on our own network (same window, overlap
+    0.5, Gaussian blending; best ``sw_batch_size`` of 1/2/4/8) against our
+    deterministic sliding window (goal: ratio <= 0.8);
+  * MONAI ``SegResNet`` (init_filters 16, the BraTS bundle's shape) on the whole
+    volume, one window, plain segmentation, network only, against our whole
+    ``analyze`` with default options (MC 20, Grad-CAM x3, surfaces, figures;
+    goal: ratio <= 1.0), run in a child process whose peak RSS is printed (goal <= 4 GiB).
+Ours and the peer are timed interleaved (ours, peer, ours, peer, ...) so a
+loaded machine distorts both alike.  Models: ``demo`` (bundled weights, 1 mm,
+64^3 windows) and ``2mm64`` / ``2mm96`` (UNet3D base 16, light decoder, depth 4,
+MC dropout 0.1, random weights, 2 mm spacing, windows of 64 / 96).
+MONAI is a benchmark-only dependency: pip install 'braintumorxai[bench]'.
 """
 
 from __future__ import annotations
@@ -72,7 +88,14 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--mc-samples", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--real-size", action="store_true", help="the real-size case against the MONAI peers")
+    ap.add_argument("--real-case", type=Path, help="case folder (default: ../shared/realdata/TCGA-FG-6692 or generated)")
+    ap.add_argument("--models", default="demo,2mm64,2mm96", help="comma list of demo, 2mm64, 2mm96")
+    ap.add_argument("--out", type=Path, help="also write the printed figures to this file")
     args = ap.parse_args()
+    if args.real_size:
+        real_size(args)
+        return
 
     device = resolve_device(args.device)
     weights = resolve_weights(args.weights)
@@ -136,6 +159,164 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, seconds, note in rows:
         print(f"{name:<{width}}  {seconds:8.3f} s  {note}")
+
+
+# -- real-size case against MONAI ------------------------------------------------------------------
+REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / "TCGA-FG-6692"
+GiB = 2**30
+
+
+def real_case(path: Path | None, workdir: Path) -> Path:
+    if path is not None:
+        return path
+    if REALDATA.is_dir():
+        return REALDATA.resolve()
+    from BrainTumorXAILib.synth.cases import generate_case
+
+    return generate_case(workdir, "Generated-240x240x155", seed=12, shape=(240, 240, 155), spacing=1.0)
+
+
+def bench_model(kind: str, workdir: Path, device) -> Path:
+    """Checkpoint for a model row: the demo weights, or the default-model shape at 2 mm with random weights."""
+    if kind == "demo":
+        return resolve_weights(None)
+    from BrainTumorXAILib.models.checkpoint import save_checkpoint
+    from BrainTumorXAILib.models.factory import build_model
+
+    window = int(kind.removeprefix("2mm"))
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=16, depth=4, decoder="light", dropout=0.1)
+    return save_checkpoint(workdir / f"{kind}.pt", model, normalisation={
+        "method": "zscore", "crop": "brain", "spacing": [2.0, 2.0, 2.0], "window": window, "multiple_of": 16,
+        "reorient": True}, provenance={"note": "random weights, for timing only"})
+
+
+def interleaved(fns: dict, repeats: int, device) -> dict:
+    """Median seconds per function, the functions taking turns (one warm-up each first)."""
+    runs = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            runs[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+ANALYZE_CHILD = r"""
+import json, resource, sys, time, tempfile
+from pathlib import Path
+import torch
+from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+case, weights, device, mc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    s = analyze_case(case, Path(tmp) / "out", AnalysisOptions(weights=Path(weights), device=device, mc_samples=mc))
+    wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+print(json.dumps({"wall": wall, "rss": peak, "gpu": gpu, "timings": s["timings_s"], "windows": s["options"]["windows"]}))
+"""
+
+
+def analyze_in_child(case: Path, weights: Path, device, mc: int) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ANALYZE_CHILD, str(case), str(weights), str(device), str(mc)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def real_size(args) -> None:
+    import json
+
+    try:
+        from monai.inferers import sliding_window_inference
+        from monai.networks.nets import SegResNet
+    except ImportError:
+        raise SystemExit("the real-size benchmark needs MONAI: pip install 'braintumorxai[bench]'") from None
+    device = resolve_device(args.device)
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        case_dir = real_case(args.real_case, workdir)
+        case = load_case(case_dir)
+        say(f"real-size case {case.case_id} {case.shape} spacing {tuple(round(float(s), 2) for s in case.spacing)}, "
+            f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, MC {args.mc_samples}")
+        # Peer 1: SegResNet, whole volume (padded to a multiple of 8), plain segmentation.
+        torch.manual_seed(0)
+        segresnet = SegResNet(spatial_dims=3, init_filters=16, in_channels=4, out_channels=3,
+                              blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), dropout_prob=0.2).to(device).eval()
+        pad = [(-s) % 8 for s in case.shape]
+        whole = torch.from_numpy(np.pad(case.images.astype(np.float32), [(0, 0)] + [(0, p) for p in pad]))[None]
+        whole = whole.to(device)
+
+        def peer_segresnet():
+            with torch.no_grad():
+                return segresnet(whole).argmax(1)
+
+        for kind in [k.strip() for k in args.models.split(",") if k.strip()]:
+            weights = bench_model(kind, workdir, device)
+            model, meta = load_model(weights, device=device)
+            volume, net_mask, _, _ = network_input(case, meta)
+            win = int(meta["normalisation"].get("window", 128))
+            window = tuple(min(win, s) for s in volume.shape[1:])
+            n_win = len(make_tiling(volume.shape[1:], window, 0.5))
+            say(f"\n[{kind}] network grid {volume.shape[1:]}, {n_win} window(s) of {window}")
+            x = torch.from_numpy(volume)[None].to(device)
+
+            def ours_sw():
+                Predictor(model, device, window=window, mc_samples=0).predict(volume, net_mask)
+
+            def monai_sw(b):
+                def run():
+                    with torch.no_grad():
+                        sliding_window_inference(x, window, b, model, overlap=0.5, mode="gaussian").softmax(1)
+                return run
+
+            fns = {"ours": ours_sw, **{f"monai sw_batch_size={b}": monai_sw(b) for b in (1, 2, 4, 8)}}
+            t = interleaved(fns, args.repeats, device)
+            best = min((v, k) for k, v in t.items() if k != "ours")
+            for k, v in t.items():
+                say(f"  deterministic sliding window, {k:<26} {v:8.3f} s")
+            say(f"  -> ours / MONAI sliding_window_inference best ({best[1]}): {t['ours'] / best[0]:.2f} "
+                f"(goal <= 0.8) {'MET' if t['ours'] / best[0] <= 0.8 else 'MISSED'}")
+            # Whole analyze (child process: its own peak RSS) against SegResNet, interleaved.
+            ours, peer = [], []
+            peer_segresnet()  # warm-up
+            for _ in range(max(1, min(args.repeats, 2))):
+                ours.append(analyze_in_child(case_dir, weights, device, args.mc_samples))
+                t0 = time.perf_counter()
+                peer_segresnet()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                peer.append(time.perf_counter() - t0)
+            wall = statistics.median(r["wall"] for r in ours)
+            t_peer = statistics.median(peer)
+            rss = max(r["rss"] for r in ours) / GiB
+            say(f"  whole analyze (MC {args.mc_samples}, Grad-CAM x3, surfaces, figures)   {wall:8.3f} s  "
+                f"peak RSS {rss:.2f} GiB (goal <= 4) {'MET' if rss <= 4 else 'MISSED'}"
+                + (f", GPU peak {max(r['gpu'] for r in ours) / GiB:.2f} GiB" if device.type == "cuda" else ""))
+            say(f"  MONAI SegResNet(init_filters=16), whole volume {tuple(whole.shape[2:])}, network only  "
+                f"{t_peer:8.3f} s")
+            say(f"  -> analyze / SegResNet: {wall / t_peer:.2f} (goal <= 1.0) {'MET' if wall <= t_peer else 'MISSED'}")
+            stages = {k: round(v, 2) for k, v in ours[-1]["timings"].items()}
+            say(f"  analyze stages (s): {json.dumps(stages)}")
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+        print(f"figures written to {args.out}")
 
 
 if __name__ == "__main__":
