@@ -290,7 +290,7 @@ class Trainer:
             for region, classes in REGIONS.items():
                 m = overlap_metrics(np.isin(pred, classes), np.isin(case.label, classes))
                 row[f"dice_{region}"], row[f"iou_{region}"] = m["dice"], m["iou"]
-            row["mc_accuracy"] = mc_accuracy(maps.probabilities, case.label, mask=case.image[0] != 0)
+            row["mc_accuracy"] = mc_accuracy(maps.probabilities, case.label, mask=np.any(case.image != 0, axis=0))
             rows.append(row)
         if self.dist.active:
             by_index = {i: r for part in ddp.gather_objects(list(zip(mine, rows)), self.dist) for i, r in part}

@@ -197,3 +197,23 @@ def test_sources_file_errors_are_one_line(tmp_path, bad, message):
 
     with pytest.raises(BrainTumorXAIError, match=message):
         load_sources(_sources(tmp_path, **bad))
+
+
+def test_enhancing_mimics_are_bright_on_t1ce_dark_on_t2_and_never_tumour():
+    """Vessels / choroid plexus: the healthy look-alikes of enhancement that real T1ce scans are full of."""
+    from training.generator.appearance import _enhancing_mimics, render
+
+    rng = np.random.default_rng(5)
+    shape = (40, 40, 40)
+    brain = np.ones(shape, bool)
+    tissue = np.stack([np.full(shape, 0.1), np.full(shape, 0.5), np.full(shape, 0.4)]).astype(np.float32)
+    classes = np.zeros(shape, np.uint8)
+    classes[15:25, 15:25, 15:25] = 3
+    mimics = _enhancing_mimics(np.random.default_rng(2), tissue / tissue.sum(0), brain & (classes == 0), 4.0)
+    assert mimics.any() and not (mimics & (classes > 0)).any()
+    means = draw_means(rng, 0.0)
+    image = render(np.random.default_rng(2), tissue, brain, classes, np.zeros(shape, np.float32), means, 2.0, 0.01,
+                   mimics=mimics)
+    healthy = (classes == 0) & ~mimics
+    assert image[T1CE][mimics].mean() > np.percentile(image[T1CE][healthy], 90)
+    assert image[T2][mimics].mean() < image[T2][healthy].mean()

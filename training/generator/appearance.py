@@ -60,11 +60,13 @@ def draw_means(rng: np.random.Generator, random_share: float = 0.35) -> dict[str
 
 
 def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, classes: np.ndarray,
-           edema_weight: np.ndarray, means: dict, spacing: float, tumour_share: float) -> np.ndarray:
+           edema_weight: np.ndarray, means: dict, spacing: float, tumour_share: float,
+           mimics: np.ndarray | None = None) -> np.ndarray:
     """(4, X, Y, Z) float32 z-scored images: 0 outside the brain, as ``preprocess`` leaves them.
 
     ``tissue`` (3, ...) CSF/GM/WM probabilities outside the tumour core; ``brain`` bool;
-    ``tumour_share``: the tumour's share of the whole brain, for the whole-brain statistics.
+    ``tumour_share``: the tumour's share of the whole brain, for the whole-brain statistics;
+    ``mimics``: where healthy tissue enhances (drawn at random when None).
     """
     shape = brain.shape
     cells = max(2.0, shape[0] * spacing / 12.0)
@@ -75,6 +77,8 @@ def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, clas
     noises = smooth_noise(rng, shape, cells, channels=4 * len(SEQUENCES)).reshape(len(SEQUENCES), 4, *shape)
     biases = smooth_noise(rng, shape, 2.5, channels=len(SEQUENCES))
     shares = tissue / total
+    if mimics is None:
+        mimics = _enhancing_mimics(rng, shares, brain & (classes == 0), cells)
     for c, seq in enumerate(SEQUENCES):
         m = means[seq]
         image = np.zeros(shape, np.float32)
@@ -90,10 +94,36 @@ def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, clas
             sel = classes == label
             image[sel] = m[name] * (1.0 + texture * tumour_noise[sel])
         image[core & (image <= 0)] = 0.01
+        if mimics.any():
+            image[mimics] = _MIMIC[seq](m) * float(rng.uniform(0.85, 1.15))
         image = _artefacts(rng, image, biases[c])
         image[~brain] = 0.0
         out[c] = _zscore(image, brain, hard, classes, tumour_share)
     return out
+
+
+#: Healthy structures that enhance (vessels, choroid plexus): bright on T1ce like enhancing tumour,
+#: but not oedematous around, dark on T2 (flow voids).  Real T1ce scans are full of them; a network
+#: that has never seen them calls every vessel enhancing tumour.
+_MIMIC = {
+    "t1ce": lambda m: max(m["csf"], m["gm"], m["wm"]) * 1.7,
+    "t1": lambda m: m["gm"],
+    "t2": lambda m: min(m["gm"], m["wm"]) * 0.6,
+    "flair": lambda m: m["gm"] * 0.9,
+}
+
+
+def _enhancing_mimics(rng: np.random.Generator, shares: np.ndarray, allowed: np.ndarray, cells: float) -> np.ndarray:
+    """Vessel-like curves (where two random smooth fields both cross zero) and blobs in CSF (choroid plexus)."""
+    mask = np.zeros(allowed.shape, bool)
+    if rng.random() < 0.7:
+        a, b = smooth_noise(rng, allowed.shape, cells * 0.8, channels=2)
+        width = rng.uniform(0.04, 0.12)
+        mask |= (np.abs(a) < width) & (np.abs(b) < 3 * width)
+    if rng.random() < 0.5:
+        blobs = smooth_noise(rng, allowed.shape, cells * 1.5)
+        mask |= (shares[0] > 0.5) & (blobs > rng.uniform(1.0, 1.8))
+    return mask & allowed
 
 
 def _artefacts(rng: np.random.Generator, image: np.ndarray, bias_field: np.ndarray) -> np.ndarray:
