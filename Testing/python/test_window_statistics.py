@@ -175,3 +175,26 @@ def test_gradcam_fallback_is_the_score_over_brain_voxels():
     other = reference_gradcam_region(model, torch.from_numpy(x)[None], layer, hidden, np.ones_like(ref, np.float32))
     other = np.where(brain, other, 0.0)
     assert np.abs(other / other.max() - ref).max() > 0.05
+
+
+def test_a_brain_mask_changes_nothing_inside_and_means_certain_background_outside():
+    """Outside the brain: background with probability 1 and no uncertainty at all; inside: exactly the maps
+    of the same run without a mask (several windows, MC samples)."""
+    model, x = tiny_model(seed=2), volume(seed=6)
+    brain = np.zeros(x.shape[1:], bool)
+    brain[6:44, 4:28, 5:27] = True
+    kw = dict(window=WINDOW, overlap=0.5, mc_samples=5, seed=1)
+    masked = Predictor(model, CPU, **kw).predict(x, brain)
+    free = Predictor(model, CPU, **kw).predict(x)
+    out = ~brain
+    np.testing.assert_array_equal(masked.probabilities[0][out], 1.0)
+    np.testing.assert_array_equal(masked.probabilities[1:][:, out], 0.0)
+    for name in ("entropy", "mutual_information"):
+        np.testing.assert_array_equal(getattr(masked, name)[out], 0.0, err_msg=name)
+    np.testing.assert_array_equal(masked.variance[:, out], 0.0)
+    # without the mask those voxels are uncertain: the zeros above are the mask's doing
+    assert free.variance[:, out].max() > 1e-4 and free.probabilities[0][out].min() < 0.9
+    for name in ("probabilities", "variance"):
+        np.testing.assert_allclose(getattr(masked, name)[:, brain], getattr(free, name)[:, brain], atol=1e-6)
+    for name in ("entropy", "mutual_information"):
+        np.testing.assert_allclose(getattr(masked, name)[brain], getattr(free, name)[brain], atol=1e-6)
