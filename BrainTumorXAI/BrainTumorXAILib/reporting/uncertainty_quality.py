@@ -1,0 +1,215 @@
+"""Uncertainty quality per region (WT, TC, ET), on cases with a ground truth: the trust report's first part.
+
+For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
+
+- **ECE** of the binary region forecast (``calibration.region_ece``) and the bins of its reliability diagram.
+- **Voxel errors** of R: the prediction says "in R" (argmax class in R) where the ground truth does not, or
+  the other way round.
+- **Uncertainty measures**, each scaled to [0, 1] by its largest possible value (fixed, not per case, so
+  cases compare):
+  ``entropy`` predictive entropy of the MC mean / ln C; ``mutual_information`` / ln C; ``variance`` the
+  variance of the region's probability over the MC samples / 0.25 (exact for WT = 1 - p_background and ET;
+  for TC the sum of the NCR and ET variances, the covariance term is not stored); ``region_entropy`` binary
+  entropy of the region probability / ln 2.  Baselines: ``zero`` (all-zero uncertainty) and
+  ``deterministic_entropy`` (entropy of the dropout-free softmax / ln C; only when that softmax was kept).
+- For each measure: **AUROC** (Mann-Whitney) and **AUPRC** (average precision, step-wise: sum over distinct
+  thresholds of (recall_k - recall_{k-1}) * precision_k) of the measure for finding the region's errors.
+  All-zero uncertainty gives AUROC 0.5 and AUPRC = the error rate.
+- The **QU-BraTS score** (Mehta et al., MELBA 2022).  The uncertainty u in [0, 100] (measure x 100); for
+  thresholds tau (default 0, 5, ..., 100) only the voxels with u <= tau are kept, and on them
+  Dice_tau (1 when prediction and truth are both empty there), the filtered-true-positive ratio
+  FTP_tau = (TP_100 - TP_tau) / TP_100 and the filtered-true-negative ratio FTN_tau = (TN_100 - TN_tau) / TN_100
+  (0 when TP_100 resp. TN_100 is 0).  Each is integrated over tau / 100 in [0, 1] (trapezoids) and
+  score = (AUC_Dice + (1 - AUC_FTP) + (1 - AUC_FTN)) / 3, in [0, 1], higher is better.  All-zero
+  uncertainty filters nothing: score = (Dice + 2) / 3 — a strong baseline when the Dice is high, which
+  is why it is reported next to every measure.  Here the voxels are those of the brain mask (the challenge
+  used the whole image; the background outside the brain only inflates TN).
+
+Above ``calibration.MAX_VOXELS`` brain voxels the same fixed random subset as ``calibration`` is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..io.labels import REGIONS
+from .calibration import _json_float, _subsample, auroc, region_ece
+
+#: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100).
+QUBRATS_THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 100.0, 21))
+#: Measure name -> what it is (for summary.json's "method" block).
+MEASURES = {
+    "entropy": "predictive entropy of the MC mean softmax / ln C",
+    "mutual_information": "mutual information (epistemic part) / ln C",
+    "variance": "MC variance of the region probability / 0.25 (TC: NCR + ET variances)",
+    "region_entropy": "binary entropy of the region probability / ln 2",
+    "zero": "baseline: all-zero uncertainty",
+    "deterministic_entropy": "baseline: entropy of the dropout-free softmax / ln C",
+}
+
+
+def average_precision(scores, labels) -> float:
+    """Area under the precision-recall curve as average precision (step-wise, ties form one threshold).
+
+    nan when there is no positive.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels, bool).ravel()
+    n_pos = int(labels.sum())
+    if n_pos == 0 or scores.size == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    # Last index of each run of equal scores: one threshold per distinct value.
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]
+    tp = np.cumsum(y)[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def reliability_bins(confidence, correct, n_bins: int = 15) -> dict:
+    """Equal-width confidence bins of a reliability diagram: edges, counts, mean confidence and accuracy per bin.
+
+    Empty bins hold None for confidence and accuracy.
+    """
+    conf = np.clip(np.asarray(confidence, np.float64).ravel(), 0.0, 1.0)
+    hit = np.asarray(correct, bool).ravel()
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, acc = conf_sum / count, hit_sum / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1).tolist(), "count": count.tolist(),
+            "confidence": [_json_float(v) for v in mean_conf], "accuracy": [_json_float(v) for v in acc]}
+
+
+def qubrats_curves(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS) -> dict:
+    """Dice, FTP and FTN ratio after keeping the voxels with ``uncertainty`` (0..100) <= each threshold."""
+    tau = np.asarray(sorted(float(t) for t in thresholds))
+    u = np.asarray(uncertainty, np.float64).ravel()
+    pred, true = np.asarray(prediction, bool).ravel(), np.asarray(truth, bool).ravel()
+    # First threshold a voxel survives (u <= tau); beyond the last one it never survives.
+    first = np.searchsorted(tau, u, side="left")
+
+    def kept(selection):  # per threshold: how many of the selected voxels are kept
+        return np.cumsum(np.bincount(first[selection], minlength=tau.size + 1)[:tau.size]).astype(np.float64)
+
+    tp, fp, fn, tn = kept(pred & true), kept(pred & ~true), kept(~pred & true), kept(~pred & ~true)
+    tp_all, tn_all = float(np.sum(pred & true)), float(np.sum(~pred & ~true))
+    denom = 2 * tp + fp + fn
+    dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
+    ftp = (tp_all - tp) / tp_all if tp_all > 0 else np.zeros_like(tp)
+    ftn = (tn_all - tn) / tn_all if tn_all > 0 else np.zeros_like(tn)
+    return {"thresholds": tau.tolist(), "dice": dice.tolist(), "ftp": np.asarray(ftp).tolist(),
+            "ftn": np.asarray(ftn).tolist()}
+
+
+def _auc(x, y) -> float:
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.size < 2:
+        return float(y[0]) if y.size else float("nan")
+    span = x[-1] - x[0]
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0) / span) if span > 0 else float(y.mean())
+
+
+def qubrats_score(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS) -> dict:
+    """QU-BraTS score and its three AUCs (see the module docstring); ``uncertainty`` in 0..100."""
+    c = qubrats_curves(uncertainty, prediction, truth, thresholds)
+    x = np.asarray(c["thresholds"]) / 100.0
+    a_dice, a_ftp, a_ftn = _auc(x, c["dice"]), _auc(x, c["ftp"]), _auc(x, c["ftn"])
+    return {"score": (a_dice + (1.0 - a_ftp) + (1.0 - a_ftn)) / 3.0, "auc_dice": a_dice, "auc_ftp": a_ftp,
+            "auc_ftn": a_ftn}
+
+
+def _binary_entropy(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
+    return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+
+def region_measures(probs, region: str, entropy=None, mutual_information=None, variance=None,
+                    deterministic_entropy=None) -> dict[str, np.ndarray]:
+    """Every available uncertainty measure of ``region`` scaled to [0, 1] (flat arrays over the same voxels)."""
+    n_cls = probs.shape[0]
+    classes = list(REGIONS[region])
+    p = probs[classes].sum(axis=0, dtype=np.float64)
+    log_c = np.log(n_cls)
+    out = {}
+    if entropy is not None:
+        out["entropy"] = np.asarray(entropy, np.float64) / log_c
+    if mutual_information is not None:
+        out["mutual_information"] = np.asarray(mutual_information, np.float64) / log_c
+    if variance is not None:
+        # WT = 1 - p_background: same variance as the background; otherwise the sum over the region's classes.
+        rest = [c for c in range(n_cls) if c not in classes]
+        parts = rest if len(rest) == 1 else classes
+        out["variance"] = np.asarray(variance, np.float64)[parts].sum(axis=0) / 0.25
+    out["region_entropy"] = _binary_entropy(p) / np.log(2.0)
+    out["zero"] = np.zeros_like(p)
+    if deterministic_entropy is not None:
+        out["deterministic_entropy"] = np.asarray(deterministic_entropy, np.float64) / log_c
+    return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}
+
+
+def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None, mutual_information=None,
+                               variance=None, deterministic_entropy=None, n_bins: int = 15,
+                               thresholds=QUBRATS_THRESHOLDS) -> dict:
+    """The per-region uncertainty-quality report (JSON-serialisable; nan -> None).
+
+    ``mean_probs`` (C, ...) MC mean softmax, ``ref_classes`` ground-truth classes, ``variance`` (C, ...) per-class
+    MC variance; the other maps have the volume's shape.  Missing maps leave their measure out.
+    """
+    mean_probs = np.asarray(mean_probs)
+    ref_classes = np.asarray(ref_classes)
+    if mean_probs.shape[1:] != ref_classes.shape:
+        raise ValueError(f"probabilities {mean_probs.shape} and reference {ref_classes.shape} do not match")
+    idx = _subsample(np.flatnonzero(np.asarray(brain_mask, bool)))
+
+    def flat(a, per_class=False):
+        if a is None:
+            return None
+        a = np.asarray(a)
+        if a.shape[per_class:] != ref_classes.shape:
+            raise ValueError(f"map of shape {a.shape} does not match the reference {ref_classes.shape}")
+        return a.reshape(a.shape[0], -1)[:, idx] if per_class else a.ravel()[idx]
+
+    probs, ref = flat(mean_probs, True), ref_classes.ravel()[idx]
+    maps = dict(entropy=flat(entropy), mutual_information=flat(mutual_information), variance=flat(variance, True),
+                deterministic_entropy=flat(deterministic_entropy))
+    argmax = probs.argmax(axis=0)
+    regions = {}
+    for region, classes in REGIONS.items():
+        pred, true = np.isin(argmax, classes), np.isin(ref, classes)
+        errors = pred != true
+        p = probs[list(classes)].sum(axis=0, dtype=np.float64)
+        confidence = np.where(p >= 0.5, p, 1.0 - p)
+        measures = {}
+        for name, u in region_measures(probs, region, **maps).items():
+            q = qubrats_score(u * 100.0, pred, true, thresholds)
+            measures[name] = {"auroc": _json_float(auroc(u, errors)), "auprc": _json_float(average_precision(u, errors)),
+                              "qubrats": {k: _json_float(v) for k, v in q.items()}}
+        regions[region] = {
+            "ece": _json_float(region_ece(probs, ref, region, None, n_bins)),
+            "reliability": reliability_bins(confidence, (p >= 0.5) == true, n_bins),
+            "error_rate": _json_float(errors.mean()) if errors.size else None,
+            "measures": measures,
+        }
+    return {"method": {"voxels": int(idx.size), "thresholds": [float(t) for t in sorted(thresholds)],
+                       "measures": {k: MEASURES[k] for k in next(iter(regions.values()))["measures"]}},
+            "regions": regions}
+
+
+def table_columns(report: dict | None, measures=("entropy", "mutual_information", "variance", "region_entropy",
+                                                 "zero", "deterministic_entropy")) -> dict:
+    """Flat per-case columns for ``training.evaluate``: ece_R, auroc_M_R, auprc_M_R, qubrats_M_R (None if absent)."""
+    cols = {}
+    for region in REGIONS:
+        r = (report or {}).get("regions", {}).get(region, {})
+        cols[f"ece_{region}"] = r.get("ece")
+        for m in measures:
+            got = r.get("measures", {}).get(m, {})
+            cols[f"auroc_{m}_{region}"] = got.get("auroc")
+            cols[f"auprc_{m}_{region}"] = got.get("auprc")
+            cols[f"qubrats_{m}_{region}"] = got.get("qubrats", {}).get("score")
+    return cols

@@ -1,0 +1,147 @@
+"""Uncertainty quality per region: AUPRC, reliability bins, QU-BraTS score, on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from BrainTumorXAILib.reporting.uncertainty_quality import (average_precision, qubrats_curves, qubrats_score,
+                                                             region_measures, region_uncertainty_quality,
+                                                             reliability_bins, table_columns)
+
+STEP = 0.05  # spacing of the default thresholds on the tau / 100 axis
+
+
+def test_average_precision_by_hand_and_against_sklearn():
+    # Ranked: pos, neg, pos, neg -> precision 1 at recall 1/2, 2/3 at recall 1.
+    assert average_precision([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # All scores tied: one threshold, precision = prevalence.
+    assert average_precision(np.zeros(10), [1, 1, 1] + [0] * 7) == pytest.approx(0.3)
+    assert np.isnan(average_precision([0.1, 0.2], [0, 0]))
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 20, 500) / 20.0  # many ties
+    labels = rng.random(500) < 0.2
+    assert average_precision(scores, labels) == pytest.approx(sklearn.average_precision_score(labels, scores))
+
+
+def test_reliability_bins_by_hand():
+    conf = [0.05, 0.15, 0.95, 0.95, 1.0]
+    hit = [False, True, True, False, True]
+    b = reliability_bins(conf, hit, n_bins=10)
+    assert b["count"] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 3]
+    assert b["accuracy"][0] == 0.0 and b["accuracy"][1] == 1.0 and b["accuracy"][2] is None
+    assert b["confidence"][9] == pytest.approx((0.95 + 0.95 + 1.0) / 3)
+    assert b["accuracy"][9] == pytest.approx(2 / 3)
+
+
+def _case():
+    """10 voxels: 4 TP, 2 FP, 1 FN, 3 TN -> Dice 8 / 11; the 3 errors are voxels 4, 5, 6."""
+    pred = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], bool)
+    true = np.array([1, 1, 1, 1, 0, 0, 1, 0, 0, 0], bool)
+    return pred, true, 8 / 11
+
+
+def test_qubrats_curve_by_hand():
+    pred, true, _ = _case()
+    u = np.array([0, 0, 60, 60, 100, 30, 100, 0, 0, 60], float)
+    c = qubrats_curves(u, pred, true, thresholds=(0, 50, 100))
+    # tau 0: kept TP 2, FP 0, FN 0, TN 2 -> Dice 1, FTP 2/4, FTN 1/3
+    # tau 50: kept TP 2, FP 1 (u 30), FN 0, TN 2 -> Dice 4/5
+    # tau 100: everything -> Dice 8/11, no filtering
+    assert c["dice"] == pytest.approx([1.0, 0.8, 8 / 11])
+    assert c["ftp"] == pytest.approx([0.5, 0.5, 0.0])
+    assert c["ftn"] == pytest.approx([1 / 3, 1 / 3, 0.0])
+    q = qubrats_score(u, pred, true, thresholds=(0, 50, 100))
+    assert q["auc_dice"] == pytest.approx(0.5 * (1.0 + 0.8) / 2 + 0.5 * (0.8 + 8 / 11) / 2)
+    assert q["auc_ftp"] == pytest.approx(0.5 * 0.5 + 0.5 * 0.25)
+    assert q["score"] == pytest.approx((q["auc_dice"] + 1 - q["auc_ftp"] + 1 - q["auc_ftn"]) / 3)
+
+
+def test_qubrats_perfect_zero_and_maximal_uncertainty():
+    pred, true, dice = _case()
+    errors = pred != true
+    perfect = qubrats_score(np.where(errors, 100.0, 0.0), pred, true)
+    zero = qubrats_score(np.zeros(10), pred, true)
+    everything = qubrats_score(np.full(10, 100.0), pred, true)
+    # Perfect: every tau < 100 keeps only correct voxels (Dice 1) and filters no TP or TN.
+    assert perfect["score"] == pytest.approx((1 - (1 - dice) * STEP / 2 + 2) / 3)
+    assert perfect["auc_ftp"] == 0.0 and perfect["auc_ftn"] == 0.0
+    # All-zero: nothing is ever filtered.
+    assert zero["score"] == pytest.approx((dice + 2) / 3)
+    assert zero["auc_dice"] == pytest.approx(dice)
+    # Everything uncertain: all TPs and TNs filtered below tau = 100.
+    assert everything["auc_ftp"] == pytest.approx(1 - STEP / 2)
+    assert everything["score"] == pytest.approx((1 - (1 - dice) * STEP / 2 + STEP) / 3)
+    assert perfect["score"] > zero["score"] > everything["score"]
+
+
+def _volume():
+    """A 4x4x4 case: truth ED in the first two x-slabs; the prediction misses one voxel and adds one."""
+    shape = (4, 4, 4)
+    ref = np.zeros(shape, np.uint8)
+    ref[:2] = 2
+    probs = np.zeros((4, *shape), np.float32)
+    probs[0] = 0.9
+    probs[2] = 0.1
+    probs[0, :2], probs[2, :2] = 0.1, 0.9
+    probs[:, 0, 0, 0] = [0.6, 0.0, 0.4, 0.0]  # missed ED voxel
+    probs[:, 3, 3, 3] = [0.45, 0.0, 0.55, 0.0]  # false ED voxel
+    errors = np.zeros(shape, bool)
+    errors[0, 0, 0] = errors[3, 3, 3] = True
+    return probs, ref, errors
+
+
+def test_region_report_perfect_measure_and_baselines():
+    probs, ref, errors = _volume()
+    brain = np.ones(ref.shape, bool)
+    entropy = np.where(errors, np.log(4.0), 0.0)  # marks exactly the errors, at the maximum
+    rep = region_uncertainty_quality(probs, ref, brain, entropy=entropy, deterministic_entropy=entropy * 0.5)
+    wt = rep["regions"]["WT"]
+    assert wt["error_rate"] == pytest.approx(2 / 64)
+    ent, zero = wt["measures"]["entropy"], wt["measures"]["zero"]
+    assert ent["auroc"] == 1.0 and ent["auprc"] == pytest.approx(1.0)
+    assert zero["auroc"] == 0.5 and zero["auprc"] == pytest.approx(2 / 64)
+    dice = 2 * 31 / (2 * 31 + 1 + 1)
+    assert zero["qubrats"]["score"] == pytest.approx((dice + 2) / 3)
+    assert ent["qubrats"]["score"] == pytest.approx((1 - (1 - dice) * STEP / 2 + 2) / 3)
+    # Half the maximum: filtered from tau = 50 down; still ranks the errors perfectly.
+    assert wt["measures"]["deterministic_entropy"]["auroc"] == 1.0
+    # No ET, TC anywhere: no errors, AUROC undefined (None), Dice 1 everywhere.
+    assert rep["regions"]["ET"]["measures"]["entropy"]["auroc"] is None
+    assert rep["regions"]["ET"]["measures"]["zero"]["qubrats"]["score"] == pytest.approx(1.0)
+    # ECE of the WT forecast by hand: confidence 0.9 (62 voxels, all right), 0.6 and 0.55 (both wrong), own bins.
+    assert wt["ece"] == pytest.approx((abs(62 - 62 * 0.9) + abs(0 - 0.6) + abs(0 - 0.55)) / 64, abs=1e-6)
+    assert sum(wt["reliability"]["count"]) == 64
+    assert set(rep["method"]["measures"]) == {"entropy", "region_entropy", "zero", "deterministic_entropy"}
+
+
+def test_region_report_respects_the_brain_mask():
+    probs, ref, errors = _volume()
+    brain = np.ones(ref.shape, bool)
+    brain[3, 3, 3] = False  # the false-positive voxel is outside: one error left
+    rep = region_uncertainty_quality(probs, ref, brain, entropy=np.where(errors, 1.0, 0.0))
+    assert rep["method"]["voxels"] == 63
+    assert rep["regions"]["WT"]["error_rate"] == pytest.approx(1 / 63)
+
+
+def test_variance_measure_per_region():
+    probs, _, _ = _volume()
+    var = np.zeros_like(probs)
+    var[0], var[1], var[3] = 0.2, 0.01, 0.03
+    wt = region_measures(probs, "WT", variance=var)["variance"]
+    tc = region_measures(probs, "TC", variance=var)["variance"]
+    et = region_measures(probs, "ET", variance=var)["variance"]
+    assert wt.max() == pytest.approx(0.2 / 0.25)  # Var(p_WT) = Var(1 - p_background)
+    assert tc.max() == pytest.approx(0.04 / 0.25)  # NCR + ET
+    assert et.max() == pytest.approx(0.03 / 0.25)
+
+
+def test_table_columns_flatten_the_report():
+    probs, ref, errors = _volume()
+    rep = region_uncertainty_quality(probs, ref, np.ones(ref.shape, bool), entropy=np.where(errors, 1.0, 0.0))
+    cols = table_columns(rep)
+    assert cols["auroc_entropy_WT"] == 1.0
+    assert cols["qubrats_zero_WT"] == rep["regions"]["WT"]["measures"]["zero"]["qubrats"]["score"]
+    assert cols["auroc_mutual_information_WT"] is None  # not given
+    assert table_columns(None)["ece_ET"] is None
