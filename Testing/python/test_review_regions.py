@@ -1,0 +1,78 @@
+"""Uncertainty-guided review: ranked high-uncertainty regions, their RAS positions, and the figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from BrainTumorXAILib.reporting.review_regions import review_regions
+
+AFFINE = np.array([[-2.0, 0, 0, 90.0], [0, 2.0, 0, -126.0], [0, 0, 2.0, -72.0], [0, 0, 0, 1]])
+
+
+def _case():
+    shape = (20, 20, 20)
+    u = np.zeros(shape)
+    probs = np.zeros((4, *shape), np.float32)
+    probs[0] = 1.0
+    u[2:4, 2:4, 2:4] = 1.0  # A: 8 voxels, 0.064 mL, score 0.064
+    u[10:13, 10:13, 10:13] = 0.8  # B: 27 voxels, 0.216 mL, score 0.1728
+    u[10, 11, 12] = 1.2  # B's peak
+    probs[:, 10:13, 10:13, 10:13] = np.array([0.4, 0.05, 0.5, 0.05])[:, None, None, None]
+    u[17, 17, 17] = 1.0  # one voxel: 0.008 mL, below the minimum volume
+    u[5, 5, 5] = 0.6  # below the threshold
+    return u, probs
+
+
+def test_regions_are_ranked_by_volume_times_mean_uncertainty():
+    u, probs = _case()
+    regions, labels = review_regions(u, probs, AFFINE, threshold=0.693, return_labels=True)
+    assert [r["voxels"] for r in regions] == [27, 8]
+    b, a = regions
+    assert b["rank"] == 1 and a["rank"] == 2
+    assert b["volume_ml"] == pytest.approx(0.216)
+    assert b["mean_entropy"] == pytest.approx((26 * 0.8 + 1.2) / 27)
+    assert b["score"] == pytest.approx(0.216 * b["mean_entropy"])
+    assert b["centroid_ijk"] == pytest.approx([11.0, 11.0, 11.0])
+    # RAS = affine @ ijk: x = -2 * 11 + 90, y = 2 * 11 - 126, z = 2 * 11 - 72
+    assert b["centroid_ras"] == pytest.approx([68.0, -104.0, -50.0])
+    assert b["peak_ijk"] == [10, 11, 12] and b["peak_ras"] == pytest.approx([70.0, -104.0, -48.0])
+    assert b["peak_entropy"] == pytest.approx(1.2)
+    assert b["boundary"] == "ED|background"
+    assert b["mean_probability"]["ED"] == pytest.approx(0.5)
+    assert a["centroid_ras"] == pytest.approx([-2 * 2.5 + 90, 2 * 2.5 - 126, 2 * 2.5 - 72])
+    assert a["boundary"].startswith("background")
+    assert (labels == 1).sum() == 27 and (labels == 2).sum() == 8 and labels[17, 17, 17] == 0
+
+
+def test_brain_mask_limit_and_default_threshold():
+    u, probs = _case()
+    brain = np.ones(u.shape, bool)
+    brain[10:13] = False
+    regions = review_regions(u, probs, AFFINE, brain=brain)  # default threshold 0.5 ln 4 = 0.693
+    assert [r["voxels"] for r in regions] == [8]
+    assert review_regions(u, probs, AFFINE, threshold=0.693, max_regions=1)[0]["voxels"] == 27
+    assert review_regions(u, probs, AFFINE, threshold=2.0) == []
+    # A smaller minimum volume keeps the single voxel.
+    assert len(review_regions(u, probs, AFFINE, threshold=0.693, min_volume_ml=0.001)) == 3
+
+
+def test_trust_figures_are_written(tmp_path):
+    from BrainTumorXAILib.reporting.trust_figures import reliability_figure, where_to_look_figure
+    from BrainTumorXAILib.reporting.uncertainty_quality import region_uncertainty_quality
+
+    u, probs = _case()
+    regions, labels = review_regions(u, probs, AFFINE, threshold=0.693, return_labels=True)
+    bg = np.random.default_rng(0).random(u.shape)
+    p = where_to_look_figure(bg, u, labels, regions, AFFINE, tmp_path / "w.png")
+    ref = np.zeros(u.shape, np.uint8)
+    ref[10:13, 10:13, 10:13] = 2
+    q = region_uncertainty_quality(probs, ref, np.ones(u.shape, bool), entropy=u)
+    r = reliability_figure(q, tmp_path / "r.png")
+    import matplotlib.image as mpimg
+
+    for path in (p, r):
+        img = mpimg.imread(path)
+        assert img.shape[0] > 100 and img[..., :3].std() > 0.05  # drawn, not blank
+    empty = where_to_look_figure(bg, u * 0, labels * 0, [], AFFINE, tmp_path / "e.png")
+    assert empty.is_file()
