@@ -6,7 +6,9 @@
 - ``results``: an ``analyze`` results folder into the scene (run folders, segmentation, maps, table)
 - ``display``: colour tables, overlays, legends, view presets
 - ``bundle``: scene bundles (.mrb)
-- ``nodes``: NIfTI <-> volume node; ``constants``: attribute names, terminology, display defaults
+- ``session``: the module panel's decisions, run bookkeeping and status texts (``RunSession``)
+- ``nodes``: NIfTI <-> volume node; ``constants``: attribute names, terminology, display defaults;
+  ``extension``: the analysis packages (what to install, when to ask), the sample data source
 - ``bootstrap``: a headless MRML scene on the slicer-core wheel; ``render``: off-screen screenshots;
   ``scene``: ``analyze --scene`` (a results folder as a .mrb)
 """

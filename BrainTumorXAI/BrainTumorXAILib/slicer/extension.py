@@ -1,6 +1,7 @@
 """What the Slicer module needs around the analysis, testable without Qt: the Python packages the analysis
 process needs (looked up, never imported), how they are installed without disturbing Slicer's bundled
-packages, the torch version check, and the bundled sample case as a Sample Data source.
+packages, the torch version check, what to install and when to ask (not in the self-test), and the bundled
+sample case as a Sample Data source.
 
 Slicer versions relied on (their source read at the tags): 5.6.2 and 5.8.1 bundle Python 3.9, numpy
 1.26 and scipy 1.11.3/1.13.1; 5.10.0 bundles Python 3.12, numpy 2.0.2 and scipy 1.13.1; none bundles
@@ -11,6 +12,7 @@ the release after 5.10 (Slicer commit 2cf12e60e4, 2026) and is used where presen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -150,6 +152,56 @@ def installTorchWithExtension(pythonSlicer: str) -> None:
     problem = torchProblem()
     if problem:
         raise RuntimeError(problem)
+
+
+def analysisPackagesProblem() -> str:
+    """Why the analysis cannot run with what is installed ('' when it can); looks up, installs nothing."""
+    return torchProblem() or ", ".join(missingRequirements())
+
+
+def installInTests(environ=os.environ) -> bool:
+    """Whether the self-test may install the analysis packages (``BRAINTUMORXAI_TEST_NO_INSTALL=1``: no)."""
+    return not environ.get("BRAINTUMORXAI_TEST_NO_INSTALL")
+
+
+def ensureAnalysisPackages(pythonSlicer, constraintsFolder, confirm=None, busy=contextlib.nullcontext) -> str:
+    """Install what the analysis process needs into Slicer's Python; '' when ready, else why not.
+
+    torch comes through the PyTorch extension (the CPU/CUDA build that fits), never a bare
+    ``pip install torch``; it is only looked up here, never imported into the GUI process.
+    ``confirm(question) -> bool`` asks before each install (None: install without asking, as the
+    self-test does); ``busy()`` is a context manager around each install (the wait cursor);
+    ``pythonSlicer()`` gives the console Python that installs torch.
+    """
+    problem = torchProblem()
+    if problem:
+        if not pytorchExtensionAvailable():
+            return f"{problem}. {PYTORCH_EXTENSION_HINT}"
+        if confirm is not None and not confirm(
+                tr("{problem}. Install PyTorch {requirement} now (through the PyTorch extension)? This downloads "
+                   "several hundred MB and may take a few minutes.").format(
+                    problem=problem, requirement=TORCH_REQUIREMENT)):
+            return problem
+        with busy():
+            try:
+                installTorchWithExtension(pythonSlicer())
+            except Exception as exc:
+                return tr("PyTorch installation failed ({error}); see the Python console.").format(error=exc)
+    missing = missingRequirements()
+    if missing:
+        names = ", ".join(missing)
+        if confirm is not None and not confirm(
+                tr("The analysis needs these Python packages: {names}. Install them now?").format(names=names)):
+            return tr("Missing Python packages: {names}").format(names=names)
+        with busy():
+            try:
+                installRequirements(missing, constraintsFolder)
+            except Exception as exc:
+                return tr("Installing {names} failed ({error}); see the Python console.").format(names=names, error=exc)
+        still = missingRequirements()
+        if still:
+            return tr("Still missing after the installation: {names}").format(names=", ".join(still))
+    return ""
 
 
 # -- sample data --------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""The module panel's decisions and texts, without Qt: what Apply needs, the run in flight and the
+run shown, the status line.  The panel (``BrainTumorXAIGui/panel.py``) only moves values between
+these and the widgets; everything here runs on the slicer-core wheel.
+
+``params`` is anything with the parameter node's fields (``t1Volume`` … ``flairVolume``,
+``groundTruth``, ``useBundledWeights``, ``modelPath``, ``device``, ``mcSamples``, ``gradcamNCR`` …):
+the module's ``parameterNodeWrapper`` in the application, a ``SimpleNamespace`` in the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+
+from ..errors import BrainTumorXAIError
+from ..io.labels import SEQUENCES, TUMOUR_CLASSES
+from .i18n import tr
+
+#: The overlay menu: (kind, title); the kinds are :meth:`DisplayMixin.overlayNode`'s.
+OVERLAY_KINDS = (("none", tr("None")), ("probability", tr("Probability")), ("variance", tr("MC variance")),
+                 ("entropy", tr("Entropy")), ("mutual_information", tr("Mutual information")),
+                 ("gradcam", tr("Grad-CAM")))
+#: Overlay kinds that exist once per tumour class (the class menu applies to them).
+CLASS_OVERLAYS = ("probability", "variance", "gradcam")
+
+APPLY_TOOLTIP = tr("Segment the tumour and compute the explanation maps")
+STARTING = tr("Starting…")
+CANCELLING = tr("Cancelling…")
+CANCELLED = tr("Cancelled; nothing was added to the scene.")
+LOADING_RESULTS = tr("Loading the results…")
+
+
+def volumeFields(volumes: dict) -> dict:
+    """{parameter field: node} for a {sequence: node} choice (``t1`` -> ``t1Volume``)."""
+    return {f"{seq}Volume": node for seq, node in volumes.items()}
+
+
+def caseFields(nodes: dict) -> dict:
+    """The parameter fields a loaded case sets: all four inputs (None for a missing one) and the ground
+    truth, None when the case has no label file (the previous case's must not stay)."""
+    return {**volumeFields({seq: nodes.get(seq) for seq in SEQUENCES}), "groundTruth": nodes.get("seg")}
+
+
+def backgroundVolume(volumes: dict):
+    """The volume the slice views show under the results: FLAIR, else T1ce (None when neither)."""
+    return volumes.get("flair") or volumes.get("t1ce")
+
+
+def loadedStatus(nodes: dict) -> str:
+    return tr("Loaded {names}").format(names=", ".join(n.GetName() for n in nodes.values()))
+
+
+def progressStatus(update: dict) -> tuple[int, str]:
+    """(percent, status line) of one progress object of ``analyze --progress-json``."""
+    return int(100 * float(update.get("fraction", 0.0))), f"{update.get('stage', '')}: {update.get('message', '')}"
+
+
+def doneStatus(missing) -> str:
+    """The status line after a run was loaded; ``missing``: the sequences it ran without."""
+    if missing:
+        return tr("Done; run without {names} (not given).").format(names=", ".join(m.upper() for m in missing))
+    return tr("Done.")
+
+
+def overlayUsesClass(kind) -> bool:
+    return kind in CLASS_OVERLAYS
+
+
+def bundlePath(path: str) -> str:
+    """A chosen scene-bundle path with the ``.mrb`` suffix."""
+    return path if path.lower().endswith(".mrb") else path + ".mrb"
+
+
+def savedStatus(path) -> str:
+    return tr("Saved {path}").format(path=path)
+
+
+def slotGuard(message: str, report):
+    """Decorator for the panel's Qt slots: an exception becomes one ``report(owner, status, text, detail)``
+    (status: the message and the error; text: the same on two lines; detail: the traceback, empty for a
+    :class:`BrainTumorXAIError`, whose one line says it all) and the slot returns None, so no exception
+    escapes a Qt slot (``slicer.util.tryWithErrorDisplay`` re-raises after its dialog, 5.6.2-5.10.0)."""
+
+    def decorate(slot):
+        code = slot.__code__
+        # PythonQt passes a slot only as many of the signal's arguments as its code takes, all of them to
+        # a ``*args`` function (PythonQtSignalTarget::call, as bundled with Slicer 5.6.2-5.10.0): the
+        # wrapper takes ``*args`` and so drops the extra ones itself (``clicked(bool)`` -> ``onApply()``).
+        taken = None if code.co_flags & inspect.CO_VARARGS else code.co_argcount - 1
+
+        @functools.wraps(slot)
+        def wrapper(owner, *args):
+            try:
+                return slot(owner, *args[:taken])
+            except Exception as exc:
+                logging.error(traceback.format_exc())
+                detail = traceback.format_exc() if not isinstance(exc, BrainTumorXAIError) else ""
+                report(owner, f"{message} {exc}", f"{message}\n\n{exc}", detail)
+                return None
+
+        return wrapper
+
+    return decorate
+
+
+class RunSession:
+    """The panel's state: the analysis in flight (``process``) and the run folder shown (``runFolder``)."""
+
+    def __init__(self, logic) -> None:
+        self.logic = logic
+        self.process = None
+        self.runFolder = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    # -- before a run
+    @staticmethod
+    def volumes(params) -> dict:
+        return {s: getattr(params, f"{s}Volume") for s in SEQUENCES}
+
+    def weights(self, params):
+        return self.logic.chosenWeights(params.modelPath, useBundled=params.useBundledWeights)
+
+    def applyProblem(self, params) -> str:
+        """Why Apply is not possible right now ('' when it is); the checks themselves are the Logic's."""
+        if params is None:
+            return tr("No parameter node")
+        if self.process is not None:
+            return tr("An analysis is running")
+        problem = self.logic.weightsProblem(params.modelPath, useBundled=params.useBundledWeights)
+        if problem:
+            return problem
+        return self.logic.inputProblem(self.volumes(params), params.groundTruth,
+                                       optional=self.logic.optionalSequences(self.weights(params)))
+
+    @staticmethod
+    def applyToolTip(problem: str) -> str:
+        return problem or APPLY_TOOLTIP
+
+    def autoFillFields(self, params, scene, overwrite: bool) -> dict:
+        """{parameter field: node} that auto-fill changes (:meth:`InputsMixin.autoFillChoice`)."""
+        return volumeFields(self.logic.autoFillChoice(self.volumes(params), scene, overwrite=overwrite))
+
+    def runOptions(self, params) -> dict:
+        """``startRun`` keywords from the parameters (besides the volumes and the temporary folder)."""
+        weights = self.weights(params)
+        return dict(groundTruth=params.groundTruth, optional=self.logic.optionalSequences(weights), weights=weights,
+                    device=params.device, mcSamples=params.mcSamples,
+                    gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")])
+
+    # -- the run
+    def start(self, params, tempRoot):
+        self.process = self.logic.startRun(self.volumes(params), tempRoot, **self.runOptions(params))
+        return self.process
+
+    def cancel(self) -> bool:
+        """Ask the run to stop (returns at once; later polls see it end, kill it after the grace period and
+        delete its folder).  False when there is nothing left to cancel."""
+        if self.process is None or self.process.cancelled:
+            return False
+        self.process.cancel(grace=5.0)
+        return True
+
+    def poll(self):
+        """One look at the run: ([(percent, status)], ended), ``ended`` None while it runs, else
+        (process, exit code), the run forgotten.  While cancelling no progress is shown: the status line
+        says so until the process is gone."""
+        process = self.process
+        if process is None:
+            return [], None
+        updates, code = process.poll()
+        shown = [] if process.cancelled else [progressStatus(u) for u in updates]
+        if code is None:
+            return shown, None
+        self.process = None
+        return shown, (process, code)
+
+    def finish(self, process, code: int) -> str:
+        """The ended run's results into the scene as the run shown; returns the status line.  The work
+        folder is gone afterwards, whatever happens (:meth:`ProcessMixin.finishRun`)."""
+        if code != 0:
+            logging.error(process.log)
+        self.runFolder = self.logic.finishRun(process, code)
+        return doneStatus(self.logic.missingSequences(self.runFolder))
+
+    def close(self) -> None:
+        """Slicer is closing (or the module reloads): end the run and its clean-up."""
+        if self.process is not None:
+            self.process.cancel(grace=2.0, wait=True)
+            self.process = None
+
+    # -- the run shown
+    def currentRunFolder(self):
+        """The run the outputs section shows: the one just loaded, else the latest (also of a restored scene)."""
+        if self.runFolder is None:
+            self.runFolder = self.logic.latestRunFolder()
+        return self.runFolder
+
+    def forgetRunFolder(self) -> None:
+        self.runFolder = None
