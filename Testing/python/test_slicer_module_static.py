@@ -1,9 +1,10 @@
-"""Static checks of the module file against its .ui (the Slicer application cannot run here).
+"""Static checks of the module's GUI code against its .ui (the Slicer application cannot run here).
 
-Every ``self.ui.NAME`` and every widget name the module looks up exists in the .ui; every
-``SlicerParameterName`` in the .ui is a field of the parameter node, bound by one widget whose kind
-can represent the field's type (checked against Slicer's parameterNodeWrapper GUI connectors,
-5.6.2-5.10.0); every button in the .ui is wired by the module.
+The GUI code is the module file and the GUI-only package ``BrainTumorXAIGui/``.  Every ``self.ui.NAME``
+and every widget name it looks up exists in the .ui; every ``SlicerParameterName`` in the .ui is a field
+of the parameter node, bound by one widget whose kind can represent the field's type (checked against
+Slicer's parameterNodeWrapper GUI connectors, 5.6.2-5.10.0); every button in the .ui is wired.  The
+module file stays thin, CMake installs every GUI file, and the Qt-free Lib never imports the GUI.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ from pathlib import Path
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
 UI = ET.parse(MODULE_DIR / "Resources" / "UI" / "BrainTumorXAI.ui")
-SOURCE = (MODULE_DIR / "BrainTumorXAI.py").read_text(encoding="utf-8")
-TREE = ast.parse(SOURCE)
+MODULE_FILE = MODULE_DIR / "BrainTumorXAI.py"
+GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "BrainTumorXAIGui").glob("*.py"))]
+SOURCES = {path: path.read_text(encoding="utf-8") for path in GUI_FILES}
+TREES = {path: ast.parse(source) for path, source in SOURCES.items()}
 WIDGETS = {w.get("name"): w for w in UI.iter("widget")}
+
+
+def _nodes():
+    """(path, AST node) of every node of the GUI code."""
+    return ((path, node) for path, tree in TREES.items() for node in ast.walk(tree))
 
 
 def _property(widget, name):
@@ -29,17 +37,17 @@ def _property(widget, name):
 
 
 def _parameter_fields() -> dict[str, str]:
-    """{field: annotation source} of the class decorated with @parameterNodeWrapper."""
-    for node in ast.walk(TREE):
-        if isinstance(node, ast.ClassDef) and any(
-                (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list):
-            return {stmt.target.id: ast.get_source_segment(SOURCE, stmt.annotation)
-                    for stmt in node.body if isinstance(stmt, ast.AnnAssign)}
-    raise AssertionError("no @parameterNodeWrapper class in the module file")
+    """{field: annotation source} of the class decorated with @parameterNodeWrapper (exactly one)."""
+    found = [(path, node) for path, node in _nodes() if isinstance(node, ast.ClassDef) and any(
+        (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list)]
+    assert len(found) == 1, f"one @parameterNodeWrapper class in the GUI code, found {len(found)}"
+    path, node = found[0]
+    return {stmt.target.id: ast.get_source_segment(SOURCES[path], stmt.annotation)
+            for stmt in node.body if isinstance(stmt, ast.AnnAssign)}
 
 
 def _ui_attributes() -> set[str]:
-    return {node.attr for node in ast.walk(TREE)
+    return {node.attr for _, node in _nodes()
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
 
@@ -47,7 +55,7 @@ def _ui_attributes() -> set[str]:
 def _widget_like_strings() -> set[str]:
     """String constants that name widgets (getattr(self.ui, name) lookups, tables of buttons)."""
     suffixes = ("Button", "Selector", "ComboBox", "CheckBox", "LineEdit", "Slider", "Label", "View", "SpinBox")
-    return {node.value for node in ast.walk(TREE) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    return {node.value for _, node in _nodes() if isinstance(node, ast.Constant) and isinstance(node.value, str)
             and re.fullmatch(r"[a-z][A-Za-z0-9]*", node.value) and node.value.endswith(suffixes)}
 
 
@@ -106,10 +114,45 @@ def test_every_button_is_wired_and_every_connection_target_exists():
         assert connection.find("sender").text in WIDGETS and connection.find("receiver").text in WIDGETS
 
 
-def test_the_module_file_keeps_to_the_gui():
-    """Thin module file: no nibabel, torch or file parsing in it; the Logic does that."""
-    imported = {alias.name.split(".")[0] for node in ast.walk(TREE) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
-    assert not imported & {"nibabel", "torch", "numpy", "scipy", "skimage", "shutil", "subprocess"}, imported
-    calls = {node.func.attr for node in ast.walk(TREE) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
-    assert "tryWithErrorDisplay" not in calls  # it re-raises inside Qt slots (Slicer 5.6.2-5.10.0)
+def test_the_gui_code_keeps_to_the_gui():
+    """No nibabel, torch or file parsing in the GUI code; the Logic does that."""
+    for path, tree in TREES.items():
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+        assert not imported & {"nibabel", "torch", "numpy", "scipy", "skimage", "shutil", "subprocess"}, (path, imported)
+        calls = {node.func.attr for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        assert "tryWithErrorDisplay" not in calls, path  # it re-raises inside Qt slots (Slicer 5.6.2-5.10.0)
+
+
+def test_the_module_file_is_thin_and_has_what_slicer_looks_up():
+    """Slicer finds <Module>, <Module>Widget and <Module>Test in the module file (ScriptedLoadableModule,
+    slicer.testing.runUnitTest 5.6.2-5.10.0); the panel itself lives in BrainTumorXAIGui."""
+    tree = TREES[MODULE_FILE]
+    assert len(SOURCES[MODULE_FILE].splitlines()) <= 150
+    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert classes == {"BrainTumorXAI", "BrainTumorXAIWidget"}, classes
+    imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert {"BrainTumorXAITest", "BrainTumorXAIParameterNode"} <= imported
+
+
+def test_cmake_installs_every_gui_file():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    for path in GUI_FILES[1:]:
+        assert f"${{MODULE_NAME}}Gui/{path.name}" in cmake, f"{path.name} missing from MODULE_GUI_SCRIPTS"
+
+
+def test_the_lib_never_imports_the_gui():
+    """The Lib imports without the application (tests, ``analyze --scene``, the web viewer)."""
+    gui_only = {"qt", "ctk", "BrainTumorXAIGui", "slicer.parameterNodeWrapper", "slicer.util"}
+    for path in sorted((MODULE_DIR / "BrainTumorXAILib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert not any(name == g or name.startswith(g + ".") for g in gui_only), (path, name)

@@ -1,0 +1,243 @@
+"""The module panel: the widgets of ``Resources/UI/BrainTumorXAI.ui`` wired to the Logic.
+
+Only what needs Qt is here; what Apply needs, the run bookkeeping and every status text are the
+Qt-free :class:`BrainTumorXAILib.slicer.session.RunSession`'s.  Slicer APIs used here were checked
+against Slicer's source at v5.6.2, v5.8.1 and v5.10.0 (notes at each use).
+"""
+
+import ctk
+import qt
+import vtk
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.util import VTKObservationMixin
+
+from BrainTumorXAILib.io.labels import TUMOUR_CLASSES
+from BrainTumorXAILib.slicer.session import (
+    CANCELLED, CANCELLING, LOADING_RESULTS, OVERLAY_KINDS, STARTING, RunSession, backgroundVolume, bundlePath,
+    caseFields, loadedStatus, overlayUsesClass, savedStatus)
+
+from .dialogs import ensureAnalysisPackages, guarded, waitCursor
+from .parameters import BrainTumorXAIParameterNode
+
+SELECTORS = ("t1Selector", "t1ceSelector", "t2Selector", "flairSelector")
+PRESET_BUTTONS = (("tumourOnlyButton", "tumour"), ("ncrButton", "NCR"), ("edButton", "ED"), ("etButton", "ET"),
+                  ("wtButton", "WT"), ("tcButton", "TC"), ("allBrainButton", "all"))
+
+
+class BrainTumorXAIPanel(VTKObservationMixin):
+    """Built by the module widget's ``setup``: the .ui goes into ``layout`` at once."""
+
+    def __init__(self, layout, uiPath: str, logic) -> None:
+        VTKObservationMixin.__init__(self)
+        self.logic = logic
+        self.session = RunSession(logic)
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._pollProcess)
+
+        self.uiWidget = slicer.util.loadUI(uiPath)
+        layout.addWidget(self.uiWidget)
+        self.ui = slicer.util.childWidgetVariables(self.uiWidget)
+        self.uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+        self.ui.modelPathLineEdit.nameFilters = [_("PyTorch checkpoint (*.pt *.pth)")]
+        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.autoFillButton.connect("clicked(bool)", lambda: self.autoFillInputs(overwrite=True))
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        for button, preset in PRESET_BUTTONS:
+            getattr(self.ui, button).connect("clicked(bool)", lambda checked, p=preset: self.onPreset(p))
+        self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        for key, title in OVERLAY_KINDS:
+            self.ui.overlayKindComboBox.addItem(title, key)
+        for className in TUMOUR_CLASSES:
+            self.ui.overlayClassComboBox.addItem(className)
+        self.ui.overlayKindComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        self.ui.overlayClassComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        self.ui.overlayOpacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.hide()
+        self.initializeParameterNode()
+        self._refreshRuns()
+
+    def cleanup(self) -> None:
+        self._timer.stop()
+        self.session.close()
+        self.removeObservers()
+
+    # ------------------------------------------------------------ scene events
+    def onSceneStartClose(self, caller, event) -> None:
+        self.session.forgetRunFolder()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        self.initializeParameterNode()
+        self._refreshRuns()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        # A scene or .mrb opened: its runs (found from the subject hierarchy) get the presets and overlays.
+        self.session.forgetRunFolder()
+        self._refreshRuns()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        # Volumes the user loads (Add Data, DICOM, Sample Data) fill empty or repeated selectors by name.
+        # Deferred: the node gets its name and attributes after this event.
+        if node.IsA("vtkMRMLScalarVolumeNode") and self._parameterNode and not slicer.mrmlScene.IsImporting():
+            qt.QTimer.singleShot(0, lambda: self.autoFillInputs(overwrite=False))
+
+    # ------------------------------------------------------------ parameter node
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        self.autoFillInputs(overwrite=False)
+
+    def setParameterNode(self, node) -> None:
+        """Wrap and connect ``node`` to the GUI once; entering the module again changes nothing.
+
+        Reconnecting on each enter() loses settings in Slicer 5.6/5.8: there ``connectGui`` returns no
+        tag (fixed in 5.10 by b5a65a49a0), ``disconnectGui`` cannot undo it, and the stale connector of
+        the device combo box writes its first choice back while the new one fills the box.
+        """
+        if self._parameterNode is not None and node is self._parameterNode.parameterNode:
+            return
+        if self._parameterNode is not None:
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = BrainTumorXAIParameterNode(node) if node is not None else None
+        self._parameterNodeGuiTag = None
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)  # None before Slicer 5.10
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _setFields(self, fields: dict) -> None:
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            for name, node in fields.items():
+                setattr(self._parameterNode, name, node)
+
+    def _hideResultsFromSelectors(self) -> None:
+        for selector in SELECTORS:  # analysis outputs never appear as inputs
+            getattr(self.ui, selector).sortFilterProxyModel().hiddenNodeIDs = self.logic.resultVolumeIDs()
+
+    def autoFillInputs(self, overwrite: bool) -> None:
+        if not self._parameterNode:
+            return
+        self._hideResultsFromSelectors()
+        self._setFields(self.session.autoFillFields(self._parameterNode, slicer.mrmlScene, overwrite))
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        problem = self.session.applyProblem(self._parameterNode)
+        self.ui.modelPathLineEdit.enabled = not self._parameterNode.useBundledWeights if self._parameterNode else False
+        self.ui.applyButton.enabled = not problem
+        self.ui.applyButton.toolTip = self.session.applyToolTip(problem)
+
+    # ------------------------------------------------------------ actions
+    @guarded(_("Failed to load the case."))
+    def onLoadCase(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Select a BraTS case folder"))
+        if not folder:
+            return
+        with waitCursor():
+            nodes = self.logic.loadCase(folder)
+        self._setFields(caseFields(nodes))
+        slicer.util.setSliceViewerLayers(background=backgroundVolume(nodes), fit=True)
+        self.ui.statusLabel.text = loadedStatus(nodes)
+
+    @guarded(_("Failed to start the analysis."))
+    def onApplyButton(self) -> None:
+        problem = self.session.applyProblem(self._parameterNode) or ensureAnalysisPackages()
+        if problem:
+            self.ui.statusLabel.text = problem
+            slicer.util.errorDisplay(problem)
+            return
+        self.session.start(self._parameterNode, slicer.app.temporaryPath)
+        self._setRunning(True)
+        self._timer.start()
+
+    def onCancelButton(self) -> None:
+        if self.session.cancel():
+            self.ui.cancelButton.enabled = False
+            self.ui.statusLabel.text = CANCELLING
+
+    def _setRunning(self, running: bool) -> None:
+        self.ui.cancelButton.enabled = running
+        self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.settingsCollapsibleButton.enabled = not running
+        self.ui.loadCaseButton.enabled = not running
+        self.ui.progressBar.setVisible(running)
+        if running:
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = STARTING
+        self._checkCanApply()
+
+    def _pollProcess(self) -> None:
+        if not self.session.running:
+            self._timer.stop()
+            return
+        shown, ended = self.session.poll()
+        for percent, status in shown:
+            self.ui.progressBar.value = percent
+            self.ui.statusLabel.text = status
+        if ended is None:
+            return
+        self._timer.stop()
+        self._setRunning(False)
+        process, code = ended
+        if process.cancelled:  # its poll() has deleted the work folder
+            self.ui.statusLabel.text = CANCELLED
+            return
+        self._finishRun(process, code)
+
+    @guarded(_("Failed to load the results."))
+    def _finishRun(self, process, code: int) -> None:
+        self.ui.statusLabel.text = LOADING_RESULTS
+        done = self.session.finish(process, code)
+        self._refreshRuns()
+        self.ui.statusLabel.text = done
+        background = backgroundVolume(self.session.volumes(self._parameterNode))
+        if background is not None:
+            slicer.util.setSliceViewerLayers(background=background, fit=True)
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager and layoutManager.threeDWidget(0):
+            layoutManager.threeDWidget(0).threeDView().resetFocalPoint()
+
+    def _refreshRuns(self) -> None:
+        """Outputs section for the current run (the latest one, also of a restored scene)."""
+        hasRun = self.session.currentRunFolder() is not None
+        self.ui.outputsCollapsibleButton.enabled = hasRun
+        if hasRun:
+            self.ui.outputsCollapsibleButton.collapsed = False
+            self.ui.resultsTableView.setMRMLTableNode(self.logic.runNodes(self.session.runFolder).get("table"))
+            self.onOverlayChanged()
+        self._hideResultsFromSelectors()
+
+    @guarded(_("Failed to change the view."))
+    def onPreset(self, preset: str) -> None:
+        self.logic.showOnly(preset, self.session.runFolder)
+
+    @guarded(_("Failed to show the overlay."))
+    def onOverlayChanged(self, *args) -> None:
+        if self.session.runFolder is None:
+            return
+        kind = self.ui.overlayKindComboBox.currentData
+        self.ui.overlayClassComboBox.enabled = overlayUsesClass(kind)
+        node = self.logic.overlayNode(kind, self.ui.overlayClassComboBox.currentText, self.session.runFolder)
+        self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value, colorLegend=True)
+
+    @guarded(_("Failed to save the scene."))
+    def onSaveScene(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save scene bundle"), "",
+                                              _("Medical Reality Bundle (*.mrb)"))
+        if path:
+            saved = self.logic.saveSceneBundle(bundlePath(path))
+            self.ui.statusLabel.text = savedStatus(saved)

@@ -1,0 +1,33 @@
+"""The module's parameter node: one field per widget with a ``SlicerParameterName`` in the .ui."""
+
+from pathlib import Path
+from typing import Annotated, Optional, Union
+
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+
+@parameterNodeWrapper
+class BrainTumorXAIParameterNode:
+    """
+    t1Volume, t1ceVolume, t2Volume, flairVolume - the BraTS inputs (T1/T2 may be empty if the model allows it).
+    groundTruth - optional reference segmentation (segments named NCR/ED/ET) or BraTS label map.
+    useBundledWeights - the bundled demo weights; else modelPath, a checkpoint file.
+    device - auto, CPU or GPU.  mcSamples - Monte Carlo Dropout samples (0: deterministic only).
+    gradcamNCR/ED/ET - classes to compute Grad-CAM for.  overlayOpacity - opacity of the slice overlay.
+    """
+
+    t1Volume: Optional[vtkMRMLScalarVolumeNode]
+    t1ceVolume: Optional[vtkMRMLScalarVolumeNode]
+    t2Volume: Optional[vtkMRMLScalarVolumeNode]
+    flairVolume: Optional[vtkMRMLScalarVolumeNode]
+    groundTruth: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]
+    useBundledWeights: bool = True
+    modelPath: Path
+    device: Annotated[str, Choice(["auto", "CPU", "GPU"])] = "auto"
+    mcSamples: Annotated[int, WithinRange(0, 200)] = 20
+    gradcamNCR: bool = True
+    gradcamED: bool = True
+    gradcamET: bool = True
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5

@@ -1,0 +1,75 @@
+"""The module's self-test (Reload and Test; the ctest ``py_BrainTumorXAI``): the module file imports
+``BrainTumorXAITest``, where Slicer looks for it (``<module>.<Module>Test``, ScriptedLoadableModule
+5.6.2-5.10.0; ``slicer.testing.runUnitTest`` loads the TestCase classes of the module file)."""
+
+import tempfile
+import unittest
+
+import qt
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
+
+from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES
+from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
+from BrainTumorXAILib.slicer import extension
+from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
+
+from .dialogs import ensureAnalysisPackages
+
+
+class BrainTumorXAITest(ScriptedLoadableModuleTest):
+    """Loading through Slicer's readers (always), then the real analysis on the bundled sample case with the
+    demo weights on CPU (its packages are installed non-interactively in testing mode, else it is skipped)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_BrainTumorXAI_loading()
+        self.setUp()
+        self.test_BrainTumorXAI_endToEnd()
+
+    def test_BrainTumorXAI_loading(self):
+        logic = BrainTumorXAILogic()
+        inputs = logic.loadCase(sample_case_path())
+        self.assertEqual(set(inputs), {*SEQUENCES, "seg"})
+        found = logic.findSequenceVolumes(slicer.mrmlScene)
+        self.assertEqual({s: n.GetID() for s, n in found.items()}, {s: inputs[s].GetID() for s in SEQUENCES})
+        self.assertEqual(logic.inputProblem({s: inputs[s] for s in SEQUENCES}, inputs["seg"]), "")
+        self.delayDisplay("Loading test passed")
+
+    def test_BrainTumorXAI_endToEnd(self):
+        problem = ensureAnalysisPackages(interactive=False) \
+            if slicer.app.testingEnabled() and extension.installInTests() else extension.analysisPackagesProblem()
+        if problem:
+            raise unittest.SkipTest(f"analysis packages unavailable: {problem}")
+        logic = BrainTumorXAILogic()
+        inputs = logic.loadCase(sample_case_path())
+        process = logic.startRun({s: inputs[s] for s in SEQUENCES}, tempfile.gettempdir(), groundTruth=inputs["seg"],
+                                 weights=demo_weights_path(), device="cpu", mcSamples=2, gradcamClasses=["ET"])
+        fractions = []
+        while True:
+            updates, code = process.poll()
+            fractions += [u["fraction"] for u in updates]
+            if code is not None:
+                break
+            slicer.app.processEvents()
+            qt.QThread.msleep(100)
+        folder = logic.finishRun(process, code)
+        self.assertFalse(process.workFolder.exists(), "temporary results must be removed once loaded")
+        self.assertTrue(fractions and fractions == sorted(fractions), "progress must move forward")
+        nodes = logic.runNodes(folder)
+        self.assertEqual(len(nodes["overlays"]), 3 + 3 + 1 + 2)  # prob, var per class, Grad-CAM ET, H, MI
+        for node in [nodes["labelmap"], *nodes["overlays"].values()]:
+            self.assertEqual(node.GetImageData().GetDimensions(), inputs["t1ce"].GetImageData().GetDimensions())
+        self.assertGreaterEqual(nodes["table"].GetColumnIndex("Dice"), 0)
+        logic.showOnly("ET", folder)
+        display = nodes["segmentation"].GetDisplayNode()
+        self.assertEqual([display.GetSegmentVisibility(n) for n in TUMOUR_CLASSES], [False, False, True])
+        logic.setOverlay(nodes["overlays"]["gradcam:ET"], 0.4, colorLegend=True)
+        composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(composite.GetForegroundVolumeID(), nodes["overlays"]["gradcam:ET"].GetID())
+        self.assertEqual(logic.missingSequences(folder), [])
+        self.delayDisplay("End-to-end test passed")
