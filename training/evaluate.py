@@ -96,7 +96,8 @@ def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
 
 
 def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
-             device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=()) -> list[dict]:
+             device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=(),
+             explanation_checks: bool = False) -> list[dict]:
     if checkpoint in ("best", "last") and run is None:
         raise BrainTumorXAIError("--checkpoint best/last needs --run (or give a checkpoint path)")
     if out is None and run is None:
@@ -112,7 +113,9 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     cases = select_cases(run, data, split)
     if not cases:
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
-    options = AnalysisOptions(mc_samples=mc_samples, gradcam="none")
+    # The dropout-free pass too: the deterministic-entropy baseline of the trust report's uncertainty quality.
+    options = AnalysisOptions(mc_samples=mc_samples, gradcam="all" if explanation_checks else "none",
+                              keep_deterministic=True, explanation_checks=explanation_checks)
     rows, skipped = [], []
     for folder in cases:
         t0 = time.perf_counter()
@@ -158,7 +161,16 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     pred = predict_case(case, model, meta, dev, options)
     metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
     acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
-    return case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
+    row = case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
+    # Trust report: per-region ECE, AUROC/AUPRC and QU-BraTS score of each uncertainty measure and baseline.
+    from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
+    from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
+    row.update(table_columns(case_uncertainty_quality(case, pred)))
+    if options.explanation_checks:  # Grad-CAM energy, randomisation Spearman, deletion area (extra passes)
+        from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns
+        from BrainTumorXAILib.reporting.trust import case_explanation_checks
+        row.update(cam_columns(case_explanation_checks(case, pred, model, dev, meta, options)))
+    return row
 
 
 def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | None = None) -> None:
@@ -199,10 +211,13 @@ def main(argv=None) -> int:
     p.add_argument("--silver", action="append", default=[], metavar="GLOB",
                    help="case folders whose labels are silver-standard (repeatable), e.g. 'TCGA-*'")
     p.add_argument("--drop", default="", help="evaluate without these sequences, e.g. t1,t2")
+    p.add_argument("--explanation-checks", action="store_true",
+                   help="also Grad-CAM and its checks per case (randomisation, deletion: extra forward passes)")
     a = p.parse_args(argv)
     drop = tuple(s for s in a.drop.split(",") if s)
     return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples,
-                                                           a.device, a.out, a.quiet, a.silver, drop))
+                                                           a.device, a.out, a.quiet, a.silver, drop,
+                                                           a.explanation_checks))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ class AnalysisOptions:
     overwrite: bool = False
     scene: Path | None = None
     extra_summary: dict = field(default_factory=dict)
+    explanation_checks: bool = False  # trust report: Grad-CAM sanity checks (extra forward passes)
+    keep_deterministic: bool = False  # also run the dropout-free pass (the trust report's baseline)
 
 
 def gradcam_class_indices(spec) -> list[int]:
@@ -119,6 +121,9 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
         outputs, evaluation = _write_outputs(staging, case, grid, brain, options, control, timings)
+        from .reporting.trust import trust_report
+        evaluation["trust_report"] = trust_report(staging, case, prediction, model, device, meta, options)
+        timings["trust_report"] = evaluation["trust_report"]["seconds"]
         timings["total"] = time.perf_counter() - t_start
         summary = {
             "braintumorxai_version": __version__,
@@ -212,7 +217,8 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     window = int(meta.get("normalisation", {}).get("window", 128))
     predictor = Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
                           mc_samples=options.mc_samples, mc_batch=options.mc_batch, seed=options.seed,
-                          gradcam_classes=gradcam_classes, gradcam_layer=options.gradcam_layer, control=control)
+                          gradcam_classes=gradcam_classes, gradcam_layer=options.gradcam_layer, control=control,
+                          keep_deterministic=getattr(options, "keep_deterministic", False))
     t0 = time.perf_counter()
     maps = predictor.predict(net_input, net_mask)
     timings["inference"] = time.perf_counter() - t0

@@ -58,6 +58,7 @@ def _cmd_analyze(args) -> int:
         weights=args.weights, device=args.device, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
         gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite, scene=args.scene,
+        explanation_checks=args.explanation_checks,
     )
     bar = None
     if args.progress_json:
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", type=Path, help="also write a 3D Slicer scene bundle (.mrb)")
     p.add_argument("--no-surfaces", action="store_true")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--explanation-checks", action="store_true",
+                   help="trust report: Grad-CAM randomisation and deletion checks (extra forward passes)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--progress-json", action="store_true", help="one JSON progress object per line on stdout")

@@ -76,3 +76,32 @@ def test_trust_figures_are_written(tmp_path):
         assert img.shape[0] > 100 and img[..., :3].std() > 0.05  # drawn, not blank
     empty = where_to_look_figure(bg, u * 0, labels * 0, [], AFFINE, tmp_path / "e.png")
     assert empty.is_file()
+
+
+def test_analyze_writes_the_trust_report(small_case, tiny_checkpoint, tmp_path):
+    import json
+
+    from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+
+    out = tmp_path / "r"
+    analyze_case(small_case, out, AnalysisOptions(weights=tiny_checkpoint, device="cpu", mc_samples=2, gradcam="all",
+                                                  surfaces=False, explanation_checks=True, seed=1))
+    summary = json.loads((out / "summary.json").read_text())
+    trust = summary["trust_report"]
+    wt = trust["uncertainty_quality"]["regions"]["WT"]
+    assert set(wt["measures"]) == {"entropy", "mutual_information", "variance", "region_entropy", "zero",
+                                   "deterministic_entropy"}  # Grad-CAM ran, so the dropout-free softmax is there
+    # All-zero uncertainty filters nothing: its QU-BraTS score is (Dice + 2) / 3 with the case's own WT Dice.
+    dice = summary["metrics"]["regions"]["WT"]["dice"]
+    assert wt["measures"]["zero"]["qubrats"]["score"] == pytest.approx((dice + 2) / 3, abs=1e-6)
+    if wt["error_rate"]:
+        assert wt["measures"]["zero"]["auroc"] == 0.5
+        assert wt["measures"]["zero"]["auprc"] == pytest.approx(wt["error_rate"], rel=1e-6)
+    assert trust["review"]["label_map"] == "review_regions.nii.gz" and (out / "review_regions.nii.gz").is_file()
+    assert set(trust["figures"]) == {"figures/where_to_look.png", "figures/reliability.png"}
+    for r in trust["review"]["regions"]:
+        assert r["mean_entropy"] >= trust["review"]["threshold_entropy_nats"]
+    checks = trust["explanation_checks"]
+    assert [s["randomised_up_to"] for s in checks["randomisation"]][-1] == "encoder.0"
+    assert set(checks["deletion"]) == {"NCR", "ED", "ET"}
+    assert "trust_report" in summary["timings_s"]

@@ -145,3 +145,26 @@ def test_table_columns_flatten_the_report():
     assert cols["qubrats_zero_WT"] == rep["regions"]["WT"]["measures"]["zero"]["qubrats"]["score"]
     assert cols["auroc_mutual_information_WT"] is None  # not given
     assert table_columns(None)["ece_ET"] is None
+
+
+def test_training_evaluate_tabulates_the_trust_report(small_case, tiny_checkpoint, tmp_path):
+    import csv
+
+    from training.evaluate import main as eval_main
+
+    out = tmp_path / "eval"
+    assert eval_main(["--data", str(small_case.parent), "--split", "all", "--checkpoint", str(tiny_checkpoint),
+                      "--out", str(out), "--mc-samples", "2", "--device", "cpu", "--quiet",
+                      "--explanation-checks"]) == 0
+    rows = list(csv.DictReader((out / "cases.csv").open()))
+    assert len(rows) == 1
+    row = rows[0]
+    for region in ("WT", "TC", "ET"):
+        # All-zero uncertainty keeps every voxel: (Dice + 2) / 3, the case's own Dice.
+        assert float(row[f"qubrats_zero_{region}"]) == pytest.approx((float(row[f"dice_{region}"]) + 2) / 3, abs=1e-6)
+    assert row["qubrats_deterministic_entropy_WT"] != ""  # the dropout-free pass ran for the baseline
+    assert 0.0 <= float(row["ece_WT"]) <= 1.0
+    for name in ("NCR", "ED", "ET"):
+        assert f"cam_random_spearman_{name}" in row and f"deletion_area_{name}" in row
+    summary = (out / "summary.md").read_text()
+    assert "qubrats_entropy_WT" in summary and "auroc_mutual_information_ET" in summary
