@@ -176,3 +176,23 @@ def test_segmentation_file_and_summary_metrics_recomputed_from_the_files(analyse
     written = json.loads((out / "summary.json").read_text())
     assert written["volumes_cm3"]["regions"]["WT"] == pytest.approx(np.isin(seg, (1, 2, 3)).sum() * vox, rel=1e-6)
     assert written["metrics"]["mc_accuracy"] == pytest.approx(acc, abs=1e-9)
+
+
+def test_resampled_case_segmentation_is_background_outside_the_brain(tmp_path, weights):
+    """With a target spacing the maps are interpolated back; next to the brain the interpolated
+    probabilities can favour a tumour class, yet the label map must say background outside the brain and
+    agree with the written probabilities inside it."""
+    _, model = weights
+    path = tmp_path / "resampled.pt"
+    save_checkpoint(path, model, normalisation={"method": "zscore", "crop": "brain", "spacing": [1.7, 1.7, 1.7],
+                                                "window": 64, "multiple_of": 16}, provenance={})
+    affine = GEOMETRIES["oblique"]
+    folder, brain, _, _ = ramp_case(tmp_path / "in", affine)
+    out = tmp_path / "out"
+    analyze_case(folder, out, AnalysisOptions(weights=path, device="cpu", mc_samples=2, gradcam="none",
+                                              surfaces=False, figures=False))
+    seg = to_internal(load(out, "seg.nii.gz", affine).astype(np.int64), "brats2021")
+    probs = np.stack([load(out, f"prob_{n}.nii.gz", affine) for n in CLASS_NAMES])
+    assert (probs.argmax(0)[~brain] != 0).sum() >= 3  # the situation under test really occurs
+    np.testing.assert_array_equal(seg[~brain], 0)
+    np.testing.assert_array_equal(seg[brain], probs.argmax(0)[brain])

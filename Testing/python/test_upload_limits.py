@@ -121,3 +121,21 @@ def test_total_size_limit_counts_a_stream_while_copying(tmp_path, case_files):
             s.add([("Lim_t1.nii.gz", stream), *[(n, d) for n, d in case_files.items() if "t1." not in n]])
         assert stream.read_bytes <= 2 * (1 << 20) + uploads._CHUNK
         assert not any(s.root.rglob("*.nii.gz"))
+
+
+def test_declared_size_over_the_limit_is_refused_before_anything_is_decompressed(tmp_path, case_files, monkeypatch):
+    """An archive whose headers already say it is too big costs no decompression and no disk."""
+    bomb = _zip({**case_files, "Lim_seg.nii.gz": b"\0" * 3_000_000})
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def counting_open(self, info, *args, **kwargs):
+        opened.append(info)
+        return real_open(self, info, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    with _session(tmp_path, max_uncompressed_bytes=2_000_000) as s:
+        with pytest.raises(UploadError, match=r"unpacks to 2\.\d MB, more than the limit of 1\.9 MB"):
+            s.add([("bomb.zip", bomb)])
+        assert opened == []
+        assert not any(p.is_file() for p in s.root.rglob("*"))
