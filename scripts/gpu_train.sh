@@ -13,7 +13,7 @@
 # PATCH, DEVICE (default cuda; DEVICE=cpu STEPS=2 EPOCHS=1 BATCH=1 smoke-tests the script on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SOURCES=training/sources/default.json
+SOURCES="${SOURCES:-training/sources/default.json}"  # an ablation: a copy with e.g. "mimics": false
 REALDATA_SRC="${REALDATA_SRC:-../shared/realdata}"
 
 if [ "${1:-}" = "--stage" ]; then

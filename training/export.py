@@ -3,6 +3,12 @@
 Keeps the architecture, weights, sequence order, label names and
 normalisation recipe, drops the optimiser/scheduler state, and adds the note
 (for example where the training data came from) to the provenance.
+
+``--window N`` sets the inference window recorded in the recipe (a measured choice: at a coarse
+spacing one window can cover the whole brain).  ``--sequences t1ce,flair`` keeps only those input
+channels: the first convolution's weights of the others are dropped, which is exactly the network
+fed with zeros there, as sequence dropout trained it; the sequences left out become optional at
+inference (the case may lack them, and they are not read when present).
 """
 
 from __future__ import annotations
@@ -15,7 +21,29 @@ from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save
 from BrainTumorXAILib.errors import BrainTumorXAIError
 
 
-def export(run: Path, out: Path, checkpoint: str = "best", note: str | None = None, overwrite: bool = False) -> Path:
+def keep_sequences(model, sequences: list[str], keep: list[str]):
+    """The same network reading only ``keep`` (first-layer weights of the other channels dropped)."""
+    import torch
+
+    from BrainTumorXAILib.models.factory import build_model_from_config
+
+    unknown = [s for s in keep if s not in sequences]
+    if unknown or not keep:
+        raise BrainTumorXAIError(f"cannot keep sequences {keep}: the checkpoint reads {sequences}")
+    index = [sequences.index(s) for s in keep]
+    config = dict(model.config)
+    config["in_channels"] = len(keep)
+    smaller = build_model_from_config(config)
+    state = model.state_dict()
+    first = next(n for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Conv3d) and m.in_channels == len(sequences))
+    state[f"{first}.weight"] = state[f"{first}.weight"][:, index].clone()
+    smaller.load_state_dict(state)
+    return smaller.eval()
+
+
+def export(run: Path, out: Path, checkpoint: str = "best", note: str | None = None, overwrite: bool = False,
+           window: int | None = None, sequences: list[str] | None = None) -> Path:
     source = run / f"{checkpoint}.pt" if checkpoint in ("best", "last") else Path(checkpoint)
     if out.exists() and not overwrite:
         raise BrainTumorXAIError(f"{out}: exists (use --overwrite to replace it)")
@@ -25,8 +53,20 @@ def export(run: Path, out: Path, checkpoint: str = "best", note: str | None = No
     provenance["exported_from"] = str(source)
     if note:
         provenance["note"] = note
-    return save_checkpoint(out, model, sequences=ckpt["sequences"], class_names=ckpt["class_names"],
-                           normalisation=ckpt["normalisation"], provenance=provenance)
+    normalisation = dict(ckpt["normalisation"])
+    if window:
+        multiple = int(normalisation.get("multiple_of", 16))
+        if window % multiple:
+            raise BrainTumorXAIError(f"--window {window} must be a multiple of {multiple}")
+        normalisation["window"] = int(window)
+    kept = list(ckpt["sequences"])
+    if sequences:
+        model = keep_sequences(model, kept, list(sequences))
+        dropped = [s for s in kept if s not in sequences]
+        normalisation["optional_sequences"] = sorted(set(normalisation.get("optional_sequences", [])) | set(dropped))
+        kept = list(sequences)
+    return save_checkpoint(out, model, sequences=kept, class_names=ckpt["class_names"],
+                           normalisation=normalisation, provenance=provenance)
 
 
 def main(argv=None) -> int:
@@ -37,9 +77,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     p.add_argument("--note", help="added to the provenance (e.g. what the training data was)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--window", type=int, help="inference window recorded in the recipe (default: as trained)")
+    p.add_argument("--sequences", help="keep only these input sequences, e.g. t1ce,flair")
     a = p.parse_args(argv)
     try:
-        path = export(a.run, a.out, a.checkpoint, a.note, a.overwrite)
+        path = export(a.run, a.out, a.checkpoint, a.note, a.overwrite, a.window,
+                      [s for s in (a.sequences or "").split(",") if s] or None)
     except BrainTumorXAIError as exc:
         print(f"training.export: error: {exc}", file=sys.stderr)
         return 2

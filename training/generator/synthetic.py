@@ -25,6 +25,7 @@ class SynthSettings:
     mass_effect: bool = True
     healthy_prob: float = 0.08
     random_contrast_share: float = 0.35
+    mimics: bool = True  # vessels / choroid plexus enhancing on T1ce
     kinds: dict | None = None
 
     def tumour_kinds(self) -> dict:
@@ -77,6 +78,7 @@ def synthetic_patch(rng: np.random.Generator, size: int, settings: SynthSettings
     tissue = tissue * ~core[None]
     brain_voxels = float((atlas.brain > 0.5).sum())
     image = render(rng, tissue, brain, classes, weight, draw_means(rng, s.random_contrast_share), s.spacing,
-                   tumour_share=float((classes > 0).sum()) / brain_voxels)
+                   tumour_share=float((classes > 0).sum()) / brain_voxels,
+                   mimics=None if s.mimics else np.zeros(shape, bool))
     classes[~brain] = 0
     return image, classes
