@@ -14,6 +14,7 @@ from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES
+from BrainTumorXAILib.slicer.review import REVIEW_KIND, ReviewLogic
 from BrainTumorXAILib.slicer.session import (
     CANCELLED, CANCELLING, LOADING_RESULTS, OVERLAY_KINDS, STARTING, RunSession, backgroundVolume, bundlePath,
     caseFields, loadedStatus, overlayUsesClass, savedStatus)
@@ -33,6 +34,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = logic
         self.session = RunSession(logic)
+        self.review = ReviewLogic(slicer.mrmlScene)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._timer = qt.QTimer()
@@ -65,6 +67,10 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         self.ui.overlayKindComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
         self.ui.overlayClassComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
         self.ui.overlayOpacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
+        # qMRMLTableView's selectionChanged() signal and Q_INVOKABLE sortFilterProxyModel(): Slicer v5.6.2,
+        # v5.8.1 and v5.10.0 (Libs/MRML/Widgets/qMRMLTableView.h).
+        self.ui.reviewTableView.connect("selectionChanged()", self.onReviewSelection)
+        self.ui.uncertaintyHereButton.connect("clicked(bool)", self.onUncertaintyHere)
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.hide()
         self.initializeParameterNode()
@@ -215,11 +221,59 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         """Outputs section for the current run (the latest one, also of a restored scene)."""
         hasRun = self.session.currentRunFolder() is not None
         self.ui.outputsCollapsibleButton.enabled = hasRun
+        nodes = self.logic.runNodes(self.session.runFolder) if hasRun else {}
         if hasRun:
             self.ui.outputsCollapsibleButton.collapsed = False
-            self.ui.resultsTableView.setMRMLTableNode(self.logic.runNodes(self.session.runFolder).get("table"))
+            self.ui.resultsTableView.setMRMLTableNode(nodes.get("table"))
             self.onOverlayChanged()
+        self._showReviewTable(nodes.get(REVIEW_KIND))
         self._hideResultsFromSelectors()
+
+    # ------------------------------------------------------------ where to look (review regions)
+    def _showReviewTable(self, node) -> None:
+        self.ui.reviewTableView.setMRMLTableNode(node)
+        rows = node.GetNumberOfRows() if node is not None else 0
+        self.ui.reviewCollapsibleButton.enabled = node is not None
+        self.ui.uncertaintyHereButton.enabled = rows > 0
+        if node is None:
+            self.ui.reviewStatusLabel.text = _("No review regions in these results (no trust report).")
+        elif rows == 0:
+            self.ui.reviewStatusLabel.text = _("No region of high uncertainty inside the brain.")
+        else:
+            self.ui.reviewStatusLabel.text = _("{n} regions of high uncertainty, most important first: select one "
+                                               "to look at it.").format(n=rows)
+
+    def _selectedReviewRow(self) -> int:
+        """The table row of the selected view row (-1: none).  The view sorts through its proxy model."""
+        view = self.ui.reviewTableView
+        node = view.mrmlTableNode()
+        indexes = view.selectionModel().selectedIndexes() if view.selectionModel() else []
+        if node is None or not indexes:
+            return -1
+        return self.review.tableRow(node, view.sortFilterProxyModel().mapToSource(indexes[0]).row())
+
+    @guarded(_("Failed to show the region."))
+    def onReviewSelection(self) -> None:
+        row = self._selectedReviewRow()
+        if row >= 0:
+            self._showUncertaintyAt(row)
+
+    @guarded(_("Failed to show the region."))
+    def onUncertaintyHere(self) -> None:
+        row = self._selectedReviewRow()
+        self._showUncertaintyAt(row if row >= 0 else 0)
+
+    def _showUncertaintyAt(self, row: int) -> None:
+        """Centre the slice views on the region and show the entropy overlay (the overlay menu follows)."""
+        node = self.ui.reviewTableView.mrmlTableNode()
+        if node is None or self.session.runFolder is None or node.GetNumberOfRows() == 0:
+            return
+        self.review.showUncertaintyAt(self.logic, node, row, self.session.runFolder, self.ui.overlayOpacitySlider.value)
+        combo = self.ui.overlayKindComboBox
+        blocked = combo.blockSignals(True)
+        combo.currentIndex = combo.findData("entropy")
+        combo.blockSignals(blocked)
+        self.ui.overlayClassComboBox.enabled = overlayUsesClass("entropy")
 
     @guarded(_("Failed to change the view."))
     def onPreset(self, preset: str) -> None:

@@ -147,6 +147,13 @@ class ResultsMixin:
         table.SetAttribute(ATTR_MISSING, ",".join(missing))
         self._placeInFolder(table, folder, runName, "table")
 
+        # The trust report's review regions ("where to look") and the checkpoint's own uncertainty figures.
+        from .review import ReviewLogic
+
+        review = ReviewLogic(self.scene)
+        review.addCheckpointTrustColumn(table, summary)
+        review.addRunReviewTable(summary, folder, runName, self._placeInFolder)
+
     def removeRun(self, folderItem: int) -> None:
         """Remove a run's folder and every node in it."""
         shNode = self.scene.GetSubjectHierarchyNode()
