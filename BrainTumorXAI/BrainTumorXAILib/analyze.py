@@ -441,9 +441,12 @@ def _write_figures(folder: Path, case, grid: dict) -> list[str]:
 
 
 def _model_summary(weights: Path, meta: dict, model) -> dict:
+    from .trust_card import checkpoint_trust
+
     return {"weights": str(weights), "architecture": meta.get("architecture"),
             "sequences": meta.get("sequences"), "normalisation": meta.get("normalisation"),
             "provenance": meta.get("provenance"),
+            "trust": checkpoint_trust(meta, weights),  # the checkpoint's uncertainty-quality card (None: not measured)
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
