@@ -112,6 +112,28 @@ class LayoutMixin:
                             with html.Tr(v_for="m in metrics", key="m.region"):
                                 for k in ("region", "dice", "hd95", "sensitivity", "precision"):
                                     html.Td(f"{{{{ m.{k} }}}}")
+                    with html.Div(v_show=("review.length",), classes="mt-3", id="review"):
+                        html.Div("Where to look (click: centre the views, show the entropy)", classes="text-caption")
+                        with v3.VTable(density="compact", hover=True):
+                            with html.Thead():
+                                with html.Tr():
+                                    for h in ("#", "Boundary", "mL", "Entropy"):
+                                        html.Th(h)
+                            with html.Tbody():
+                                with html.Tr(v_for="r in review", key="r.rank", style="cursor: pointer;",
+                                             click="trigger('btx_review_jump', [r.row])",
+                                             title=("`RAS ${r.ras} mm`",),
+                                             classes=("{'bg-primary': review_focus && review_focus.rank === r.rank}",)):
+                                    for k in ("rank", "boundary", "volume", "entropy"):
+                                        html.Td(f"{{{{ r.{k} }}}}")
+                    with html.Div(v_if=("trust",), classes="mt-3", id="checkpoint-trust"):
+                        html.Div("Checkpoint uncertainty quality", classes="text-caption")
+                        html.Div("{{ trust.source }}", classes="text-caption text-medium-emphasis")
+                        with v3.VTable(density="compact", v_show=("trust.rows.length",)):
+                            with html.Tbody():
+                                with html.Tr(v_for="t in trust.rows", key="t.region"):
+                                    html.Td("{{ t.region }}")
+                                    html.Td("{{ t.text }}")
             with ui.content:
                 with html.Div(style="position: relative; width: 100%; height: calc(100vh - 92px);", id="views"):
                     self.layout_manager.initialize_layout_grid(ui)

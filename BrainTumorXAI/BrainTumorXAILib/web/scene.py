@@ -228,6 +228,51 @@ class ResultsScene:
         return {"volumes": rows, "metrics": metrics}
 
 
+    # -- where to look, checkpoint trust --------------------------------------------------------------------
+    def review_rows(self) -> list[dict]:
+        """The trust report's review regions for the page: [{row, rank, boundary, volume, entropy, ras}]."""
+        from ..slicer.review import ReviewLogic
+
+        rows = []
+        for i, r in enumerate(ReviewLogic.reviewRegions(self.summary)):
+            ras = [float(v) for v in r["peak_ras"]]
+            rows.append({"row": i, "rank": int(r["rank"]), "boundary": str(r.get("boundary", "")),
+                         "volume": _fmt(r.get("volume_ml"), 2), "entropy": _fmt(r.get("mean_entropy"), 3),
+                         "ras": ", ".join(f"{v:.1f}" for v in ras)})
+        return rows
+
+    def jump_to_region(self, row: int) -> dict | None:
+        """Centre every slice view on review region ``row`` (the Logic's jumpToRegion on the run's review table);
+        {rank, ras, slices: {view: centre RAS}} read back from the slice nodes, None when there is no such row."""
+        from ..slicer.review import ReviewLogic
+
+        node = self.nodes.get("review")
+        if node is None or not 0 <= int(row) < node.GetNumberOfRows():
+            return None
+        ras = ReviewLogic(self.scene).jumpToRegion(node, int(row))
+        rank = int(node.GetTable().GetValue(int(row), 0).ToInt())
+        return {"rank": rank, "ras": [round(v, 3) for v in ras], "slices": self.slice_centres()}
+
+    def slice_centres(self) -> dict:
+        """{layout name: RAS of the slice centre} of every slice view."""
+        out = {}
+        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+            m = node.GetSliceToRAS()
+            out[node.GetLayoutName() or node.GetName()] = [round(m.GetElement(k, 3), 3) for k in range(3)]
+        return out
+
+    def checkpoint_trust(self) -> dict:
+        """The checkpoint's uncertainty-quality figures for the page: {measured, source, rows: [{region, text}]}."""
+        from ..trust_card import NOT_MEASURED, REGION_NAMES, card_source, region_text, summary_trust
+
+        card = summary_trust(self.summary)
+        if card is None:
+            return {"measured": False, "source": NOT_MEASURED, "rows": []}
+        return {"measured": True, "source": card_source(card),
+                "rows": [{"region": r, "text": region_text(card, r)} for r in REGION_NAMES]}
+
+
 def _finite(v) -> bool:
     try:
         return math.isfinite(float(v))

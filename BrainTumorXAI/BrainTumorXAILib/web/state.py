@@ -34,6 +34,10 @@ class StateMixin:
         s.preset_items = [{"title": t, "value": v} for v, t in VIEW_PRESETS.items()]
         s.volumes = []
         s.metrics = []
+        s.review = []  # the trust report's high-uncertainty regions ("where to look")
+        s.review_focus = None  # the region the slice views were last centred on
+        s.trust = None  # the checkpoint's uncertainty-quality figures
+        self.ctrl.trigger("btx_review_jump")(self._on_review_jump)
         s.max_upload = f"{self.limits.max_total_bytes / GIB:.1f} GB"
         s.change("selected_case")(self._on_case)
         s.change("overlay")(self._on_overlay)
@@ -146,6 +150,7 @@ class StateMixin:
             s.overlay = "none"
         tables = self.results.tables()
         s.volumes, s.metrics = tables["volumes"], tables["metrics"]
+        s.review, s.review_focus, s.trust = self.results.review_rows(), None, self.results.checkpoint_trust()
         legend = self.results.set_overlay(s.overlay, s.opacity)
         s.legend = legend.as_state() if legend else None
         self.results.show_preset(s.preset)
@@ -161,9 +166,29 @@ class StateMixin:
         self.results.clear()
         s = self.state
         s.loaded_case, s.volumes, s.metrics, s.legend = "", [], [], None
+        s.review, s.review_focus, s.trust = [], None, None
         s.overlay_items, s.overlay = [{"title": "None", "value": "none"}], "none"
         s.progress_text = ""
         self._render_all()
+
+    def _on_review_jump(self, row=None):
+        """A row of "where to look" clicked: the slice views centred on that region, the entropy overlay shown."""
+        try:
+            row = int(row)
+        except (TypeError, ValueError):
+            return None
+        focus = self.results.jump_to_region(row)
+        if focus is None:
+            return None
+        s = self.state
+        with s:
+            if any(i["value"] == "entropy" for i in s.overlay_items):  # the uncertainty preset
+                legend = self.results.set_overlay("entropy", s.opacity)
+                s.legend = legend.as_state() if legend else None
+                s.overlay = "entropy"
+            s.review_focus = focus
+        self._render_all()
+        return focus
 
     def _on_overlay(self, overlay, **_):
         legend = self.results.set_overlay(overlay, self.state.opacity)

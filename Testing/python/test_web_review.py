@@ -1,0 +1,114 @@
+"""The web viewer's "where to look" list and the checkpoint's uncertainty-quality figures, on a running server.
+
+A results folder made directly (``slicer_results_factory``) with a trust report is put where the server's cache
+expects it, so selecting the case shows it at once (no analysis runs).  Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trame_slicer", reason="web extra not installed (pip install 'braintumorxai[web]')")
+pytest.importorskip("websocket", reason="websocket-client not installed")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
+import driver  # noqa: E402
+
+DEADLINE_S = 240
+REGIONS = [{"rank": 1, "boundary": "ED|background", "volume_ml": 2.0, "mean_entropy": 0.71,
+            "peak_ras": [40.0, -25.0, 12.0]},
+           {"rank": 2, "boundary": "ET|ED", "volume_ml": 0.5, "mean_entropy": 0.6, "peak_ras": [30.5, -20.0, 5.0]}]
+
+
+@pytest.fixture(autouse=True)
+def _deadline(request):
+    def expire(_signum, _frame):
+        raise TimeoutError(f"{request.node.name}: no result within {DEADLINE_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(DEADLINE_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _serve(tmp_path, trust):
+    from BrainTumorXAILib.trust_card import TRUST_FORMAT
+    from BrainTumorXAILib.web.jobs import JobOptions, cache_folder
+    from slicer_results_factory import make_case_and_results
+
+    case_dir, out, _ = make_case_and_results(tmp_path / "made")
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    case_dir = Path(shutil.move(str(case_dir), str(data / case_dir.name)))
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"not used: nothing is analysed")
+    summary = json.loads((out / "summary.json").read_text())
+    summary["trust_report"] = {"review": {"regions": REGIONS}}
+    summary.setdefault("model", {})["trust"] = {
+        "format": TRUST_FORMAT, "source": "validation", "cases": 5,
+        "regions": {"WT": {"ece": 0.02, "auroc_entropy": 0.93}}} if trust else None
+    (out / "summary.json").write_text(json.dumps(summary))
+    shutil.copytree(out, cache_folder(results, case_dir, JobOptions(weights=weights, mc_samples=2, gradcam="NCR")))
+    port = driver.free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = driver.start_server(data, results, port, ["--weights", str(weights), "--mc-samples", "2",
+                                                     "--gradcam", "NCR"], log, env=dict(os.environ))
+    return proc, log, f"http://127.0.0.1:{port}", case_dir.name
+
+
+def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_path):
+    proc, log, base, case = _serve(tmp_path, trust=True)
+    page = None
+    try:
+        driver.wait_http(base + "/btx/health", 90)
+        page = driver.TrameConnection(base, timeout=60)
+        page.call("trame.state.update", [{"key": "selected_case", "value": case}])
+        state = page.wait_state(lambda st: st.get("loaded_case") and st.get("review"), 120)
+        assert [r["rank"] for r in state["review"]] == [1, 2]
+        assert state["review"][1]["boundary"] == "ET|ED" and state["review"][1]["ras"] == "30.5, -20.0, 5.0"
+        assert state["trust"]["measured"] and state["trust"]["rows"][0] == {"region": "WT",
+                                                                           "text": "ECE 0.020 · AUROC 0.930"}
+        assert state["trust"]["rows"][2]["text"] == "not measured for this checkpoint"  # ET: no figure
+
+        focus = page.trigger("btx_review_jump", 1)
+        assert focus["rank"] == 2 and focus["ras"] == pytest.approx([30.5, -20.0, 5.0])
+        assert len(focus["slices"]) >= 3  # axial, coronal, sagittal all centred on the region
+        for centre in focus["slices"].values():
+            assert centre == pytest.approx([30.5, -20.0, 5.0], abs=1e-3)
+        state = page.wait_state(lambda st: (st.get("review_focus") or {}).get("rank") == 2
+                                and st.get("overlay") == "entropy", 30)
+        state = page.wait_state(lambda st: st.get("legend"), 30)
+        assert state["legend"]["title"] == "Entropy"
+        assert page.trigger("btx_review_jump", 7) is None and page.trigger("btx_review_jump", "x") is None
+        assert proc.poll() is None
+    finally:
+        if page is not None:
+            page.close()
+        driver.stop(proc, timeout=30)
+        log.close()
+
+
+def test_without_a_card_the_page_says_not_measured(tmp_path):
+    proc, log, base, case = _serve(tmp_path, trust=False)
+    page = None
+    try:
+        driver.wait_http(base + "/btx/health", 90)
+        page = driver.TrameConnection(base, timeout=60)
+        page.call("trame.state.update", [{"key": "selected_case", "value": case}])
+        state = page.wait_state(lambda st: st.get("loaded_case") and st.get("trust"), 120)
+        assert state["trust"] == {"measured": False, "source": "not measured for this checkpoint", "rows": []}
+    finally:
+        if page is not None:
+            page.close()
+        driver.stop(proc, timeout=30)
+        log.close()
