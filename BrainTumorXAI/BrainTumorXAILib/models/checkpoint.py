@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import pickletools
 import random
@@ -366,6 +367,33 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:  # validation should have caught it; keep the one-line promise anyway
         raise CheckpointError(path, f"state_dict does not load: {_first_line(str(exc))}") from None
+    temperature = checkpoint_temperature(ckpt, path)
+    if temperature is not None:
+        apply_temperature(model, temperature)
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k not in _NON_METADATA}
     return model, meta
+
+
+# -- temperature scaling (training.calibrate) ------------------------------------------
+def checkpoint_temperature(ckpt: Mapping[str, Any], path=None) -> float | None:
+    """``normalisation["temperature"]`` (fitted by ``training.calibrate``), None when absent or 1."""
+    t = (ckpt.get("normalisation") or {}).get("temperature")
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise CheckpointError(path, f"normalisation['temperature'] must be a positive number, got {t!r}")
+    return None if float(t) == 1.0 else float(t)
+
+
+def apply_temperature(model: nn.Module, temperature: float) -> nn.Module:
+    """Divide the final 1x1x1 head's weight and bias by T: the network then outputs logits / T exactly
+    (a linear layer), so every softmax the predictor takes is the temperature-scaled one."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Conv3d) or head.kernel_size != (1, 1, 1):
+        raise TypeError(f"{type(model).__name__}: no final 1x1x1 Conv3d 'head' to scale by a temperature")
+    with torch.no_grad():
+        head.weight.div_(float(temperature))
+        if head.bias is not None:
+            head.bias.div_(float(temperature))
+    return model
