@@ -168,3 +168,22 @@ def test_training_evaluate_tabulates_the_trust_report(small_case, tiny_checkpoin
         assert f"cam_random_spearman_{name}" in row and f"deletion_area_{name}" in row
     summary = (out / "summary.md").read_text()
     assert "qubrats_entropy_WT" in summary and "auroc_mutual_information_ET" in summary
+
+
+def test_grouped_ranking_gives_the_exact_auroc_and_auprc():
+    """The report groups each measure once and counts labels per group: same AUROC and AUPRC as the sorts."""
+    from BrainTumorXAILib.reporting.calibration import auroc
+    from BrainTumorXAILib.reporting.uncertainty_quality import _Ranked
+
+    rng = np.random.default_rng(3)
+    for scores in (rng.random(2000), rng.integers(0, 7, 2000) / 7.0, np.zeros(2000)):  # distinct, ties, all tied
+        ranked = _Ranked(scores)
+        for prevalence in (0.02, 0.3, 0.9):
+            labels = rng.random(2000) < prevalence
+            roc, ap = ranked.auroc_ap(labels)
+            assert roc == pytest.approx(auroc(scores, labels), abs=1e-12)
+            assert ap == pytest.approx(average_precision(scores, labels), abs=1e-12)
+    roc, ap = _Ranked(rng.random(50)).auroc_ap(np.zeros(50, bool))
+    assert np.isnan(roc) and np.isnan(ap)
+    roc, ap = _Ranked(rng.random(50)).auroc_ap(np.ones(50, bool))
+    assert np.isnan(roc) and ap == pytest.approx(1.0)

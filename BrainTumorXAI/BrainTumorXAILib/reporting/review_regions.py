@@ -3,7 +3,7 @@
 High-uncertainty voxels (predictive entropy >= ``threshold`` nats; default half the maximum, 0.5 ln C, inside
 the brain) are grouped into 26-connected regions.  Regions smaller than ``min_volume_ml`` are dropped, the rest
 ranked by volume (mL) x mean entropy, and the first ``max_regions`` reported with:
-centroid and peak (most uncertain voxel) in RAS millimetres through the case affine (NIfTI world = RAS),
+centroid and peak (most uncertain voxel; the first in raster order when several tie) in RAS millimetres through the case affine (NIfTI world = RAS),
 their voxel indices, volume in mL, mean and peak entropy, the mean probability of each class in the region and
 the class boundary it sits on: the two classes of highest mean probability there, e.g. ``"ED|background"``.
 The component label map (1 = first-ranked region) can be written for viewers.
@@ -46,20 +46,26 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
     keep = volume >= min_volume_ml
     score = volume * mean
     order = [i for i in np.argsort(-score, kind="stable") if keep[i]][:max_regions]
-    centroids = ndimage.center_of_mass(high, labels, index[order]) if order else []
-    peaks = ndimage.maximum_position(u, labels, index[order]) if order else []
+    # Each reported region is handled inside its bounding box (find_objects: one pass), not the whole volume.
+    boxes = ndimage.find_objects(labels, max_label=n) if order else []
     regions = []
-    for rank, (i, centroid, peak) in enumerate(zip(order, centroids, peaks), start=1):
-        mask = labels == index[i]
-        ranked[mask] = rank
-        mean_p = probs[:, mask].mean(axis=1)
+    for rank, i in enumerate(order, start=1):
+        box = boxes[i]
+        mask = labels[box] == index[i]
+        corner = np.array([s.start for s in box])
+        coords = np.argwhere(mask)  # raster order, as the whole volume's
+        centroid = coords.mean(axis=0) + corner
+        local_u = u[box][mask]
+        peak = tuple(int(v) for v in coords[int(np.argmax(local_u))] + corner)  # first maximum in raster order
+        ranked[box][mask] = rank
+        mean_p = probs[(slice(None), *box)][:, mask].mean(axis=1)
         top = np.argsort(-mean_p, kind="stable")[:2]
         regions.append({
             "rank": rank,
             "voxels": int(counts[i]),
             "volume_ml": float(volume[i]),
             "mean_entropy": float(mean[i]),
-            "peak_entropy": float(u[tuple(peak)]),
+            "peak_entropy": float(u[peak]),
             "score": float(score[i]),
             "centroid_ijk": [float(c) for c in centroid],
             "centroid_ras": _ras(affine, centroid),

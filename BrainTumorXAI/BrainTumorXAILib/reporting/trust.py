@@ -59,8 +59,9 @@ def trust_report(folder: Path | None, case, prediction, model=None, device=None,
         from ..io.case_io import save_volume
 
         folder = Path(folder)
-        save_volume(ranked.astype(np.float32), case.affine, folder / "review_regions.nii.gz", header=case.header,
-                    dtype=np.float32)
+        # Integer ranks (0..max_regions): int16 holds them exactly in half the bytes of float32.
+        save_volume(ranked.astype(np.int16), case.affine, folder / "review_regions.nii.gz", header=case.header,
+                    dtype=np.int16)
         report["review"]["label_map"] = "review_regions.nii.gz"
         if options is None or getattr(options, "figures", True):
             from .trust_figures import reliability_figure, where_to_look_figure

