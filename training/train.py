@@ -351,6 +351,8 @@ def resumed_config(cli: TrainConfig) -> TrainConfig:
     cfg = TrainConfig.load(saved)
     for name in RESUME_OVERRIDES:
         setattr(cfg, name, getattr(cli, name))
+    if cli.sources:  # a curriculum: a resumed run may continue on another mixture (recorded in config.json)
+        cfg.sources = cli.sources
     cfg.out = cli.out
     return cfg
 
