@@ -169,3 +169,12 @@ def test_failed_upload_leaves_nothing(session, case_files):
     with pytest.raises(UploadError):
         session.add([(n, d) for n, d in case_files.items() if "t1ce" not in n])
     assert [p for p in Path(session.root).iterdir()] == []
+
+
+def test_t1ce_and_flair_alone_accepted(session, case_files):
+    """T1 and T2 are often not acquired: an upload without them is a case (the model says whether it can run)."""
+    files = [(n, d) for n, d in case_files.items() if not (n.endswith("_t1.nii.gz") or n.endswith("_t2.nii.gz"))]
+    folder, case_id = session.add(files)
+    names = {p.name for p in folder.iterdir()}
+    assert {"Up_t1ce.nii.gz", "Up_flair.nii.gz"} <= names and case_id == "Up"
+    assert not any(n.endswith(("_t1.nii.gz", "_t2.nii.gz")) for n in names)

@@ -189,9 +189,9 @@ def scan_case(folder, mapping: dict | None = None, optional: tuple[str, ...] = (
     return _scan_explicit(folder, mapping, optional) if mapping else _scan_named(folder, optional)
 
 
-def find_case_files(folder, mapping: dict | None = None) -> tuple[str, dict[str, Path]]:
+def find_case_files(folder, mapping: dict | None = None, optional: tuple[str, ...] = ()) -> tuple[str, dict[str, Path]]:
     """(case id, {sequence or 'seg': path}) of a case folder; see :func:`scan_case` for the naming too."""
-    found = scan_case(folder, mapping)
+    found = scan_case(folder, mapping, optional)
     return found.case_id, found.files
 
 

@@ -1,6 +1,6 @@
 """Validating and unpacking a case uploaded through the web viewer.
 
-An upload is either the four MR sequences (and optionally the label map) as
+An upload is either the MR sequences (T1ce and FLAIR; T1, T2 and the label map optional) as
 NIfTI files, or one zip archive holding them.  Everything lands in the
 connection's own temporary folder (:class:`UploadSession`), which is removed when
 the connection closes.  Every problem raises :class:`UploadError` with one line
@@ -199,13 +199,18 @@ def check_nifti_headers(paths: Iterable[Path]) -> None:
                 raise UploadError(f"{path.name}: the gzip stream is corrupt or truncated ({exc})") from None
 
 
+#: Sequences an upload may lack: T1 and T2 are often not acquired, and the default model reads T1ce + FLAIR.
+#: A checkpoint that needs them says so, in one line, when the analysis starts.
+OPTIONAL_SEQUENCES = ("t1", "t2")
+
+
 def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
     """The case id and files of an unpacked upload, or an UploadError naming what is missing."""
     from ..io.case_io import find_case_files
     from ..errors import CaseError
 
     try:
-        case_id, files = find_case_files(folder)
+        case_id, files = find_case_files(folder, optional=OPTIONAL_SEQUENCES)
     except CaseError as exc:
         problem = exc.problem
         if exc.path is not None and exc.path != folder:
