@@ -51,7 +51,10 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _slice(volume_ras: np.ndarray, plane: str, index: int) -> np.ndarray:
     """2D image (rows top to bottom) matching Slicer's default views: superior (axial:
     anterior) up, patient's right on the viewer's left, sagittal with the face on the left."""
-    img = np.take(volume_ras, index, axis=_PLANE_AXIS[plane])
+    # Basic indexing is a view; np.take would first copy the whole (reoriented, strided) volume.
+    key = [slice(None)] * 3
+    key[_PLANE_AXIS[plane]] = int(index)
+    img = volume_ras[tuple(key)]
     return np.flipud(img.T)[:, ::-1]
 
 

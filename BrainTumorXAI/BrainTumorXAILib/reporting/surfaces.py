@@ -114,8 +114,11 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     normals = vtk.vtkPolyDataNormals()
     normals.SetInputData(surface)
     # Flying edges already winds every component outward (cavities included), so no
-    # AutoOrientNormals: it would point a hollow shell's inner wall into the solid.
-    normals.ConsistencyOn()
+    # AutoOrientNormals: it would point a hollow shell's inner wall into the solid, and no
+    # consistency pass: its ordering is already consistent (measured: identical triangles and
+    # normals with and without it on a real brain and on noisy 760k-point tumour surfaces,
+    # where the pass took 0.85 s of 1.9 s).
+    normals.ConsistencyOff()
     normals.AutoOrientNormalsOff()
     normals.SplittingOff()
     normals.Update()
@@ -182,6 +185,12 @@ def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS
     header = f"3D Slicer output. SPACE={system}"
     if suffix == ".vtp":
         writer = vtk.vtkXMLPolyDataWriter()
+        # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) took 3.4x longer for a
+        # 113k-point brain (1.0 s against 0.30 s) and wrote 1.3x bigger files; zlib keeps every reader
+        # (Slicer, ParaView, vtk.js, meshio) able to open it.
+        writer.SetCompressorTypeToZLib()
+        writer.SetCompressionLevel(1)
+        writer.EncodeAppendedDataOff()
         data = _with_space_tag(data, system)
     elif suffix == ".vtk":
         writer = vtk.vtkPolyDataWriter()
