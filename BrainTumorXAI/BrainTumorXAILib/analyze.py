@@ -262,20 +262,26 @@ def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
     cams, atts = list(maps.gradcam), list(maps.attention)
     stack += [maps.gradcam[c] for c in cams] + [maps.attention[k] for k in atts]
     fills += [0.0] * (len(stack) - n_cls)
-    inverted = invert_stack(transform, stack, fills)
-    probs = np.clip(inverted[:n_cls], 0.0, 1.0)
+    inverted = invert_stack(transform, stack, fills)  # float32, ours: clipped in place (no second copy at 1 mm)
+    probs = np.clip(inverted[:n_cls], 0.0, 1.0, out=inverted[:n_cls])
     probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-12)
-    classes = probs.argmax(axis=0).astype(np.uint8)
+    from .reporting.metrics import class_argmax
+
+    classes = class_argmax(probs)
     classes[~brain] = 0
-    out = {"probabilities": probs.astype(np.float32), "classes": classes, "entropy": inverted[n_cls].clip(min=0)}
+
+    def clipped(a, hi=None):
+        return np.clip(a, 0.0, hi, out=a)
+
+    out = {"probabilities": probs, "classes": classes, "entropy": clipped(inverted[n_cls])}
     k = n_cls + 1
     if maps.variance is not None:
-        out["variance"] = inverted[k:k + n_cls].clip(min=0)
-        out["mutual_information"] = inverted[k + n_cls].clip(min=0)
+        out["variance"] = clipped(inverted[k:k + n_cls])
+        out["mutual_information"] = clipped(inverted[k + n_cls])
         k += n_cls + 1
-    out["gradcam"] = {c: inverted[k + i].clip(0.0, 1.0) for i, c in enumerate(cams)}
+    out["gradcam"] = {c: clipped(inverted[k + i], 1.0) for i, c in enumerate(cams)}
     k += len(cams)
-    out["attention"] = {name: inverted[k + i].clip(0.0, 1.0) for i, name in enumerate(atts)}
+    out["attention"] = {name: clipped(inverted[k + i], 1.0) for i, name in enumerate(atts)}
     return out
 
 
@@ -389,7 +395,8 @@ def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
 
     def write(name: str, array: np.ndarray) -> str:
         control.check()
-        save_volume(array.astype(np.float32), case.affine, folder / name, header=case.header, dtype=np.float32)
+        save_volume(array.astype(np.float32, copy=False), case.affine, folder / name, header=case.header,
+                    dtype=np.float32)
         return name
 
     save_label_map(grid["classes"], case, folder / "seg.nii.gz")
