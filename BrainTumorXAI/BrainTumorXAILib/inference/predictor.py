@@ -19,11 +19,13 @@ CPU batched 3D convolutions pay off up to about a million voxels per call
 up to far more.  MC samples of one window are decoded ``mc_batch`` at a time
 (default: as many as ``MC_VOXEL_BUDGET`` holds; on the CPU 4 samples of an
 80x96x80 window decode 1.3x faster per sample than one at a time, measured).
-On the CPU the network's activations are kept channels-last (NDHWC): oneDNN's
-3D convolutions then skip their layout reorders (a light-decoder MC sample
-0.71 s instead of 0.77 s alone, 0.50 s instead of 0.58 s in batches of 4, on a
-loaded 2-core machine).  Only the float summation order changes (logits agree
-to ~1e-5); the model's parameters are left as they are.
+On the CPU the MC decoder batches run channels-last (NDHWC): oneDNN's 3D
+convolutions then skip their layout reorders (a light-decoder MC sample 0.50 s
+instead of 0.58 s in batches of 4, on a loaded 2-core machine; a single
+deterministic pass gains nothing, instance norm copies back, so the encoder
+and the deterministic / Grad-CAM decode stay contiguous).  Only the float
+summation order changes (logits agree to ~1e-5); the model's parameters are
+left as they are.
 Dropout masks are drawn once per MC sample for the whole volume, so sample s
 uses the same channel mask in every window: no seams where windows meet.
 Per-window moments are blended with Gaussian weights and normalised once.
@@ -133,11 +135,11 @@ class Predictor:
         for group in _chunks(tiling.boxes, self.window_batch):
             self.control.report("inference", done / len(tiling),
                                 f"window {done + 1}{'' if len(group) == 1 else f'-{done + len(group)}'}/{len(tiling)}")
-            x = self._layout(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device))
+            x = torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device)
             feats = None
             if self.run_deterministic or not self.full_mc_passes:
                 t0 = time.perf_counter()
-                feats = [self._layout(f) for f in self.model.encode(x)]
+                feats = self.model.encode(x)
                 timings["encoder"] += _elapsed(t0, self.device)
             group_brain = None if brain is None else torch.stack([brain[box] for box in group])
             det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
@@ -224,7 +226,7 @@ class Predictor:
             self.control.check()
             region = None if brain is None else torch.stack([brain[box] for box in group]).float()
             regions = {c: region for c in classes}
-            feats = self.model.encode(self._layout(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device)))
+            feats = self.model.encode(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device))
             out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
             for i, box in enumerate(group):
                 blend.add(box, weight, {f"cam{c}": out.cams[c][i:i + 1] for c in classes})

@@ -122,9 +122,13 @@ def qubrats_curves(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS
     """Dice, FTP and FTN ratio after keeping the voxels with ``uncertainty`` (0..100) <= each threshold."""
     tau = np.asarray(sorted(float(t) for t in thresholds))
     u = np.asarray(uncertainty, np.float64).ravel()
-    pred, true = np.asarray(prediction, bool).ravel(), np.asarray(truth, bool).ravel()
     # First threshold a voxel survives (u <= tau); beyond the last one it never survives.
-    first = np.searchsorted(tau, u, side="left")
+    return _qubrats_curves_from_first(np.searchsorted(tau, u, side="left"), tau, prediction, truth)
+
+
+def _qubrats_curves_from_first(first, tau, prediction, truth) -> dict:
+    """``qubrats_curves`` given each voxel's first surviving threshold (shared by the regions of one measure)."""
+    pred, true = np.asarray(prediction, bool).ravel(), np.asarray(truth, bool).ravel()
 
     def kept(selection):  # per threshold: how many of the selected voxels are kept
         return np.cumsum(np.bincount(first[selection], minlength=tau.size + 1)[:tau.size]).astype(np.float64)
@@ -149,7 +153,10 @@ def _auc(x, y) -> float:
 
 def qubrats_score(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS) -> dict:
     """QU-BraTS score and its three AUCs (see the module docstring); ``uncertainty`` in 0..100."""
-    c = qubrats_curves(uncertainty, prediction, truth, thresholds)
+    return _qubrats_score_of(qubrats_curves(uncertainty, prediction, truth, thresholds))
+
+
+def _qubrats_score_of(c: dict) -> dict:
     x = np.asarray(c["thresholds"]) / 100.0
     a_dice, a_ftp, a_ftn = _auc(x, c["dice"]), _auc(x, c["ftp"]), _auc(x, c["ftn"])
     return {"score": (a_dice + (1.0 - a_ftp) + (1.0 - a_ftn)) / 3.0, "auc_dice": a_dice, "auc_ftp": a_ftp,
@@ -159,6 +166,10 @@ def qubrats_score(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS)
 def _binary_entropy(p) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+
+#: Measures whose map is the same for every region.
+REGION_FREE = ("entropy", "mutual_information", "zero", "deterministic_entropy")
 
 
 def region_measures(probs, region: str, entropy=None, mutual_information=None, variance=None,
@@ -211,13 +222,14 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
     maps = dict(entropy=flat(entropy), mutual_information=flat(mutual_information), variance=flat(variance, True),
                 deterministic_entropy=flat(deterministic_entropy))
     argmax = probs.argmax(axis=0)
-    ranked: dict = {}  # measures that do not depend on the region are grouped once
+    tau = np.asarray(sorted(float(t) for t in thresholds))
+    cache: dict = {}  # measures that do not depend on the region are grouped and thresholded once
 
-    def rank(name, region, u):
-        key = name if name in ("entropy", "mutual_information", "zero", "deterministic_entropy") else (name, region)
-        if key not in ranked:
-            ranked[key] = _Ranked(u)
-        return ranked[key]
+    def prepared(name, region, u):
+        key = name if name in REGION_FREE else (name, region)
+        if key not in cache:
+            cache[key] = (_Ranked(u), np.searchsorted(tau, u * 100.0, side="left"))
+        return cache[key]
 
     regions = {}
     for region, classes in REGIONS.items():
@@ -227,8 +239,9 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         confidence = np.where(p >= 0.5, p, 1.0 - p)
         measures = {}
         for name, u in region_measures(probs, region, **maps).items():
-            q = qubrats_score(u * 100.0, pred, true, thresholds)
-            roc, ap = rank(name, region, u).auroc_ap(errors)
+            ranked, first = prepared(name, region, u)
+            q = _qubrats_score_of(_qubrats_curves_from_first(first, tau, pred, true))
+            roc, ap = ranked.auroc_ap(errors)
             measures[name] = {"auroc": _json_float(roc), "auprc": _json_float(ap),
                               "qubrats": {k: _json_float(v) for k, v in q.items()}}
         regions[region] = {
