@@ -245,3 +245,19 @@ def test_batched_windows_and_samples_equal_one_at_a_time():
     for c in (1, 2, 3):
         np.testing.assert_allclose(many.gradcam[c], one.gradcam[c], atol=2e-5)
     assert all(m.max() > 0 for m in many.gradcam.values())
+
+
+def test_channels_last_mc_decode_matches_contiguous_and_restores_the_weights():
+    """The CPU MC path runs channels-last (weights too, for a while): same statistics, model left contiguous."""
+    model, x = tiny_model(seed=4), volume(seed=6)
+    fast = Predictor(model, CPU, window=(32, 32, 24), mc_samples=6, mc_batch=3, seed=1)
+    assert fast.channels_last
+    a = fast.predict(x)
+    for p in model.parameters():
+        assert p.is_contiguous()
+    plain = Predictor(model, CPU, window=(32, 32, 24), mc_samples=6, mc_batch=3, seed=1)
+    plain.channels_last = False
+    b = plain.predict(x)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=2e-5)
+    np.testing.assert_allclose(a.variance, b.variance, atol=2e-6)
+    np.testing.assert_allclose(a.mutual_information, b.mutual_information, atol=2e-5)

@@ -34,6 +34,7 @@ Per-window moments are blended with Gaussian weights and normalised once.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,7 +203,7 @@ class Predictor:
 
     def _mc_moments(self, x, feats, masks) -> dict[str, torch.Tensor]:
         acc = MomentAccumulator()
-        with mc_dropout_mode(self.model):
+        with mc_dropout_mode(self.model), _weights_channels_last(self.model, self.channels_last):
             for start in range(0, self.mc_samples, self.mc_batch):
                 stop = min(start + self.mc_batch, self.mc_samples)
                 n = stop - start
@@ -266,6 +267,25 @@ class Predictor:
             attention={} if attention is None else {k: _np(attention.result(k)[0]) for k in attention.sums},
             n_windows=n_windows, mc_samples=self.mc_samples, timings_s={k: round(v, 4) for k, v in timings.items()},
         )
+
+
+@contextmanager
+def _weights_channels_last(model: nn.Module, enabled: bool):
+    """The 3D conv weights channels-last for a while (same values), then contiguous again.
+
+    With channels-last weights oneDNN keeps every conv output channels-last, whatever layout
+    instance norm hands back; a transposed conv then runs 4x faster (0.12 s against 0.49 s
+    for 4 samples at 40x48x40 -> 80x96x80), which is most of the MC decode's gain.
+    """
+    weights = [p for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))
+               for p in (m.weight,) if p.ndim == 5] if enabled else []
+    try:
+        for p in weights:
+            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+        yield
+    finally:
+        for p in weights:
+            p.data = p.data.contiguous()
 
 
 def _chunks(items, size: int):
