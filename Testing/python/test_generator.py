@@ -217,3 +217,31 @@ def test_enhancing_mimics_are_bright_on_t1ce_dark_on_t2_and_never_tumour():
     healthy = (classes == 0) & ~mimics
     assert image[T1CE][mimics].mean() > np.percentile(image[T1CE][healthy], 90)
     assert image[T2][mimics].mean() < image[T2][healthy].mean()
+
+
+def test_training_on_sources_records_the_recipe_and_resumes_on_another_mixture(tmp_path):
+    """training.train --sources: a real run (tiny network, 2 steps) whose checkpoint says what it can do without,
+    on which grid it runs and what it was trained on; --resume may switch to a phase-2 sources file."""
+    from BrainTumorXAILib.models.checkpoint import load_checkpoint
+    from training.train import main as train_main
+
+    _brats2013_case(tmp_path / "pat0001")
+    _brats2013_case(tmp_path / "pat0002", seed=1)
+    sources = _sources(tmp_path, validation=[{"path": "pat0002", "labels": "expert"}])
+    run = tmp_path / "run"
+    common = ["--out", str(run), "--spacing", "2", "--patch", "32", "--batch", "1", "--steps-per-epoch", "2",
+              "--base-channels", "4", "--depth", "2", "--val-mc-samples", "0", "--quiet", "--warmup-steps", "1"]
+    assert train_main(["--sources", str(sources), "--epochs", "1", *common]) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["normalisation"]["spacing"] == [2.0, 2.0, 2.0]
+    assert ckpt["normalisation"]["optional_sequences"] == ["t1", "t2"]
+    assert ckpt["provenance"]["sources"]["real"]["cases"][0]["labels"] == "expert"
+    assert json.loads((run / "split.json").read_text()) == {"train": ["pat0001"], "val": ["pat0002"], "test": []}
+    phase2 = tmp_path / "phase2.json"
+    data = json.loads(sources.read_text())
+    data["sequence_dropout"] = {"t1": 1.0, "t2": 1.0}
+    phase2.write_text(json.dumps(data))
+    assert train_main(["--sources", str(phase2), "--resume", "--epochs", "2", *common]) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["training_state"]["epoch"] == 1
+    assert ckpt["provenance"]["sources"]["sequence_dropout"] == {"t1": 1.0, "t2": 1.0}
