@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from BrainTumorXAILib.io.labels import REGIONS
 from BrainTumorXAILib.reporting.calibration import region_ece
 
 REGION_NAMES = ("WT", "TC", "ET")

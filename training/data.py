@@ -136,14 +136,12 @@ def sample_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-class PatchDataset(Dataset):
-    """``length`` random patches per epoch from the training cases, reproducible per (seed, epoch, index)."""
+class EpochSampledDataset(Dataset):
+    """``length`` random samples per epoch; sample ``index`` of epoch ``e`` is drawn from the generator
+    seeded by (seed, e, index), so a resumed run or another worker count draws the same batches."""
 
-    def __init__(self, store: CaseStore, keys: list[str], cfg, length: int):
-        self.store, self.keys, self.cfg, self.length = store, list(keys), cfg, int(length)
-        self.epoch = 0
-        if not self.keys:
-            raise BrainTumorXAIError(f"{store.data_dir}: no usable training case")
+    def __init__(self, cfg, length: int):
+        self.cfg, self.length, self.epoch = cfg, int(length), 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -151,8 +149,21 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def rng(self, index: int) -> np.random.Generator:
+        return sample_generator(self.cfg.seed, self.epoch, index)
+
+
+class PatchDataset(EpochSampledDataset):
+    """Random patches from the training cases."""
+
+    def __init__(self, store: CaseStore, keys: list[str], cfg, length: int):
+        super().__init__(cfg, length)
+        self.store, self.keys = store, list(keys)
+        if not self.keys:
+            raise BrainTumorXAIError(f"{store.data_dir}: no usable training case")
+
     def __getitem__(self, index: int):
-        rng = sample_generator(self.cfg.seed, self.epoch, index)
+        rng = self.rng(index)
         case = self.store.get(self.keys[int(rng.integers(len(self.keys)))])
         image, label = extract_patch(case.image, case.label, self.cfg.patch, rng, self.cfg.foreground_fraction)
         image, label = augment(torch.from_numpy(image), torch.from_numpy(label.astype(np.int64)), self.cfg, rng)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from BrainTumorXAILib.models.dropout import mc_dropout_modules
+from BrainTumorXAILib.models.dropout import draw_masks, mc_dropout_modules, set_masks
 from BrainTumorXAILib.models.factory import build_model
 
 NEGATIVE_SLOPE = 0.01
@@ -104,3 +104,19 @@ def mc_statistics(f: np.ndarray, head_weight, head_bias, keep: np.ndarray, p: fl
     mean_sample_entropy = np.mean([entropy(s) for s in samples], axis=0)
     return {"mean": mean, "variance": variance, "entropy": entropy(mean),
             "mutual_information": np.maximum(entropy(mean) - mean_sample_entropy, 0.0)}
+
+
+def explicit_mc_samples(model, x, n, seed):
+    """N full forward passes (encoder and decoder), sample s with mask s in every dropout module."""
+    masks = draw_masks(model, n, torch.Generator().manual_seed(seed))
+    samples = []
+    with torch.no_grad():
+        for s in range(n):
+            model.eval()
+            for m in mc_dropout_modules(model):
+                m.train()
+            set_masks(model, [m[s:s + 1] for m in masks])
+            samples.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0])
+    set_masks(model, None)
+    model.eval()
+    return torch.stack(samples)

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from BrainTumorXAILib.inference import gradcam as gc
-from BrainTumorXAILib.models.dropout import MCDropout3d, draw_masks, mc_dropout_modules, set_masks
+from BrainTumorXAILib.models.dropout import MCDropout3d, mc_dropout_modules
+from handmade_models import explicit_mc_samples
 from BrainTumorXAILib.models.factory import build_model
 from BrainTumorXAILib.inference.predictor import Predictor
 
@@ -28,22 +29,6 @@ def test_deterministic_path_without_samples():
     np.testing.assert_allclose(maps.probabilities.sum(0), 1.0, atol=1e-5)
     np.testing.assert_allclose(maps.probabilities, maps.deterministic, atol=1e-6)
     assert maps.entropy.min() >= 0 and maps.entropy.max() <= np.log(4) + 1e-5
-
-
-def explicit_mc_samples(model, x, n, seed):
-    """N full forward passes (encoder and decoder), sample s with mask s in every dropout module."""
-    masks = draw_masks(model, n, torch.Generator().manual_seed(seed))
-    samples = []
-    with torch.no_grad():
-        for s in range(n):
-            model.eval()
-            for m in mc_dropout_modules(model):
-                m.train()
-            set_masks(model, [m[s:s + 1] for m in masks])
-            samples.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0])
-    set_masks(model, None)
-    model.eval()
-    return torch.stack(samples)
 
 
 def test_mc_statistics_equal_explicit_full_passes_with_the_same_masks():

@@ -8,13 +8,11 @@ Only public behaviour is used (the predictor's outputs), so the tests hold howev
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
 from BrainTumorXAILib.inference import gradcam as gc
 from BrainTumorXAILib.inference.predictor import Predictor
-from BrainTumorXAILib.models.dropout import draw_masks, mc_dropout_modules, set_masks
 from BrainTumorXAILib.models.factory import build_model
 
 import handmade_models as hm
@@ -55,18 +53,7 @@ def hand_blend(per_window: list[np.ndarray]) -> np.ndarray:
 
 def explicit_samples(model, x, n, seed):
     """N full forward passes of one window, sample s with keep mask s in every dropout module (float64)."""
-    masks = draw_masks(model, n, torch.Generator().manual_seed(seed))
-    out = []
-    with torch.no_grad():
-        for s in range(n):
-            model.eval()
-            for m in mc_dropout_modules(model):
-                m.train()
-            set_masks(model, [m[s:s + 1] for m in masks])
-            out.append(torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0].double().numpy())
-    set_masks(model, None)
-    model.eval()
-    return np.stack(out)
+    return hm.explicit_mc_samples(model, x, n, seed).double().numpy()
 
 
 def test_the_case_really_has_two_overlapping_windows():

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import SEQUENCES
 
-from ..data import PreparedCase, augment, extract_patch, sample_generator
+from ..data import EpochSampledDataset, PreparedCase, augment, extract_patch
 from .real import prepare_real, read_real
 from .synthetic import SynthSettings, synthetic_patch
 
@@ -123,25 +122,19 @@ class RealStore:
         return [k for k in keys if self.get(k) is not None]
 
 
-class MixtureDataset(Dataset):
-    """``length`` samples per epoch drawn from the sources by weight, reproducible per (seed, epoch, index)."""
+class MixtureDataset(EpochSampledDataset):
+    """Samples drawn from the sources by weight."""
 
     def __init__(self, spec: SourceSpec, store: RealStore, real_keys: list[str], cfg, length: int):
-        self.spec, self.store, self.real_keys, self.cfg, self.length = spec, store, list(real_keys), cfg, int(length)
-        self.epoch = 0
+        super().__init__(cfg, length)
+        self.spec, self.store, self.real_keys = spec, store, list(real_keys)
         weights = np.array([spec.synthetic_weight, spec.real_weight if self.real_keys else 0.0])
         if weights.sum() <= 0:
             raise BrainTumorXAIError("no usable training source (no synthetic weight and no usable real case)")
         self.weights = weights / weights.sum()
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int):
-        rng = sample_generator(self.cfg.seed, self.epoch, index)
+        rng = self.rng(index)
         if rng.random() < self.weights[0]:
             image, label = synthetic_patch(rng, self.cfg.patch, self.spec.synth)
             image, label = torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))

@@ -36,12 +36,7 @@ def reliability_figure(report: dict, path) -> Path:
     axes[0][0].set_ylabel("accuracy", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle("Reliability of the region forecasts (inside the brain)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_labels: np.ndarray, regions: list[dict],
@@ -69,6 +64,10 @@ def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_lab
         axes[0][0].text(0.5, 0.5, "no region above the threshold", ha="center", va="center", fontsize=8)
         axes[0][0].axis("off")
     fig.suptitle("Where to look: most uncertain regions (entropy, ranked by volume x mean entropy)", fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
