@@ -233,13 +233,18 @@ def test_batched_windows_and_samples_equal_one_at_a_time():
 
 
 def test_channels_last_mc_decode_matches_contiguous_and_restores_the_weights():
-    """The CPU MC path runs channels-last (weights too, for a while): same statistics, model left contiguous."""
+    """The CPU MC path runs channels-last (weights too, for a while): same statistics, the model's weights left
+    exactly as they were (contiguous, or channels-last as a training model keeps them)."""
     model, x = tiny_model(seed=4), volume(seed=6)
     fast = Predictor(model, CPU, window=(32, 32, 24), mc_samples=6, mc_batch=3, seed=1)
     assert fast.channels_last
     a = fast.predict(x)
     for p in model.parameters():
         assert p.is_contiguous()
+    trained = tiny_model(seed=4).to(memory_format=torch.channels_last_3d)
+    before = {n: (p.data_ptr(), p.stride()) for n, p in trained.named_parameters()}
+    Predictor(trained, CPU, window=(32, 32, 24), mc_samples=2, seed=1).predict(x)
+    assert before == {n: (p.data_ptr(), p.stride()) for n, p in trained.named_parameters()}
     plain = Predictor(model, CPU, window=(32, 32, 24), mc_samples=6, mc_batch=3, seed=1)
     plain.channels_last = False
     b = plain.predict(x)

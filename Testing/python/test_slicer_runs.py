@@ -196,7 +196,7 @@ def test_checkpoint_optional_sequences_are_read_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.split() == ["('t1',", "'t2')", "()", "()", "False"], out.stderr
     assert BrainTumorXAILogic.optionalSequences(path) == ("t1", "t2")
-    assert BrainTumorXAILogic.optionalSequences(None) == ()  # the bundled demo weights need all four
+    assert BrainTumorXAILogic.optionalSequences(None) == ("t1", "t2")  # the bundled default weights read T1ce + FLAIR
 
 
 def test_auto_fill_replaces_empty_repeated_and_output_choices(scene):

@@ -245,9 +245,12 @@ def test_data_folder_scan_error_is_shown(tmp_path):
 
     not_a_folder = tmp_path / "data"
     not_a_folder.write_text("")  # removed and replaced by a file after the server checked it
-    fake = SimpleNamespace(state=get_server("btx-scan-error-test", client_type="vue3").state,
-                           data_dir=not_a_folder, limits=UploadLimits(), _cases={})
-    for name in ("_scan_cases", "_on_case", "_on_overlay", "_on_preset", "_update"):
+    class Fake(SimpleNamespace):  # a class of its own: trame's trigger decorator annotates it
+        pass
+
+    trame = get_server("btx-scan-error-test", client_type="vue3")
+    fake = Fake(state=trame.state, ctrl=trame.controller, data_dir=not_a_folder, limits=UploadLimits(), _cases={})
+    for name in ("_scan_cases", "_on_case", "_on_overlay", "_on_preset", "_on_review_jump", "_update"):
         setattr(fake, name, getattr(ViewerApp, name).__get__(fake))
     ViewerApp._init_state(fake)
     assert fake.state.cases == [] and "not a folder" in fake.state.error
