@@ -41,6 +41,10 @@ def test_demo_model_segments_the_sample_case(demo_result):
     # measured: WT 0.898, TC 0.781, ET 0.786, entropy-error AUROC 0.973 (MC 8)
     assert regions["WT"]["dice"] > 0.87 and regions["TC"]["dice"] > 0.75 and regions["ET"]["dice"] > 0.75
     assert summary["uncertainty_quality"]["entropy_error_auroc"] > 0.95  # uncertainty sits on the errors
+    # the weights carry their validation trust card (model card): the reader sees how far to trust the maps
+    trust = summary["model"]["trust"]
+    assert trust["cases"] == 2 and "BRATS 2013" in trust["source"]
+    assert set(trust["regions"]) == {"WT", "TC", "ET"} and trust["regions"]["WT"]["ece"] < 0.05
 
 
 @pytest.fixture(scope="module")
