@@ -153,6 +153,10 @@ def test_wheel_ships_vtk_dependency_and_the_demo_files(tmp_path):
     for seq in ("t1", "t1ce", "t2", "flair", "seg"):
         assert f"BrainTumorXAILib/demo_data/SampleCase/BraTS2021_Sample_{seq}.nii.gz" in names
     assert "BrainTumorXAILib/cli.py" in names and "training/train.py" in names
+    # every module of the Lib and of training/, in every subpackage, is in the wheel
+    sources = {str(p.relative_to(REPO / "BrainTumorXAI")) for p in (REPO / "BrainTumorXAI" / "BrainTumorXAILib").rglob("*.py")}
+    sources |= {str(p.relative_to(REPO)) for p in (REPO / "training").rglob("*.py")}
+    assert sources - names == set()
     assert any(line.startswith("Requires-Dist: vtk") and "extra" not in line for line in metadata.splitlines())
 
 
