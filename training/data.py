@@ -192,12 +192,18 @@ def extract_patch(image: np.ndarray, label: np.ndarray, size: int, rng: np.rando
     return np.ascontiguousarray(img), np.ascontiguousarray(lab)
 
 
+def random_flips(image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator):
+    """Each axis flipped with probability 1/2 (image (C, ...) and label (...) alike)."""
+    for axis in range(3):
+        if rng.random() < 0.5:
+            image, label = image.flip(axis + 1), label.flip(axis)
+    return image, label
+
+
 def augment(image: torch.Tensor, label: torch.Tensor, cfg, rng: np.random.Generator):
     """Flips, small rotation/scaling (same grid for image and label), intensity shift/scale, gamma, noise."""
     if cfg.flip:
-        for axis in range(3):
-            if rng.random() < 0.5:
-                image, label = image.flip(axis + 1), label.flip(axis)
+        image, label = random_flips(image, label, rng)
     if rng.random() < cfg.spatial_prob:
         image, label = _rotate_scale(image, label, rng, cfg.rotate_deg, cfg.scale)
     channels = image.shape[0]

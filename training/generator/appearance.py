@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .atlas import load_atlas
 from .fields import smooth_noise
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
@@ -77,6 +78,7 @@ def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, clas
     noises = smooth_noise(rng, shape, cells, channels=4 * len(SEQUENCES)).reshape(len(SEQUENCES), 4, *shape)
     biases = smooth_noise(rng, shape, 2.5, channels=len(SEQUENCES))
     shares = tissue / total
+    fractions = load_atlas(spacing).fractions
     if mimics is None:
         mimics = _enhancing_mimics(rng, shares, brain & (classes == 0), cells)
     for c, seq in enumerate(SEQUENCES):
@@ -98,7 +100,7 @@ def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, clas
             image[mimics] = _MIMIC[seq](m) * float(rng.uniform(0.85, 1.15))
         image = _artefacts(rng, image, biases[c])
         image[~brain] = 0.0
-        out[c] = _zscore(image, brain, hard, classes, tumour_share)
+        out[c] = _zscore(image, brain, hard, classes, tumour_share, fractions)
     return out
 
 
@@ -146,12 +148,9 @@ def _artefacts(rng: np.random.Generator, image: np.ndarray, bias_field: np.ndarr
 
 
 def _zscore(image: np.ndarray, brain: np.ndarray, hard: np.ndarray, classes: np.ndarray,
-            tumour_share: float) -> np.ndarray:
+            tumour_share: float, fractions: np.ndarray) -> np.ndarray:
     """Z-score by whole-brain statistics estimated from the patch: per-tissue moments of the patch,
     weighted by the tissue shares of a whole brain (a patch alone is not the brain inference normalises)."""
-    from .atlas import load_atlas
-
-    fractions = load_atlas().fractions
     healthy = brain & (classes == 0)
     tumour = brain & (classes > 0)
     mean_all = float(image[brain].mean()) if brain.any() else 0.0

@@ -30,15 +30,11 @@ class Atlas:
         return tuple(self.brain.shape)
 
 
-def _templates() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from BrainTumorXAILib.synth.anatomy import _load_templates
-
-    return _load_templates()
-
-
 @lru_cache(maxsize=4)
 def load_atlas(spacing: float = 2.0) -> Atlas:
-    t1, gm, wm, affine = _templates()
+    from BrainTumorXAILib.synth.anatomy import load_templates
+
+    t1, gm, wm, affine = load_templates()
     zooms = np.abs(np.diag(affine)[:3])
     brain = (t1 > 0.2).astype(np.float32)
     csf = np.clip(brain - gm - wm, 0.0, 1.0)

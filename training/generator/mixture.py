@@ -26,7 +26,7 @@ import torch
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import SEQUENCES
 
-from ..data import EpochSampledDataset, PreparedCase, augment, extract_patch
+from ..data import EpochSampledDataset, PreparedCase, augment, extract_patch, random_flips
 from .real import prepare_real, read_real
 from .synthetic import SynthSettings, synthetic_patch
 
@@ -138,10 +138,8 @@ class MixtureDataset(EpochSampledDataset):
         if rng.random() < self.weights[0]:
             image, label = synthetic_patch(rng, self.cfg.patch, self.spec.synth)
             image, label = torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
-            if self.cfg.flip:
-                for axis in range(3):
-                    if rng.random() < 0.5:
-                        image, label = image.flip(axis + 1), label.flip(axis)
+            if self.cfg.flip:  # the generator randomises everything else itself
+                image, label = random_flips(image, label, rng)
         else:
             case = self.store.get(self.real_keys[int(rng.integers(len(self.real_keys)))])
             image, label = extract_patch(case.image, case.label, self.cfg.patch, rng, self.cfg.foreground_fraction)

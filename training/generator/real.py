@@ -16,7 +16,6 @@ import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import SEQUENCES
-from BrainTumorXAILib.io.preprocessing import preprocess
 
 BRATS2013_FILES = {"flair": "Flair_subtrMeanDivStd", "t1ce": "T1c_subtrMeanDivStd"}
 BRATS2013_LABELS = "OTMultiClass"
@@ -32,8 +31,11 @@ class RealCase:
     present: tuple[str, ...]
     label: np.ndarray  # internal classes
     affine: np.ndarray
-    brain: np.ndarray  # bool
     source: str
+
+    @property
+    def missing(self) -> list[str]:
+        return [s for s in SEQUENCES if s not in self.present]
 
 
 def _nifti(folder: Path, stem: str) -> Path | None:
@@ -70,20 +72,18 @@ def read_brats2013(folder: Path) -> RealCase:
         # so that "non-zero = brain" holds as in BraTS files.
         data = np.where(brain, data - data[brain].min() + 1.0, 0.0)
         images[SEQUENCES.index(seq)] = data
-    return RealCase(folder.name, images, tuple(paths), label, np.asarray(ref.affine, np.float64), brain, str(folder))
+    return RealCase(folder.name, images, tuple(paths), label, np.asarray(ref.affine, np.float64), str(folder))
 
 
 def read_brats(folder: Path, optional: tuple[str, ...] = ()) -> RealCase:
     from BrainTumorXAILib.io.case_io import load_case
-    from BrainTumorXAILib.io.preprocessing import brain_mask
 
     case = load_case(folder, optional=optional)
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground-truth segmentation (_seg / -seg) to train on")
     present = tuple(s for s in SEQUENCES if s not in case.missing)
     images = np.asarray(case.images, np.float32)
-    return RealCase(case.case_id, images, present, case.label.astype(np.uint8), case.affine,
-                    brain_mask(images[[SEQUENCES.index(s) for s in present]]), str(folder))
+    return RealCase(case.case_id, images, present, case.label.astype(np.uint8), case.affine, str(folder))
 
 
 def read_real(folder: Path, optional: tuple[str, ...] = ("t1", "t2")) -> RealCase:
@@ -91,13 +91,10 @@ def read_real(folder: Path, optional: tuple[str, ...] = ("t1", "t2")) -> RealCas
 
 
 def prepare_real(case: RealCase, normalisation: dict):
-    """(image (4, ...) float32 on the network grid, label uint8, transform): absent channels stay 0."""
-    idx = [SEQUENCES.index(s) for s in case.present]
-    image, _, transform = preprocess(case.images[idx], case.affine, method=normalisation["method"],
-                                     crop=normalisation["crop"], window=normalisation["window"],
-                                     spacing=normalisation["spacing"], multiple_of=normalisation["multiple_of"],
-                                     mask=case.brain, reorient=normalisation.get("reorient", True))
-    full = np.zeros((len(SEQUENCES), *image.shape[1:]), np.float32)
-    full[idx] = image
+    """(image (4, ...) float32 on the network grid, label uint8, transform): exactly what ``analyze`` feeds the
+    network (``network_input``), absent channels 0."""
+    from BrainTumorXAILib.analyze import network_input
+
+    image, _, transform, _ = network_input(case, {"sequences": list(SEQUENCES), "normalisation": normalisation})
     label = transform.apply(case.label, order=0).astype(np.uint8)
-    return full, label, transform
+    return image, label, transform

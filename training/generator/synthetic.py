@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -32,9 +33,15 @@ class SynthSettings:
         return dict(self.kinds or KINDS)
 
 
+@lru_cache(maxsize=4)
+def _atlas_volume(spacing: float) -> torch.Tensor:
+    atlas = load_atlas(spacing)
+    return torch.from_numpy(np.concatenate([atlas.tissue, atlas.brain[None]]))[None]
+
+
 def _sample_atlas(atlas: Atlas, coords: np.ndarray) -> np.ndarray:
     """Tissue (3) and brain (1) maps at atlas voxel coordinates ``coords`` (3, X, Y, Z), linear, 0 outside."""
-    volume = torch.from_numpy(np.concatenate([atlas.tissue, atlas.brain[None]]))[None]
+    volume = _atlas_volume(atlas.spacing)
     size = np.asarray(atlas.shape, dtype=np.float32)
     norm = coords / (size[:, None, None, None] - 1) * 2 - 1
     grid = torch.from_numpy(np.ascontiguousarray(norm[::-1].transpose(1, 2, 3, 0)))[None].float()

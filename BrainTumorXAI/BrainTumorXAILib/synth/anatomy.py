@@ -39,7 +39,7 @@ def _nilearn_template_files() -> dict[str, Path] | None:
     return files if all(f.is_file() for f in files.values()) else None
 
 
-def _load_templates() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_templates() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(t1, gm, wm, affine) exactly as nilearn's load_mni152_* return them (rescaled to 0..1)."""
     import nibabel as nib
 
@@ -58,7 +58,7 @@ def _load_templates() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _atlas() -> _Atlas:
-    t1, gm, wm, affine = _load_templates()
+    t1, gm, wm, affine = load_templates()
     mask = (t1 > 0.2).astype(np.float32)  # nilearn's load_mni152_brain_mask rule
     # Candidate centres on a 2 mm lattice: deep white matter of the cerebrum,
     # off the midline (one hemisphere), above the cerebellum.
