@@ -52,17 +52,8 @@ from BrainTumorXAILib.reporting.surfaces import case_surfaces
 
 
 def timed(fn, device, repeats: int) -> float:
-    fn()  # warm-up (allocations, cuDNN autotune)
-    runs = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    """Median seconds of ``fn`` after a warm-up (allocations, cuDNN autotune)."""
+    return interleaved({"fn": fn}, repeats, device)["fn"]
 
 
 def windows(volume: np.ndarray, window: int, device):

@@ -123,3 +123,13 @@ def folder_hashes(folder) -> dict[str, str]:
         if p.is_file():
             out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() + f"@{p.stat().st_mtime_ns}"
     return out
+
+
+def upload_case_files(folder, prefix: str, shape=(8, 8, 6), seed: int = 0) -> dict[str, bytes]:
+    """{file name: bytes} of a tiny BraTS 2021-named case (four random float32 sequences) for upload tests."""
+    out = {}
+    for seq in SEQUENCES:
+        path = Path(folder) / f"{prefix}_{seq}.nii.gz"
+        nib.save(nib.Nifti1Image(np.random.default_rng(seed).random(shape, dtype=np.float32), np.eye(4)), str(path))
+        out[path.name] = path.read_bytes()
+    return out

@@ -6,26 +6,17 @@ from __future__ import annotations
 import io
 import zipfile
 
-import numpy as np
 import pytest
 
 from BrainTumorXAILib.web import uploads
 from BrainTumorXAILib.web.uploads import UploadError, UploadLimits, UploadSession, extract_zip
+from nifti_factory import upload_case_files
 
-SEQ = ("t1", "t1ce", "t2", "flair")
 
 
 @pytest.fixture(scope="module")
 def case_files(tmp_path_factory) -> dict[str, bytes]:
-    import nibabel as nib
-
-    folder = tmp_path_factory.mktemp("limits")
-    out = {}
-    for s in SEQ:
-        path = folder / f"Lim_{s}.nii.gz"
-        nib.save(nib.Nifti1Image(np.random.default_rng(1).random((6, 6, 5), dtype=np.float32), np.eye(4)), str(path))
-        out[path.name] = path.read_bytes()
-    return out
+    return upload_case_files(tmp_path_factory.mktemp("limits"), "Lim", (6, 6, 5), seed=1)
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

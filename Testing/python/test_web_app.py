@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import sys
 import time
 import urllib.error
@@ -35,21 +34,8 @@ DEFAULT_DEADLINE_S = 300
 
 @pytest.fixture(autouse=True)
 def _deadline(request):
-    if not hasattr(signal, "SIGALRM"):
+    with driver.alarm_deadline(request.node.name, TEST_DEADLINE_S.get(request.node.originalname, DEFAULT_DEADLINE_S)):
         yield
-        return
-    limit = TEST_DEADLINE_S.get(request.node.originalname, DEFAULT_DEADLINE_S)
-
-    def expire(_signum, _frame):
-        raise TimeoutError(f"{request.node.name}: no result within {limit} s (a network wait without a deadline?)")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(limit)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

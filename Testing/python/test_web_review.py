@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import contextlib
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -29,16 +29,8 @@ REGIONS = [{"rank": 1, "boundary": "ED|background", "volume_ml": 2.0, "mean_entr
 
 @pytest.fixture(autouse=True)
 def _deadline(request):
-    def expire(_signum, _frame):
-        raise TimeoutError(f"{request.node.name}: no result within {DEADLINE_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(DEADLINE_S)
-    try:
+    with driver.alarm_deadline(request.node.name, DEADLINE_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _serve(tmp_path, trust):
@@ -66,13 +58,25 @@ def _serve(tmp_path, trust):
     return proc, log, f"http://127.0.0.1:{port}", case_dir.name
 
 
-def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_path):
-    proc, log, base, case = _serve(tmp_path, trust=True)
+@contextlib.contextmanager
+def _page(tmp_path, trust):
+    """A served viewer and a connected page with the prepared case selected; (page, server process)."""
+    proc, log, base, case = _serve(tmp_path, trust)
     page = None
     try:
         driver.wait_http(base + "/btx/health", 90)
         page = driver.TrameConnection(base, timeout=60)
         page.call("trame.state.update", [{"key": "selected_case", "value": case}])
+        yield page, proc
+    finally:
+        if page is not None:
+            page.close()
+        driver.stop(proc, timeout=30)
+        log.close()
+
+
+def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_path):
+    with _page(tmp_path, trust=True) as (page, proc):
         state = page.wait_state(lambda st: st.get("loaded_case") and st.get("review"), 120)
         assert [r["rank"] for r in state["review"]] == [1, 2]
         assert state["review"][1]["boundary"] == "ET|ED" and state["review"][1]["ras"] == "30.5, -20.0, 5.0"
@@ -91,24 +95,9 @@ def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_pa
         assert state["legend"]["title"] == "Entropy"
         assert page.trigger("btx_review_jump", 7) is None and page.trigger("btx_review_jump", "x") is None
         assert proc.poll() is None
-    finally:
-        if page is not None:
-            page.close()
-        driver.stop(proc, timeout=30)
-        log.close()
 
 
 def test_without_a_card_the_page_says_not_measured(tmp_path):
-    proc, log, base, case = _serve(tmp_path, trust=False)
-    page = None
-    try:
-        driver.wait_http(base + "/btx/health", 90)
-        page = driver.TrameConnection(base, timeout=60)
-        page.call("trame.state.update", [{"key": "selected_case", "value": case}])
+    with _page(tmp_path, trust=False) as (page, _):
         state = page.wait_state(lambda st: st.get("loaded_case") and st.get("trust"), 120)
         assert state["trust"] == {"measured": False, "source": "not measured for this checkpoint", "rows": []}
-    finally:
-        if page is not None:
-            page.close()
-        driver.stop(proc, timeout=30)
-        log.close()

@@ -10,23 +10,13 @@ from pathlib import Path
 import pytest
 
 from BrainTumorXAILib.web.uploads import UploadError, UploadLimits, UploadSession, check_name, extract_zip
+from nifti_factory import upload_case_files
 
-SEQ = ("t1", "t1ce", "t2", "flair")
 
 
 @pytest.fixture(scope="module")
 def case_files(tmp_path_factory) -> dict[str, bytes]:
-    import nibabel as nib
-    import numpy as np
-
-    folder = tmp_path_factory.mktemp("upcase")
-    out = {}
-    for s in SEQ:
-        img = nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 6), dtype=np.float32), np.eye(4))
-        path = folder / f"Up_{s}.nii.gz"
-        nib.save(img, str(path))
-        out[path.name] = path.read_bytes()
-    return out
+    return upload_case_files(tmp_path_factory.mktemp("upcase"), "Up", (8, 8, 6), seed=0)
 
 
 def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -34,6 +35,26 @@ import urllib.request
 from pathlib import Path
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+
+@contextlib.contextmanager
+def alarm_deadline(what: str, seconds: int):
+    """The last guard of a test against a hang: TimeoutError naming ``what`` after ``seconds`` (SIGALRM;
+    a no-op where the platform has none). Every network wait below has its own, shorter deadline."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(_signum, _frame):
+        raise TimeoutError(f"{what}: no result within {seconds} s (a network wait without a deadline?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def find_chromium() -> str | None:
