@@ -253,6 +253,8 @@ def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:
 
 def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
     """Every network-grid map onto the case grid; probabilities stay a partition of unity."""
+    from .io.preprocessing import invert_stack
+
     n_cls = maps.probabilities.shape[0]
     fills = [1.0] + [0.0] * (n_cls - 1)  # outside the crop: background for sure
     # One stack, one pass: the same trilinear map for every channel.
@@ -282,58 +284,6 @@ def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
     out["gradcam"] = {c: clipped(inverted[k + i], 1.0) for i, c in enumerate(cams)}
     k += len(cams)
     out["attention"] = {name: clipped(inverted[k + i], 1.0) for i, name in enumerate(atts)}
-    return out
-
-
-def invert_stack(transform, volumes, fills) -> np.ndarray:
-    """``transform.invert(v, order=1, fill=f)`` for each volume, stacked (float32).
-
-    When the network grid is an axis-aligned scaling of the input grid (always,
-    after reorientation) trilinear interpolation is separable: three 1D linear
-    interpolations in torch (all cores) instead of one scipy ``affine_transform``
-    per map.  Same values (scipy's order 1, mode 'nearest', cval outside the
-    half-voxel margin) up to float rounding; anything else takes ``transform.invert``.
-    """
-    from .io.grid import voxel_to_voxel
-
-    volumes = [np.asarray(v, np.float32) for v in volumes]
-    if not volumes:
-        return np.zeros((0, *transform.input_shape), np.float32)
-    if not transform.resamples:
-        return np.stack([transform.invert(v, order=1, fill=f) for v, f in zip(volumes, fills)]).astype(np.float32)
-    matrix = voxel_to_voxel(transform.resampled_affine, transform.reoriented_affine)
-    if np.abs(matrix[:3, :3] - np.diag(np.diag(matrix[:3, :3]))).max() > 1e-9:
-        return np.stack([transform.invert(v, order=1, fill=f) for v, f in zip(volumes, fills)]).astype(np.float32)
-    src_shape, dst_shape = tuple(transform.resampled_shape), tuple(transform.reoriented_shape)
-    inner = tuple(slice(b, n - a) for b, a, n in zip(transform.pad_before, transform.pad_after, transform.output_shape))
-    crop = tuple(slice(a, b) for a, b in zip(transform.crop_start, transform.crop_stop))
-    weights, outside = [], []
-    for a in range(3):
-        # Linear interpolation along one axis is a (destination x source) matrix with two weights a row.
-        c = matrix[a, a] * np.arange(dst_shape[a], dtype=np.float64) + matrix[a, 3]
-        outside.append(torch.from_numpy(~((c >= -0.5 - 1e-6) & (c <= src_shape[a] - 0.5 + 1e-6))))
-        n = src_shape[a]
-        c = np.clip(c, 0.0, n - 1)
-        i0 = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
-        i1 = np.minimum(i0 + 1, n - 1)
-        w = np.zeros((dst_shape[a], n), np.float64)
-        rows = np.arange(dst_shape[a])
-        np.add.at(w, (rows, i0), 1.0 - (c - i0))
-        np.add.at(w, (rows, i1), c - i0)
-        weights.append(torch.from_numpy(w.astype(np.float32)))
-    out = np.empty((len(volumes), *transform.input_shape), np.float32)
-    for ch, (volume, fill) in enumerate(zip(volumes, fills)):
-        grid = torch.full(src_shape, float(fill), dtype=torch.float32)
-        grid[crop] = torch.from_numpy(np.ascontiguousarray(volume[inner]))
-        grid = torch.einsum("ia,abc->ibc", weights[0], grid)
-        grid = torch.einsum("jb,ibc->ijc", weights[1], grid)
-        grid = torch.einsum("ibc,kc->ibk", grid, weights[2])
-        for a in range(3):
-            if bool(outside[a].any()):
-                index = [slice(None)] * 3
-                index[a] = outside[a]
-                grid[tuple(index)] = float(fill)
-        out[ch] = transform._unreoriented(grid.contiguous().numpy())
     return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 def deterministic_entropy_on_case_grid(prediction) -> np.ndarray | None:
     """Entropy of the dropout-free softmax, mapped onto the case grid like every other map (None if not kept)."""
-    from ..analyze import invert_stack
+    from ..io.preprocessing import invert_stack
 
     det = getattr(prediction.maps, "deterministic", None)
     if det is None:
