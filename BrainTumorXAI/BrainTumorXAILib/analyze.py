@@ -398,7 +398,7 @@ def _write_figures(folder: Path, case, grid: dict) -> list[str]:
 
 
 def _model_summary(weights: Path, meta: dict, model) -> dict:
-    from .trust_card import checkpoint_trust
+    from .reporting.trust_card import checkpoint_trust
 
     return {"weights": str(weights), "architecture": meta.get("architecture"),
             "sequences": meta.get("sequences"), "normalisation": meta.get("normalisation"),

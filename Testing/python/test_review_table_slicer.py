@@ -48,7 +48,7 @@ def _with_trust_report(out, regions, card=None) -> dict:
 def test_loaded_run_has_its_review_table_and_the_preset_shows_entropy_there(tmp_path):
     from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
     from BrainTumorXAILib.slicer.review import REVIEW_KIND, TRUST_COLUMN
-    from BrainTumorXAILib.trust_card import NOT_MEASURED, TRUST_FORMAT
+    from BrainTumorXAILib.reporting.trust_card import NOT_MEASURED, TRUST_FORMAT
     from slicer_results_factory import make_case_and_results
 
     _, out, _ = make_case_and_results(tmp_path)
@@ -105,7 +105,7 @@ def test_loaded_run_has_its_review_table_and_the_preset_shows_entropy_there(tmp_
 def test_results_without_a_trust_report_have_no_review_table_and_say_not_measured(tmp_path):
     from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
     from BrainTumorXAILib.slicer.review import TRUST_COLUMN
-    from BrainTumorXAILib.trust_card import NOT_MEASURED
+    from BrainTumorXAILib.reporting.trust_card import NOT_MEASURED
     from slicer_results_factory import make_case_and_results
 
     _, out, _ = make_case_and_results(tmp_path)

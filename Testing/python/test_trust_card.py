@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from BrainTumorXAILib.trust_card import (NOT_MEASURED, TRUST_FORMAT, checkpoint_trust, region_text, side_file,
+from BrainTumorXAILib.reporting.trust_card import (NOT_MEASURED, TRUST_FORMAT, checkpoint_trust, region_text, side_file,
                                          summary_trust, validate_trust)
 
 CARD = {"format": TRUST_FORMAT, "source": "evaluate, 8 validation cases", "cases": 8, "estimator": "mc_dropout",

@@ -114,7 +114,7 @@ class ReviewLogic:
         "not measured for this checkpoint"; the card's source as the column description.  Returns the card."""
         import vtk
 
-        from ..trust_card import NOT_MEASURED, card_source, region_text, summary_trust
+        from ..reporting.trust_card import NOT_MEASURED, card_source, region_text, summary_trust
 
         card = summary_trust(summary)
         t = table.GetTable()

@@ -264,7 +264,7 @@ class ResultsScene:
 
     def checkpoint_trust(self) -> dict:
         """The checkpoint's uncertainty-quality figures for the page: {measured, source, rows: [{region, text}]}."""
-        from ..trust_card import NOT_MEASURED, REGION_NAMES, card_source, region_text, summary_trust
+        from ..reporting.trust_card import NOT_MEASURED, REGION_NAMES, card_source, region_text, summary_trust
 
         card = summary_trust(self.summary)
         if card is None:
