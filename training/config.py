@@ -31,6 +31,9 @@ class TrainConfig:
     sources: str = ""
     # sequences the network can do without (zero channels); set from the sources' sequence dropout
     optional_sequences: tuple = ()
+    # fine-tuning: start from this checkpoint's weights (same architecture) with a fresh optimiser and
+    # schedule; empty: random initialisation
+    init: str = ""
     # sampling and augmentation
     patch: int = 128
     batch: int = 2

@@ -10,6 +10,9 @@ matches ``--silver`` are marked as silver-standard (algorithm-fused) labels in e
 without them), and a case folder without them is read that way too.  A case that
 cannot be evaluated (unreadable, no ground truth, degenerate images) is skipped
 with one line on stderr and listed in ``skipped.csv`` and ``summary.md``.
+``--estimators mc,tta,mc+tta,ensemble,...`` (with ``--ensemble CKPT`` for the ensembles) also
+compares uncertainty estimators on the same cases: ``estimators.csv`` and ``estimators.md``
+(``training.estimators``).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
 
 def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
              device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=(),
-             explanation_checks: bool = False) -> list[dict]:
+             explanation_checks: bool = False, estimators: str = "", ensemble=(), tta: int = 8) -> list[dict]:
     if checkpoint in ("best", "last") and run is None:
         raise BrainTumorXAIError("--checkpoint best/last needs --run (or give a checkpoint path)")
     if out is None and run is None:
@@ -110,6 +113,13 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     if cannot:
         raise BrainTumorXAIError(f"{ckpt}: this checkpoint cannot do without {', '.join(cannot)} "
                                  f"(it can do without: {', '.join(optional_sequences(meta)) or 'nothing'})")
+    comparison = None
+    if estimators:
+        from .estimators import EstimatorComparison, parse_estimators
+
+        members = [load_model(Path(p), device=dev) for p in ensemble]
+        comparison = EstimatorComparison(parse_estimators(estimators, members), model, meta, dev,
+                                         AnalysisOptions(mc_samples=mc_samples), tta, members)
     cases = select_cases(run, data, split)
     if not cases:
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
@@ -121,7 +131,7 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
         t0 = time.perf_counter()
         try:
             quality = "silver" if any(fnmatch.fnmatch(folder.name, g) for g in silver) else "expert"
-            row = evaluate_case(folder, model, meta, dev, options, quality, drop)
+            row = evaluate_case(folder, model, meta, dev, options, quality, drop, comparison)
         except CASE_ERRORS as exc:  # one unreadable or degenerate case must not cost the whole report
             reason = " ".join(str(exc).split()) or type(exc).__name__
             print(f"skipping {folder.name}: {reason}", file=sys.stderr)
@@ -140,6 +150,8 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     if drop:
         title += f", without {', '.join(drop)}"
     write_report(rows, out, title, skipped)
+    if comparison is not None:
+        comparison.write(out, title, _csv)
     return rows
 
 
@@ -150,7 +162,7 @@ CASE_ERRORS = (BrainTumorXAIError, ValueError, RuntimeError)
 
 
 def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions, labels: str = "expert",
-                  drop=()) -> dict:
+                  drop=(), comparison=None) -> dict:
     case = load_case(folder, optional=optional_sequences(meta))
     for seq in drop:  # evaluate as if the sequence had not been acquired
         if seq not in case.missing:
@@ -158,7 +170,9 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
             case.missing.append(seq)
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
+    t0 = time.perf_counter()
     pred = predict_case(case, model, meta, dev, options)
+    predict_seconds = time.perf_counter() - t0
     metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
     acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
     row = case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
@@ -170,6 +184,8 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
         from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns
         from BrainTumorXAILib.reporting.trust import case_explanation_checks
         row.update(cam_columns(case_explanation_checks(case, pred, model, dev, meta, options)))
+    if comparison is not None:  # the other uncertainty estimators on the same case (mc: this prediction)
+        comparison.add_case(case, labels, pred, predict_seconds)
     return row
 
 
@@ -213,11 +229,18 @@ def main(argv=None) -> int:
     p.add_argument("--drop", default="", help="evaluate without these sequences, e.g. t1,t2")
     p.add_argument("--explanation-checks", action="store_true",
                    help="also Grad-CAM and its checks per case (randomisation, deletion: extra forward passes)")
+    p.add_argument("--estimators", default="", metavar="LIST",
+                   help="also compare uncertainty estimators on the same cases (estimators.csv/.md): any of "
+                        "deterministic, mc, tta, mc+tta, ensemble, ensemble+mc")
+    p.add_argument("--ensemble", action="append", default=[], metavar="CKPT",
+                   help="further checkpoints for the ensemble estimators (repeatable)")
+    p.add_argument("--tta", type=int, default=8, help="flips for the tta estimators (1..8; default 8)")
     a = p.parse_args(argv)
     drop = tuple(s for s in a.drop.split(",") if s)
     return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples,
                                                            a.device, a.out, a.quiet, a.silver, drop,
-                                                           a.explanation_checks))
+                                                           a.explanation_checks, a.estimators, a.ensemble,
+                                                           a.tta))
 
 
 if __name__ == "__main__":

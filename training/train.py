@@ -127,6 +127,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_params()).to(self.device)
         self.memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
+        if cfg.init and not resume:  # a resumed run already holds its own weights in last.pt
+            self._initialise_from(Path(cfg.init))
         self.model = self.model.to(memory_format=self.memory_format)
         self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                            else None) if self.dist.active else self.model
@@ -206,6 +208,16 @@ class Trainer:
         return split
 
     # -- checkpoints ------------------------------------------------------------
+    def _initialise_from(self, path: Path) -> None:
+        """Fine-tuning: the weights of an earlier run's checkpoint; its architecture must be this run's."""
+        ckpt = load_checkpoint(path, map_location="cpu")
+        ours = dict(self.model.config)
+        if dict(ckpt["architecture"]) != ours:
+            raise BrainTumorXAIError(f"{path}: --init checkpoint has architecture {dict(ckpt['architecture'])}, "
+                                     f"this run builds {ours}")
+        self.model.load_state_dict(ckpt["state_dict"], strict=True)
+        self.log(f"weights initialised from {path} (epoch {ckpt['provenance'].get('epoch')})")
+
     def _resume(self) -> None:
         ckpt = load_checkpoint(self.out / "last.pt", map_location=self.device)
         state = ckpt["training_state"]
@@ -226,7 +238,8 @@ class Trainer:
                       "split": self.split, "seed": self.cfg.seed, "config": dataclasses.asdict(self.cfg),
                       "git_commit": git_commit(), "braintumorxai_version": __version__, "epoch": epoch,
                       "world_size": self.dist.world, "device": str(self.device),
-                      "sources": None if self.sources is None else self.sources.record()}
+                      "sources": None if self.sources is None else self.sources.record(),
+                      "initialised_from": self.cfg.init or None}
         common = dict(sequences=SEQUENCES, class_names=CLASS_NAMES, normalisation=self.cfg.normalisation_record(),
                       provenance=provenance)
         # best.pt first: a run killed between the two writes resumes from the previous last.pt and redoes

@@ -45,6 +45,8 @@ class AnalysisOptions:
     extra_summary: dict = field(default_factory=dict)
     explanation_checks: bool = False  # trust report: Grad-CAM sanity checks (extra forward passes)
     keep_deterministic: bool = False  # also run the dropout-free pass (the trust report's baseline)
+    tta: int = 1  # test-time augmentation: flips of the network grid (1: none); the MC samples are spread over them
+    ensemble: tuple = ()  # further checkpoints, pooled with ``weights`` on the case grid (a checkpoint ensemble)
 
 
 def gradcam_class_indices(spec) -> list[int]:
@@ -105,7 +107,11 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     t0 = time.perf_counter()
     device = resolve_device(options.device)
     model, meta = load_model(weights, device=device)
-    case = load_case(case_dir, mapping=options.mapping, optional=optional_sequences(meta))
+    members = [(Path(w), *load_model(resolve_weights(Path(w)), device=device)) for w in options.ensemble]
+    protect += [("weights file", w) for w, _, _ in members]
+    # Only what every member can do without may be missing.
+    optional = set(optional_sequences(meta)).intersection(*(optional_sequences(m) for _, _, m in members))
+    case = load_case(case_dir, mapping=options.mapping, optional=tuple(s for s in SEQUENCES if s in optional))
     protect += [(f"{key} file", path) for key, path in case.files.items()]  # an explicit mapping may point anywhere
     check_not_replacing_inputs(out_dir, protect)
     if case.missing:
@@ -118,6 +124,11 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     with staged_output(out_dir, overwrite=options.overwrite, protect=protect) as staging:
         prediction = predict_case(case, model, meta, device, options, control, classes)
         timings.update(prediction.timings)
+        if members:
+            t0 = time.perf_counter()
+            prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control)
+                                                       for _, m, mm in members])
+            timings["ensemble"] = time.perf_counter() - t0
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
         outputs, evaluation = _write_outputs(staging, case, grid, brain, options, control, timings)
@@ -130,11 +141,14 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             "case": case.summary(),
             "missing_sequences": list(case.missing),
             "model": _model_summary(weights, meta, model),
+            "ensemble": [{"weights": str(w), "sequences": m.get("sequences"),
+                          "provenance_epoch": (m.get("provenance") or {}).get("epoch")} for w, _, m in members],
             "device": str(device),
             "platform": {"python": platform.python_version(), "torch": torch.__version__},
             "options": {"mc_samples": options.mc_samples, "gradcam_classes": [CLASS_NAMES[c] for c in classes],
                         "gradcam_layer": maps.gradcam_layer, "seed": options.seed, "overlap": options.overlap,
-                        "windows": maps.n_windows},
+                        "windows": maps.n_windows, "tta_flips": int(options.tta or 1),
+                        "ensemble_members": 1 + len(members)},
             "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
             "preprocessing": transform.to_dict(),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
@@ -215,12 +229,24 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     net_input, net_mask, transform, brain = network_input(case, meta)
     timings["preprocess"] = time.perf_counter() - t0
     window = int(meta.get("normalisation", {}).get("window", 128))
-    predictor = Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
-                          mc_samples=options.mc_samples, mc_batch=options.mc_batch, seed=options.seed,
-                          gradcam_classes=gradcam_classes, gradcam_layer=options.gradcam_layer, control=control,
-                          keep_deterministic=getattr(options, "keep_deterministic", False))
+    _require_sequences(case, meta)
+
+    def make_predictor(mc_samples: int, seed_offset: int = 0, primary: bool = True):
+        # Grad-CAM and the dropout-free baseline belong to the un-augmented pass only.
+        return Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
+                         mc_samples=mc_samples, mc_batch=options.mc_batch, seed=options.seed + seed_offset,
+                         gradcam_classes=gradcam_classes if primary else (),
+                         gradcam_layer=options.gradcam_layer if primary else None, control=control,
+                         keep_deterministic=primary and getattr(options, "keep_deterministic", False))
+
     t0 = time.perf_counter()
-    maps = predictor.predict(net_input, net_mask)
+    n_flips = int(getattr(options, "tta", 1) or 1)
+    if n_flips > 1:
+        from .inference.tta import predict_with_flips
+
+        maps = predict_with_flips(make_predictor, net_input, net_mask, n_flips, options.mc_samples)
+    else:
+        maps = make_predictor(options.mc_samples).predict(net_input, net_mask)
     timings["inference"] = time.perf_counter() - t0
     timings.update({f"inference.{k}": v for k, v in maps.timings_s.items()})
     control.report("resample", 0.0, "mapping back to the input grid")
@@ -230,7 +256,37 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     return CasePrediction(grid, maps, transform, brain, timings)
 
 
+def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction]) -> CasePrediction:
+    """A checkpoint ensemble: every member's samples pooled on the case grid (members may differ in grid and
+    window, so the network grids do not match).  Grad-CAM, attention and the dropout-free baseline stay the
+    primary checkpoint's.  The moments are pooled after trilinear mapping (exact inside a member's voxels,
+    interpolated between them like every other map)."""
+    from .inference.combine import Member, pool
+    from .reporting.metrics import class_argmax
+
+    members = [Member(probabilities=p.grid["probabilities"], variance=p.grid.get("variance"),
+                      mutual_information=p.grid.get("mutual_information"), entropy=p.grid["entropy"],
+                      samples=max(int(p.maps.mc_samples), 1)) for p in [primary, *others]]
+    pooled = pool(members)
+    classes = class_argmax(pooled.probabilities)
+    classes[~primary.brain] = 0
+    grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
+                variance=pooled.variance, mutual_information=pooled.mutual_information)
+    timings = dict(primary.timings, ensemble_members=float(len(members)))
+    return CasePrediction(grid, primary.maps, primary.transform, primary.brain, timings)
+
+
 # -- helpers ---------------------------------------------------------------------
+def _require_sequences(case, meta: dict) -> None:
+    """A checkpoint fed a zero channel for a sequence it was never trained to miss would answer nonsense."""
+    required = [s for s in meta.get("sequences", SEQUENCES) if s not in optional_sequences(meta)]
+    lacking = [s for s in required if s in getattr(case, "missing", ())]
+    if lacking:
+        raise CaseError(getattr(case, "folder", None), f"no {', '.join(lacking)} image, and a checkpoint of this "
+                        f"analysis needs {'it' if len(lacking) == 1 else 'them'} (it can do without: "
+                        f"{', '.join(optional_sequences(meta)) or 'nothing'})")
+
+
 def _require_slicer() -> None:
     try:
         import slicer  # noqa: F401

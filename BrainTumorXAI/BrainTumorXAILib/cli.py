@@ -50,12 +50,26 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _flips_arg(text: str) -> int:
+    from .inference.tta import FLIPS
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= len(FLIPS):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of flips from 1 to {len(FLIPS)}")
+    return n
+
+
 def _cmd_analyze(args) -> int:
     from .analyze import STAGE_WEIGHTS, AnalysisOptions, analyze_case
     from .runtime import JobControl, json_progress_printer
 
+    weights = args.weights or [None]  # --weights repeated: a checkpoint ensemble, the first one explains
     options = AnalysisOptions(
-        weights=args.weights, device=args.device, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
+        weights=weights[0], ensemble=tuple(weights[1:]), tta=args.tta,
+        device=args.device, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
         gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite, scene=args.scene,
         explanation_checks=args.explanation_checks,
@@ -137,9 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="segment a case with probabilities, uncertainty, Grad-CAM, surfaces")
     p.add_argument("case_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
+    p.add_argument("--weights", type=Path, action="append",
+                   help="checkpoint (default: the bundled demo weights); repeat it for a checkpoint ensemble "
+                        "(samples pooled; Grad-CAM from the first)")
     p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
+    p.add_argument("--tta", type=_flips_arg, default=1, metavar="1..8",
+                   help="test-time augmentation: flips of the image (1: none, 2: also left-right, ... 8: all); "
+                        "the MC samples are spread over them")
     p.add_argument("--mc-batch", type=int, help="MC samples decoded together per window (default: as many as a voxel budget per call holds: about 1M voxels on CPU, 24M on CUDA)")
     p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")

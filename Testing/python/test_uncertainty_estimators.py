@@ -1,0 +1,188 @@
+"""Uncertainty estimators beyond MC Dropout: flips (TTA), checkpoint ensembles, and their comparison."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from BrainTumorXAILib.inference.combine import Member, pool
+from BrainTumorXAILib.inference.predictor import Predictor
+from BrainTumorXAILib.inference.tta import FLIPS, predict_with_flips, samples_per_flip
+
+
+def _softmax_samples(rng, n, shape=(4, 5, 6, 7)):
+    logits = rng.normal(size=(n, *shape)) * 3
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _entropy(p, axis=0):
+    return -(p * np.log(np.clip(p, 1e-8, None))).sum(axis=axis)
+
+
+def _member(samples):
+    mean = samples.mean(axis=0)
+    if len(samples) == 1:
+        return Member(probabilities=mean, samples=1)
+    return Member(probabilities=mean, variance=samples.var(axis=0),
+                  mutual_information=_entropy(mean) - _entropy(samples, axis=1).mean(axis=0), samples=len(samples))
+
+
+def test_pooled_members_equal_the_moments_of_all_their_samples():
+    rng = np.random.default_rng(0)
+    groups = [_softmax_samples(rng, n) for n in (5, 3, 1)]  # two MC members and one dropout-free pass
+    pooled = pool([_member(g) for g in groups])
+    every = np.concatenate(groups)
+    mean = every.mean(axis=0)
+    np.testing.assert_allclose(pooled.probabilities, mean, atol=1e-6)
+    np.testing.assert_allclose(pooled.variance, every.var(axis=0), atol=1e-6)
+    np.testing.assert_allclose(pooled.entropy, _entropy(mean), atol=1e-5)
+    np.testing.assert_allclose(pooled.mutual_information, _entropy(mean) - _entropy(every, axis=1).mean(axis=0),
+                               atol=1e-5)
+    assert pooled.samples == 9
+    # Identical members add no spread: a checkpoint pooled with itself is itself.
+    same = pool([Member(probabilities=mean), Member(probabilities=mean)])
+    np.testing.assert_allclose(same.probabilities, mean, atol=1e-6)
+    assert float(same.variance.max()) < 1e-6 and float(same.mutual_information.max()) < 1e-5
+    with pytest.raises(ValueError):
+        pool([])
+
+
+def test_mc_budget_is_spread_over_the_flips():
+    assert samples_per_flip(20, 4) == [5, 5, 5, 5]
+    assert samples_per_flip(6, 4) == [2, 2, 1, 1]
+    assert samples_per_flip(0, 3) == [0, 0, 0]
+    assert FLIPS[1] == (0,)  # left-right first: the network grid is RAS
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from BrainTumorXAILib.models.factory import build_model
+
+    torch.manual_seed(1)
+    return build_model("unet", base_channels=4, depth=2, dropout=0.2).eval()
+
+
+def _inputs(seed=0, shape=(24, 20, 16)):
+    rng = np.random.default_rng(seed)
+    volume = rng.normal(size=(4, *shape)).astype(np.float32)
+    mask = np.zeros(shape, bool)
+    mask[3:20, 2:17, 1:14] = True  # off-centre: a flip that does not come back would move it
+    volume[:, ~mask] = 0.0
+    return volume, mask
+
+
+def test_flipped_predictions_come_back_onto_their_own_voxels(tiny_model):
+    volume, mask = _inputs()
+
+    def make(mc, seed_offset=0, primary=True):
+        return Predictor(tiny_model, torch.device("cpu"), window=(16, 16, 16), mc_samples=mc, seed=seed_offset,
+                         gradcam_classes=(1, 3) if primary else ())
+
+    n = 4
+    pooled = predict_with_flips(make, volume, mask, n, 0)
+    # By hand: predict each flipped image, flip the softmax back, average.
+    by_hand = []
+    for axes in FLIPS[:n]:
+        ax = tuple(a + 1 for a in axes)
+        maps = make(0, primary=False).predict(np.flip(volume, ax).copy(), np.flip(mask, axes).copy() if axes else mask)
+        by_hand.append(np.flip(maps.probabilities, ax) if axes else maps.probabilities)
+    np.testing.assert_allclose(pooled.probabilities, np.mean(by_hand, axis=0), atol=1e-5)
+    assert pooled.probabilities[0][~mask].min() == pytest.approx(1.0)  # outside the brain stays background
+    assert float(pooled.variance[:, mask].max()) > 0  # the flips disagree somewhere: spread between them
+    # Grad-CAM and the dropout-free softmax are the un-flipped pass's own.
+    plain = make(0).predict(volume, mask)
+    np.testing.assert_allclose(pooled.gradcam[1], plain.gradcam[1], atol=1e-6)
+    np.testing.assert_allclose(pooled.deterministic, plain.deterministic, atol=1e-6)
+    # One flip is no augmentation at all.
+    np.testing.assert_allclose(predict_with_flips(make, volume, mask, 1, 0).probabilities, plain.probabilities,
+                               atol=1e-7)
+    mc = predict_with_flips(make, volume, mask, 4, 6)
+    assert mc.mc_samples == 6 and mc.mutual_information is not None
+    with pytest.raises(ValueError, match="1 to 8 flips"):
+        predict_with_flips(make, volume, mask, 9, 0)
+
+
+def test_a_checkpoint_pooled_with_itself_gives_its_own_maps(small_case, tiny_checkpoint, tmp_path):
+    from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+
+    common = dict(weights=tiny_checkpoint, device="cpu", mc_samples=0, gradcam="none", surfaces=False, figures=False)
+    single = analyze_case(small_case, tmp_path / "one", AnalysisOptions(**common))
+    both = analyze_case(small_case, tmp_path / "two", AnalysisOptions(**common, ensemble=(tiny_checkpoint,)))
+    assert both["options"]["ensemble_members"] == 2 and len(both["ensemble"]) == 1
+    for name in ("prob_ET.nii.gz", "prob_background.nii.gz", "entropy.nii.gz"):
+        a = nib.load(tmp_path / "one" / name).get_fdata()
+        b = nib.load(tmp_path / "two" / name).get_fdata()
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    # The pooled samples agree everywhere: no spread, no disagreement.
+    assert nib.load(tmp_path / "two" / "mc_variance_ED.nii.gz").get_fdata().max() < 1e-5
+    assert nib.load(tmp_path / "two" / "mutual_information.nii.gz").get_fdata().max() < 1e-4
+    assert np.array_equal(nib.load(tmp_path / "one" / "seg.nii.gz").get_fdata(),
+                          nib.load(tmp_path / "two" / "seg.nii.gz").get_fdata())
+
+
+def test_tta_through_analyze_and_the_cli(small_case, tiny_checkpoint, tmp_path, capsys):
+    from BrainTumorXAILib.cli import main
+
+    out = tmp_path / "tta"
+    assert main(["analyze", str(small_case), "--out", str(out), "--weights", str(tiny_checkpoint), "--device", "cpu",
+                 "--mc-samples", "4", "--tta", "2", "--gradcam", "ET", "--no-surfaces", "--no-figures",
+                 "--quiet"]) == 0
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["tta_flips"] == 2 and summary["options"]["mc_samples"] == 4
+    assert (out / "gradcam_ET.nii.gz").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(small_case), "--out", str(tmp_path / "x"), "--tta", "9"])
+    assert exc.value.code == 2
+    assert "from 1 to 8" in capsys.readouterr().err
+
+
+def test_an_ensemble_member_that_needs_a_missing_sequence_is_refused(small_case, tiny_checkpoint, tmp_path):
+    from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+    from BrainTumorXAILib.errors import BrainTumorXAIError
+    from BrainTumorXAILib.resources import demo_weights_path
+
+    case = tmp_path / small_case.name
+    shutil.copytree(small_case, case)
+    for f in case.glob("*_t1.nii*"):
+        f.unlink()
+    # The demo weights can do without T1; the tiny checkpoint cannot: the pair cannot either.
+    with pytest.raises(BrainTumorXAIError, match="t1"):
+        analyze_case(case, tmp_path / "out", AnalysisOptions(weights=demo_weights_path(), ensemble=(tiny_checkpoint,),
+                                                             device="cpu", surfaces=False, figures=False))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_evaluate_compares_the_estimators_on_the_same_cases(small_case, tiny_checkpoint, tmp_path, capsys):
+    from training.evaluate import main as eval_main
+
+    out = tmp_path / "eval"
+    args = ["--data", str(small_case.parent), "--split", "all", "--checkpoint", str(tiny_checkpoint), "--out",
+            str(out), "--mc-samples", "2", "--device", "cpu", "--quiet"]
+    assert eval_main(args + ["--estimators", "deterministic,mc,tta,mc+tta,ensemble", "--ensemble",
+                             str(tiny_checkpoint), "--tta", "2"]) == 0
+    rows = list(csv.DictReader((out / "estimators.csv").open()))
+    assert [r["estimator"] for r in rows] == ["deterministic", "mc", "tta", "mc+tta", "ensemble"]
+    main_row = next(csv.DictReader((out / "cases.csv").open()))
+    mc = rows[1]
+    assert float(mc["dice_WT"]) == pytest.approx(float(main_row["dice_WT"]))  # the same prediction, reused
+    assert float(mc["auroc_entropy_ET"]) == pytest.approx(float(main_row["auroc_entropy_ET"]))
+    # A checkpoint pooled with itself, dropout-free: the deterministic segmentation again.
+    assert float(rows[4]["dice_WT"]) == pytest.approx(float(rows[0]["dice_WT"]), abs=1e-6)
+    for r in rows:
+        for region in ("WT", "TC", "ET"):
+            assert float(r[f"qubrats_zero_{region}"]) == pytest.approx((float(r[f"dice_{region}"]) + 2) / 3, abs=1e-6)
+    md = (out / "estimators.md").read_text()
+    assert "| | deterministic | mc | tta | mc+tta | ensemble |" in md.splitlines()  # one column per estimator
+    assert "Ranks voxel errors best" in md
+    assert eval_main(args + ["--estimators", "mc,bogus"]) != 0
+    assert "unknown estimator(s) bogus" in capsys.readouterr().err
+    assert eval_main(args + ["--estimators", "ensemble"]) != 0
+    assert "--ensemble checkpoint" in capsys.readouterr().err
