@@ -304,3 +304,26 @@ def test_amp_is_automatic_on_cuda_and_recorded(tiny_data, tmp_path):
     trainer = Trainer(cfg, resume=False)
     assert trainer.cfg.amp is False and trainer.amp is False
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] is False
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(tiny_data, tmp_path, capsys):
+    from training.train import Trainer, parse_args
+
+    first = tmp_path / "first"
+    assert train_main(["--data", str(tiny_data), "--out", str(first), "--epochs", "1", "--steps-per-epoch", "1",
+                       *TINY]) == 0
+    args = ["--data", str(tiny_data), "--out", str(tmp_path / "second"), "--init", str(first / "best.pt"), *TINY]
+    trainer = Trainer(parse_args(args)[0], resume=False)
+    start = load_checkpoint(first / "best.pt")["state_dict"]
+    for key, value in trainer.model.state_dict().items():  # the weights it starts from are the checkpoint's
+        assert torch.equal(value, start[key]), key
+    assert trainer.step == 0 and trainer.start_epoch == 0  # a new optimiser and schedule, not a resume
+    assert train_main([*args, "--epochs", "1", "--steps-per-epoch", "1"]) == 0
+    prov = load_checkpoint(tmp_path / "second" / "last.pt")["provenance"]
+    assert prov["initialised_from"] == str(first / "best.pt")
+    # Another architecture cannot start from these weights: one line naming the checkpoint.
+    bad = ["--data", str(tiny_data), "--out", str(tmp_path / "third"), "--init", str(first / "best.pt"),
+           *TINY, "--base-channels", "8", "--epochs", "1", "--steps-per-epoch", "1"]
+    assert train_main(bad) != 0
+    err = capsys.readouterr().err
+    assert "best.pt: --init checkpoint has architecture" in err and "Traceback" not in err
