@@ -16,7 +16,7 @@ For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
   thresholds of (recall_k - recall_{k-1}) * precision_k) of the measure for finding the region's errors.
   All-zero uncertainty gives AUROC 0.5 and AUPRC = the error rate.
 - The **QU-BraTS score** (Mehta et al., MELBA 2022).  The uncertainty u in [0, 100] (measure x 100); for
-  thresholds tau (default 0, 5, ..., 100) only the voxels with u <= tau are kept, and on them
+  thresholds tau (default 0, 2.5, ..., 100) only the voxels with u <= tau are kept, and on them
   Dice_tau (1 when prediction and truth are both empty there), the filtered-true-positive ratio
   FTP_tau = (TP_100 - TP_tau) / TP_100 and the filtered-true-negative ratio FTN_tau = (TN_100 - TN_tau) / TN_100
   (0 when TP_100 resp. TN_100 is 0).  Each is integrated over tau / 100 in [0, 1] (trapezoids) and
@@ -41,8 +41,9 @@ import numpy as np
 from ..io.labels import REGIONS
 from .calibration import _json_float, _subsample, auroc, region_ece  # noqa: F401  (auroc: re-exported)
 
-#: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100).
-QUBRATS_THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 100.0, 21))
+#: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100): 0, 2.5, ..., 100, the 40 steps of the
+#: challenge's own evaluation script (RagMeh11/QU-BraTS, checked: same filtering u > tau, FTP/FTN inside the brain).
+QUBRATS_THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 100.0, 41))
 #: Measure name -> what it is (for summary.json's "method" block).
 MEASURES = {
     "entropy": "predictive entropy of the MC mean softmax / ln C",
