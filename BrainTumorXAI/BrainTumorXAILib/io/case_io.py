@@ -12,10 +12,12 @@ file.  Input files are only ever read.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -463,12 +465,64 @@ def save_volume(array, affine, path, header=None, dtype=None, overwrite: bool = 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        nib.save(img, tmp)
+        if suffix.lower() == ".nii.gz":
+            payload = io.BytesIO()
+            img.to_stream(payload)  # header and data, uncompressed, as nibabel lays them out
+            with open(tmp, "wb") as raw:
+                _write_gzip(raw, payload.getbuffer())
+        else:
+            nib.save(img, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# --------------------------------------------------------------------------- gzip output
+#: Uncompressed bytes per independently compressed chunk (a 240x240x155 float32 map is 9 chunks).
+GZIP_CHUNK = 1 << 22
+#: Chunks whose bytes are at least this fraction zero use zlib's run-length strategy.
+RLE_ZERO_FRACTION = 0.5
+
+
+def _deflate_chunk(data: bytes, last: bool) -> bytes:
+    """Raw deflate of one chunk, level 1, ending on a byte boundary (sync flush) unless it is the last.
+
+    Our maps are zero outside the brain: there Z_RLE is 2x faster than the default strategy and no
+    bigger (measured on 13 real-size maps: 1.50 s / 79.0 MB against 2.48 s / 79.5 MB); a chunk that is
+    mostly non-zero bytes (the background probability is 1.0 outside the brain) keeps the default.
+    """
+    zeros = 1.0 - np.count_nonzero(np.frombuffer(data, np.uint8)) / max(len(data), 1)
+    strategy = zlib.Z_RLE if zeros >= RLE_ZERO_FRACTION else zlib.Z_DEFAULT_STRATEGY
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 8, strategy)
+    return deflate.compress(data) + deflate.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def _compress_workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00" * 4 + b"\x04\xff"  # deflate, no name, mtime 0, fastest
+
+
+def _write_gzip(raw, payload) -> None:
+    """``payload`` as one standard gzip member whose deflate stream is made of independently
+    compressed chunks (pigz's layout), compressed in threads (zlib releases the GIL).  Any gzip
+    reader reads it, and the bytes do not depend on the number of threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    view = memoryview(payload).cast("B")
+    size = len(view)
+    starts = range(0, max(size, 1), GZIP_CHUNK)
+    raw.write(_GZIP_HEADER)
+    with ThreadPoolExecutor(max_workers=_compress_workers(), thread_name_prefix="gzip-chunk") as pool:
+        blocks = pool.map(lambda s: _deflate_chunk(view[s:s + GZIP_CHUNK], s + GZIP_CHUNK >= size), starts)
+        crc = zlib.crc32(view)  # while the chunks compress
+        for block in blocks:
+            raw.write(block)
+    raw.write(struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 def save_label_map(classes, case: Case, path, overwrite: bool = False) -> Path:
