@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from BrainTumorXAILib.reporting.trust_card import (NOT_MEASURED, TRUST_FORMAT, checkpoint_trust, region_text, side_file,
                                          summary_trust, validate_trust)
 
@@ -46,3 +48,33 @@ def test_texts():
     assert region_text(card, "TC") == NOT_MEASURED and region_text(None, "WT") == NOT_MEASURED
     assert summary_trust({"model": {"trust": None, "provenance": {"trust": CARD}}})["cases"] == 8
     assert summary_trust({"model": None}) is None
+
+
+def test_training_trust_card_attaches_the_validation_means(small_case, tiny_checkpoint, tmp_path, capsys):
+    import csv
+
+    from BrainTumorXAILib.models.checkpoint import load_model
+    from BrainTumorXAILib.reporting.trust_card import checkpoint_trust
+    from training.evaluate import main as eval_main
+    from training.trust_card import main as card_main
+
+    ev = tmp_path / "eval"
+    assert eval_main(["--data", str(small_case.parent), "--split", "all", "--checkpoint", str(tiny_checkpoint),
+                      "--out", str(ev), "--mc-samples", "2", "--device", "cpu", "--quiet"]) == 0
+    row = next(csv.DictReader((ev / "cases.csv").open()))
+    out = tmp_path / "carded.pt"
+    assert card_main(["--checkpoint", str(tiny_checkpoint), "--eval", str(ev), "--out", str(out),
+                      "--source", "one synthetic case, MC 2"]) == 0
+    _, meta = load_model(out)
+    card = checkpoint_trust(meta, out)
+    assert card["source"] == "one synthetic case, MC 2" and card["cases"] == 1 and card["estimator"] == "mc_dropout"
+    assert card["regions"]["WT"]["ece"] == pytest.approx(float(row["ece_WT"]))
+    assert card["regions"]["ET"]["qubrats_zero"] == pytest.approx(float(row["qubrats_zero_ET"]))
+    assert card["regions"]["TC"]["qubrats_deterministic"] == pytest.approx(float(row["qubrats_deterministic_entropy_TC"]))
+    # The original is left as it was; a folder without an evaluation is one line, not a traceback.
+    assert checkpoint_trust(load_model(tiny_checkpoint)[1], tiny_checkpoint) is None
+    capsys.readouterr()
+    assert card_main(["--checkpoint", str(tiny_checkpoint), "--eval", str(tmp_path), "--out", str(tmp_path / "x.pt"),
+                      "--source", "x"]) != 0
+    err = capsys.readouterr().err
+    assert "cases.csv: no cases.csv" in err and "Traceback" not in err
