@@ -47,6 +47,7 @@ class AnalysisOptions:
     keep_deterministic: bool = False  # also run the dropout-free pass (the trust report's baseline)
     tta: int = 1  # test-time augmentation: flips of the network grid (1: none); the MC samples are spread over them
     ensemble: tuple = ()  # further checkpoints, pooled with ``weights`` on the case grid (a checkpoint ensemble)
+    min_et_ml: float | None = None  # a smaller predicted ET becomes NCR (None: inference.postprocess.MIN_ET_ML; 0: off)
 
 
 def gradcam_class_indices(spec) -> list[int]:
@@ -127,7 +128,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         if members:
             t0 = time.perf_counter()
             prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control)
-                                                       for _, m, mm in members])
+                                                       for _, m, mm in members], case.spacing)
             timings["ensemble"] = time.perf_counter() - t0
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
@@ -151,6 +152,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
                         "ensemble_members": 1 + len(members)},
             "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
             "preprocessing": transform.to_dict(),
+            "postprocessing": grid.get("postprocessing"),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             **evaluation,
             "outputs": outputs,
@@ -253,10 +255,18 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     t0 = time.perf_counter()
     grid = _back_to_input_grid(maps, transform, brain)
     timings["resample"] = time.perf_counter() - t0
+    grid["postprocessing"] = _postprocess(grid["classes"], case, options)
     return CasePrediction(grid, maps, transform, brain, timings)
 
 
-def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction]) -> CasePrediction:
+def _postprocess(classes: np.ndarray, case, options) -> dict:
+    from .inference.postprocess import MIN_ET_ML, small_et_to_core
+
+    min_ml = getattr(options, "min_et_ml", None)
+    return small_et_to_core(classes, case.spacing, MIN_ET_ML if min_ml is None else float(min_ml))
+
+
+def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], voxel_spacing) -> CasePrediction:
     """A checkpoint ensemble: every member's samples pooled on the case grid (members may differ in grid and
     window, so the network grids do not match).  Grad-CAM, attention and the dropout-free baseline stay the
     primary checkpoint's.  The moments are pooled after trilinear mapping (exact inside a member's voxels,
@@ -270,8 +280,13 @@ def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction]) -> C
     pooled = pool(members)
     classes = class_argmax(pooled.probabilities)
     classes[~primary.brain] = 0
+    rule = primary.grid.get("postprocessing") or {}
+    if rule:  # the same rule, on the pooled segmentation
+        from .inference.postprocess import small_et_to_core
+
+        rule = small_et_to_core(classes, voxel_spacing, rule["min_et_ml"])
     grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
-                variance=pooled.variance, mutual_information=pooled.mutual_information)
+                variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=rule)
     timings = dict(primary.timings, ensemble_members=float(len(members)))
     return CasePrediction(grid, primary.maps, primary.transform, primary.brain, timings)
 

@@ -186,3 +186,45 @@ def test_evaluate_compares_the_estimators_on_the_same_cases(small_case, tiny_che
     assert "unknown estimator(s) bogus" in capsys.readouterr().err
     assert eval_main(args + ["--estimators", "ensemble"]) != 0
     assert "--ensemble checkpoint" in capsys.readouterr().err
+
+
+def test_a_tiny_enhancing_tumour_becomes_core_in_millilitres():
+    from BrainTumorXAILib.inference.postprocess import small_et_to_core
+
+    classes = np.zeros((20, 20, 20), np.int16)
+    classes[2:8, 2:8, 2:8] = 2  # oedema
+    classes[3:5, 3:5, 3:5] = 3  # 8 voxels of ET
+    at_1mm = classes.copy()
+    done = small_et_to_core(at_1mm, (1.0, 1.0, 1.0), 0.5)
+    assert done["applied"] and done["et_ml_predicted"] == pytest.approx(0.008)
+    assert not (at_1mm == 3).any() and (at_1mm == 1).sum() == 8 and (at_1mm == 2).sum() == (classes == 2).sum()
+    at_5mm = classes.copy()  # the same 8 voxels are 1 mL at 5 mm: kept
+    assert not small_et_to_core(at_5mm, (5.0, 5.0, 5.0), 0.5)["applied"] and (at_5mm == 3).sum() == 8
+    off = classes.copy()
+    assert not small_et_to_core(off, (1.0, 1.0, 1.0), 0.0)["applied"] and np.array_equal(off, classes)
+    none = np.where(classes == 3, 2, classes)
+    assert not small_et_to_core(none, (1.0, 1.0, 1.0), 0.5)["applied"]  # no ET: nothing to do
+
+
+def test_analyze_records_the_postprocessing(small_case, tiny_checkpoint, tmp_path):
+    import json
+
+    from BrainTumorXAILib.cli import main
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert main(["analyze", str(small_case), "--out", str(out), "--weights", str(tiny_checkpoint), "--device",
+                     "cpu", "--mc-samples", "0", "--gradcam", "none", "--no-surfaces", "--no-figures", "--quiet",
+                     *extra]) == 0
+        return json.loads((out / "summary.json").read_text()), nib.load(out / "seg.nii.gz").get_fdata()
+
+    # A threshold above any possible ET volume: every ET voxel of the plain run is core now, nothing else moved.
+    plain, seg_plain = run("plain", "--min-et-ml", "0")
+    huge, seg_huge = run("huge", "--min-et-ml", "1e9")
+    et_value = 4  # brats2021 naming writes ET as 4, NCR as 1
+    assert plain["postprocessing"]["applied"] is False and plain["postprocessing"]["min_et_ml"] == 0.0
+    assert (seg_plain == et_value).any()  # the untrained network calls some voxels ET
+    assert huge["postprocessing"]["applied"] is True
+    assert not (seg_huge == et_value).any()
+    assert np.array_equal(seg_huge == 1, (seg_plain == 1) | (seg_plain == et_value))
+    np.testing.assert_array_equal(seg_huge == 2, seg_plain == 2)
