@@ -171,3 +171,29 @@ def test_uncertainty_colour_bars_reach_the_hot_spot(tmp_path, monkeypatch):
         (_, ncr), (_, entropy) = row
         assert ncr.vmin == 0.0 and ncr.vmax >= 0.5 * volume.max()
         assert entropy.vmax >= 0.5 * 5 * volume.max()
+
+
+@pytest.mark.parametrize("shape, box", [((50, 70), (0.3, 0.1, 5.4, 3.857)), ((242 * 3, 242 * 5), (0.3, 0.45, 9.0, 5.4)),
+                                        ((61, 33), (0.37, 0.21, 3.3, 6.1))])
+def test_placed_pixels_match_imshow_nearest(shape, box):
+    """The mosaic is resampled once to device pixels as imshow's nearest interpolation would on every draw
+    (random pixels: a row or column sampled differently would show; (726, 1210) has centres on voxel edges)."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    mosaic = np.full((*shape, 4), 255, np.uint8)
+    mosaic[..., :3] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    size = (box[0] + box[2] + 0.2, box[1] + box[3] + 0.3)
+    drawn = []
+    for place in (True, False):
+        fig = plt.figure(figsize=size, dpi=figures.DPI)
+        ax = fig.add_axes((box[0] / size[0], box[1] / size[1], box[2] / size[0], box[3] / size[1]))
+        if place:
+            figures._place_pixels(fig, mosaic, box)
+        else:
+            ax.imshow(mosaic[..., :3], aspect=box[3] * shape[1] / (box[2] * shape[0]), interpolation="nearest")
+        ax.set_axis_off()
+        fig.canvas.draw()
+        drawn.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+        plt.close(fig)
+    assert np.mean(np.any(drawn[0] != drawn[1], axis=-1)) < 1e-4  # (61, 33): one pixel at the box corner

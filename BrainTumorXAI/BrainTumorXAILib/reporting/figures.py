@@ -11,6 +11,7 @@ one image -- a matplotlib axes per panel would cost ~20 ms each.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -113,15 +115,48 @@ def _map_rgba(values: np.ndarray, cmap, norm: Normalize) -> np.ndarray:
 
 
 def _mosaic(cells: list[list[np.ndarray]]) -> np.ndarray:
-    """Rows x columns of equal-sized RGB panels, separated by white gaps, as uint8
-    (matplotlib draws uint8 RGB without re-normalising it)."""
+    """Rows x columns of equal-sized RGB panels, separated by white gaps, as opaque uint8 RGBA
+    (the renderer's own pixel format: placing it is then two row/column gathers)."""
     h, w = cells[0][0].shape[:2]
-    out = np.full((len(cells) * (h + GAP_PX) - GAP_PX, len(cells[0]) * (w + GAP_PX) - GAP_PX, 3), 255, np.uint8)
+    out = np.full((len(cells) * (h + GAP_PX) - GAP_PX, len(cells[0]) * (w + GAP_PX) - GAP_PX, 4), 255, np.uint8)
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
-            out[r * (h + GAP_PX):r * (h + GAP_PX) + h, c * (w + GAP_PX):c * (w + GAP_PX) + w] = \
+            out[r * (h + GAP_PX):r * (h + GAP_PX) + h, c * (w + GAP_PX):c * (w + GAP_PX) + w, :3] = \
                 np.round(np.clip(cell, 0.0, 1.0) * 255)
     return out
+
+
+class _Pixels(Artist):
+    """An RGBA image drawn pixel for pixel at a fixed place of the canvas (no resampling, no colour
+    mapping: matplotlib's image artists redo both on every draw, half of a figure's drawing time)."""
+
+    def __init__(self, rgba: np.ndarray, x0: int, y0: int):
+        super().__init__()
+        self._rgba, self._x0, self._y0 = rgba, x0, y0
+
+    def draw(self, renderer) -> None:
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, self._x0, self._y0, self._rgba)
+        gc.restore()
+
+
+_EDGE = 1e-9  # a pixel centre exactly on a voxel edge samples the voxel before it, as Agg's resampler
+
+
+def _place_pixels(fig, mosaic: np.ndarray, box_in: tuple[float, float, float, float]) -> None:
+    """Draw the uint8 RGBA ``mosaic`` filling ``box_in`` (left, bottom, width, height in inches),
+    nearest-neighbour resampled once to device pixels the way imshow(interpolation="nearest") does:
+    the box rounded to whole pixels, each pixel centre sampled through the unrounded box, a centre on
+    a voxel edge taking the voxel before it (the tests compare it with imshow pixel by pixel)."""
+    left, bottom, width, height = (v * DPI for v in box_in)
+    x0, x1 = math.floor(left + 0.5), math.floor(left + width + 0.5)
+    y0, y1 = math.ceil(bottom - 0.5), math.ceil(bottom + height - 0.5)
+    px_x, px_y = x0 + np.arange(max(x1 - x0, 1)) + 0.5, y0 + np.arange(max(y1 - y0, 1)) + 0.5
+    cols = np.clip((px_x - left) * (mosaic.shape[1] / width) - _EDGE, 0, mosaic.shape[1] - 1).astype(np.intp)
+    # The renderer's rows run bottom to top; the mosaic's first row is the top.
+    rows = np.clip((bottom + height - px_y) * (mosaic.shape[0] / height) - _EDGE, 0,
+                   mosaic.shape[0] - 1).astype(np.intp)
+    fig.add_artist(_Pixels(mosaic.take(rows, axis=0).take(cols, axis=1), x0, y0))
 
 
 def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
@@ -135,7 +170,11 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     fig_w, fig_h = left + img_w + right, top + img_h + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
-    ax.imshow(mosaic, aspect=aspect, interpolation="nearest")
+    _place_pixels(fig, mosaic, (left, bottom, img_w, img_h))
+    # The axes keep imshow's data coordinates (pixel centres at integers) for the titles below.
+    ax.set_xlim(-0.5, mosaic.shape[1] - 0.5)
+    ax.set_ylim(mosaic.shape[0] - 0.5, -0.5)
+    ax.set_aspect(aspect)
     ax.set_axis_off()
     h, w = cell_shape
     for r, text in enumerate(row_titles):
@@ -163,34 +202,45 @@ def _save(fig, path) -> Path:
     return path
 
 
-def overview_figure(images: dict[str, np.ndarray], pred_classes: np.ndarray, affine: np.ndarray, path,
-                    gt_classes: np.ndarray | None = None, plane: str = "axial", n_slices: int = 5) -> Path:
-    """Columns = slices through the tumour; rows = T1ce, FLAIR, T2, [ground truth], prediction
-    (labels over FLAIR, or the first sequence given)."""
+def overview_figures(images: dict[str, np.ndarray], pred_classes: np.ndarray, affine: np.ndarray, paths: dict,
+                     gt_classes: np.ndarray | None = None, n_slices: int = 5) -> list[Path]:
+    """:func:`overview_figure` for several planes at once, ``paths`` = {plane: path}; the volumes are
+    reoriented, windowed and searched for the tumour once for all planes."""
     ras = {k: to_ras(v, affine)[0] for k, v in images.items()}
     pred, spacing = to_ras(pred_classes, affine)
     gt = None if gt_classes is None else to_ras(gt_classes, affine)[0]
-    brain = np.any([v != 0 for v in ras.values()], axis=0)
-    slices = choose_slices(pred > 0 if gt is None else (gt > 0) | (pred > 0), n_slices, plane=plane, fallback=brain)
+    tumour = pred > 0 if gt is None else (gt > 0) | (pred > 0)
+    brain = None if tumour.any() else np.any([v != 0 for v in ras.values()], axis=0)  # only a fallback
     background = ras.get("flair", next(iter(ras.values())))
     rows = [(title, ras[key], None) for key, title in SEQUENCE_ROWS if key in ras]
     if gt is not None:
         rows.append(("Ground truth", background, gt))
     rows.append(("Prediction", background, pred))
     windows = {id(vol): _window(vol) for _, vol, _ in rows}
-    cells = []
-    for _, volume, labels in rows:
-        row = []
-        for index in slices:
-            rgb = _grey(_slice(volume, plane, index), windows[id(volume)])
-            if labels is not None:
-                rgb = _over(rgb, _labels_rgba(_slice(labels, plane, index)))
-            row.append(rgb)
-        cells.append(row)
-    fig = _figure(_mosaic(cells), cells[0][0].shape[:2], _aspect(spacing, plane), legend=True,
-                  title=f"{plane.capitalize()} slices ({_VIEW_NOTE[plane]})",
-                  row_titles=[r[0] for r in rows], col_titles=[f"{plane} {i}" for i in slices])
-    return _save(fig, path)
+    written = []
+    for plane, path in paths.items():
+        slices = choose_slices(tumour, n_slices, plane=plane, fallback=brain)
+        cells = []
+        for _, volume, labels in rows:
+            row = []
+            for index in slices:
+                rgb = _grey(_slice(volume, plane, index), windows[id(volume)])
+                if labels is not None:
+                    rgb = _over(rgb, _labels_rgba(_slice(labels, plane, index)))
+                row.append(rgb)
+            cells.append(row)
+        fig = _figure(_mosaic(cells), cells[0][0].shape[:2], _aspect(spacing, plane), legend=True,
+                      title=f"{plane.capitalize()} slices ({_VIEW_NOTE[plane]})",
+                      row_titles=[r[0] for r in rows], col_titles=[f"{plane} {i}" for i in slices])
+        written.append(_save(fig, path))
+    return written
+
+
+def overview_figure(images: dict[str, np.ndarray], pred_classes: np.ndarray, affine: np.ndarray, path,
+                    gt_classes: np.ndarray | None = None, plane: str = "axial", n_slices: int = 5) -> Path:
+    """Columns = slices through the tumour; rows = T1ce, FLAIR, T2, [ground truth], prediction
+    (labels over FLAIR, or the first sequence given)."""
+    return overview_figures(images, pred_classes, affine, {plane: path}, gt_classes, n_slices)[0]
 
 
 #: Values below this fraction of a map's maximum do not set its colour scale (see ``_top``).
@@ -222,9 +272,10 @@ def map_figures(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.
     colormap = plt.get_cmap(cmap)
     norms = [Normalize(vmin, vmax if vmax is not None else _top(volume, vmin)) for volume in ras_maps.values()]
     window = _window(bg)
+    fallback = None if slices is not None or ras_focus.any() else bg != 0  # only when the focus is empty
     written = []
     for plane, path in paths.items():
-        chosen = slices if slices is not None else choose_slices(ras_focus, 5, plane=plane, fallback=bg != 0)
+        chosen = slices if slices is not None else choose_slices(ras_focus, 5, plane=plane, fallback=fallback)
         greys = [_grey(_slice(bg, plane, i), window) for i in chosen]
         cells = [[_over(g, _map_rgba(_slice(volume, plane, i), colormap, norm)) for g, i in zip(greys, chosen)]
                  for volume, norm in zip(ras_maps.values(), norms)]
@@ -261,8 +312,8 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
     out_dir = Path(out_dir)
     flair = case_images.get("flair", next(iter(case_images.values())))
     tumour = np.asarray(pred_classes) > 0
-    paths = [overview_figure(case_images, pred_classes, affine, out_dir / f"overview_{p}.png", gt_classes, p)
-             for p in PLANES]
+    paths = overview_figures(case_images, pred_classes, affine, {p: out_dir / f"overview_{p}.png" for p in PLANES},
+                             gt_classes)
     panels = (("probabilities.png", prob_maps, "Softmax probability per class (MC mean)", "inferno", 1.0),
               ("uncertainty.png", variance_maps, "MC Dropout variance per class, and predictive entropy", "viridis",
                None),
