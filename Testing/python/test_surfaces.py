@@ -163,3 +163,16 @@ def test_case_surfaces_and_empty_classes(tmp_path):
     assert surface_stats(surfaces["NCR"]) == {"n_points": 0, "n_cells": 0, "area_mm2": 0.0, "volume_mm3": 0.0,
                                               "bounds": None}
     assert mask_surface(np.zeros((4, 4, 4), bool), OBLIQUE_FLIPPED).GetNumberOfPoints() == 0
+
+
+def test_a_mask_far_from_the_origin_gives_the_same_world_surface():
+    """Only the mask's bounding box goes through VTK; its origin keeps the volume's voxel indices."""
+    offset = np.array([23, 31, 17])
+    big = np.zeros((90, 95, 70), bool)
+    big[tuple(slice(o, o + s) for o, s in zip(offset, (40, 40, 30)))] = ball()
+    shift = np.eye(4)
+    shift[:3, 3] = -offset  # big's voxel -> ball()'s voxel
+    small, moved = mask_surface(ball(), OBLIQUE_FLIPPED), mask_surface(big, OBLIQUE_FLIPPED @ shift)
+    assert moved.GetNumberOfPoints() == small.GetNumberOfPoints()
+    np.testing.assert_allclose(points(moved), points(small), atol=1e-4)
+    np.testing.assert_allclose(normals(moved), normals(small), atol=1e-5)

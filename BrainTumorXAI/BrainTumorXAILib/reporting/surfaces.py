@@ -16,6 +16,7 @@ whose header is lost by another tool still lands in the right place.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,24 @@ SYSTEMS = ("LPS", "RAS")
 FORMATS = (".vtp", ".vtk", ".stl")
 
 
-def _image_from_mask(mask: np.ndarray) -> vtk.vtkImageData:
-    """Mask in voxel index space, padded by one voxel so every surface closes."""
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box of voxels holding the whole mask (None when it is empty)."""
+    extent = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        extent.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(extent)
+
+
+def _image_from_mask(mask: np.ndarray, corner=(0, 0, 0)) -> vtk.vtkImageData:
+    """Mask (a box of a volume whose first voxel is ``corner``) in the volume's voxel index space,
+    padded by one voxel so every surface closes."""
     padded = np.pad(np.asarray(mask, np.uint8), 1)
     image = vtk.vtkImageData()
     image.SetDimensions(*padded.shape)
-    image.SetOrigin(-1.0, -1.0, -1.0)  # index 0 of the original stays at 0
+    image.SetOrigin(*(float(c) - 1.0 for c in corner))  # the volume's index 0 stays at 0
     flat = np.ascontiguousarray(padded.transpose(2, 1, 0)).ravel()  # VTK: x fastest
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
     return image
@@ -79,10 +92,13 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     conversion (decimation before smoothing, 20 windowed-sinc iterations).
     """
     mask = np.asarray(mask, bool)
-    if not mask.any():
+    box = _bounding_box(mask)
+    if box is None:
         return vtk.vtkPolyData()
     fe = vtk.vtkDiscreteFlyingEdges3D()
-    fe.SetInputData(_image_from_mask(mask))
+    # Only the mask's box: the same triangles in the same order (voxel indices are kept by the origin),
+    # without copying and scanning the empty rest of the volume.
+    fe.SetInputData(_image_from_mask(mask[box], corner=[b.start for b in box]))
     fe.SetValue(0, 1)
     fe.ComputeNormalsOff()
     fe.ComputeGradientsOff()
@@ -130,13 +146,22 @@ def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5,
     """Surfaces of the brain and of each tumour class (NCR, ED, ET); with ``regions``
     also of the whole tumour (WT) and tumour core (TC) (the ET region is the ET class)."""
     classes = np.asarray(classes)
-    out = {"brain": mask_surface(brain_mask, affine, smoothing=smoothing)}
-    for name in TUMOUR_CLASSES:
-        out[name] = mask_surface(classes == CLASS_NAMES.index(name), affine, smoothing=smoothing)
+    masks = {"brain": lambda: brain_mask}
+    masks.update({name: (lambda i=CLASS_NAMES.index(name): classes == i) for name in TUMOUR_CLASSES})
     if regions:
-        for name in ("WT", "TC"):
-            out[name] = mask_surface(region_mask(classes, name), affine, smoothing=smoothing)
-    return out
+        masks.update({name: (lambda n=name: region_mask(classes, n)) for name in ("WT", "TC")})
+    return _in_threads({name: (lambda m=m: mask_surface(m(), affine, smoothing=smoothing)) for name, m in masks.items()})
+
+
+def _in_threads(jobs: dict) -> dict:
+    """{name: job()} with the jobs run in threads: VTK releases the GIL inside its filters and
+    writers, so independent surfaces build and write on several cores at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surface") as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def _with_space_tag(polydata: vtk.vtkPolyData, system: str) -> vtk.vtkPolyData:
@@ -237,11 +262,12 @@ def read_surface(path) -> vtk.vtkPolyData:
 def write_case_surfaces(surfaces: dict[str, vtk.vtkPolyData], out_dir) -> dict[str, dict[str, Path]]:
     """``<name>.vtp`` and ``<name>.stl`` for every non-empty surface."""
     out_dir = Path(out_dir)
-    written = {}
-    for name, poly in surfaces.items():
-        if poly.GetNumberOfPoints() == 0:
-            continue
-        written[name] = {fmt: write_surface(poly, out_dir / f"{name}.{fmt}") for fmt in ("vtp", "stl")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = {(name, fmt): (lambda p=poly, f=out_dir / f"{name}.{fmt}": write_surface(p, f))
+            for name, poly in surfaces.items() if poly.GetNumberOfPoints() > 0 for fmt in ("vtp", "stl")}
+    written: dict[str, dict[str, Path]] = {}
+    for (name, fmt), path in _in_threads(jobs).items():
+        written.setdefault(name, {})[fmt] = path
     return written
 
 
