@@ -57,6 +57,21 @@ def test_brain_mask_limit_and_default_threshold():
     assert len(review_regions(u, probs, AFFINE, threshold=0.693, min_volume_ml=0.001)) == 3
 
 
+
+def test_float32_maps_are_thresholded_in_float64():
+    """The threshold is compared in float64 for any map dtype: a float32 value just below it is not high."""
+    threshold = 0.5 * float(np.log(4))
+    below = np.float32(threshold)
+    if float(below) >= threshold:
+        below = np.nextafter(below, np.float32(0))
+    u, probs = _case()
+    u32 = u.astype(np.float32)
+    u32[u32 > 0] = below
+    assert review_regions(u32, probs, AFFINE, threshold=threshold) == []
+    u32[2:4, 2:4, 2:4] = np.nextafter(np.float32(threshold), np.float32(1))
+    regions, labels = review_regions(u32, probs, AFFINE, threshold=threshold, return_labels=True)
+    assert [r["peak_ijk"] for r in regions] == [[2, 2, 2]] and np.count_nonzero(labels) == 8
+
 def test_trust_figures_are_written(tmp_path):
     from BrainTumorXAILib.reporting.trust_figures import reliability_figure, where_to_look_figure
     from BrainTumorXAILib.reporting.uncertainty_quality import region_uncertainty_quality

@@ -25,19 +25,24 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
     """Ranked high-uncertainty regions (list of dicts; with ``return_labels`` also the ranked label map)."""
     from scipy import ndimage
 
-    u = np.asarray(uncertainty, np.float64)
+    full = np.asarray(uncertainty)
     probs = np.asarray(probabilities)
     affine = np.asarray(affine, np.float64)
     if threshold is None:
         threshold = 0.5 * np.log(probs.shape[0])
-    high = u >= threshold
+    high = full >= np.float64(threshold)  # compared in float64 whatever the map's dtype
     if brain is not None:
         high &= np.asarray(brain, bool)
-    labels, n = ndimage.label(high, structure=np.ones((3, 3, 3), bool))
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
-    ranked = np.zeros(u.shape, np.int32)
-    if n == 0:
+    ranked = np.zeros(full.shape, np.int32)
+    crop = _bounding_box(high)
+    if crop is None:
         return ([], ranked) if return_labels else []
+    # Everything below runs inside the box of the high voxels (a fraction of a 240x240x155 volume):
+    # labels, sums and raster order are those of the whole volume, indices are shifted back by ``origin``.
+    origin = np.array([s.start for s in crop])
+    u = np.asarray(full[crop], np.float64)
+    labels, n = ndimage.label(high[crop], structure=np.ones((3, 3, 3), bool))
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     index = np.arange(1, n + 1)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     sums = np.bincount(labels.ravel(), weights=u.ravel(), minlength=n + 1)[1:]
@@ -54,18 +59,18 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
         mask = labels[box] == index[i]
         corner = np.array([s.start for s in box])
         coords = np.argwhere(mask)  # raster order, as the whole volume's
-        centroid = coords.mean(axis=0) + corner
+        centroid = coords.mean(axis=0) + corner + origin
         local_u = u[box][mask]
-        peak = tuple(int(v) for v in coords[int(np.argmax(local_u))] + corner)  # first maximum in raster order
-        ranked[box][mask] = rank
-        mean_p = probs[(slice(None), *box)][:, mask].mean(axis=1)
+        peak = tuple(int(v) for v in coords[int(np.argmax(local_u))] + corner + origin)  # first maximum in raster order
+        ranked[crop][box][mask] = rank
+        mean_p = probs[(slice(None), *(slice(s.start + o, s.stop + o) for s, o in zip(box, origin)))][:, mask].mean(axis=1)
         top = np.argsort(-mean_p, kind="stable")[:2]
         regions.append({
             "rank": rank,
             "voxels": int(counts[i]),
             "volume_ml": float(volume[i]),
             "mean_entropy": float(mean[i]),
-            "peak_entropy": float(u[peak]),
+            "peak_entropy": float(np.float64(full[peak])),
             "score": float(score[i]),
             "centroid_ijk": [float(c) for c in centroid],
             "centroid_ras": _ras(affine, centroid),
@@ -75,6 +80,17 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
             "boundary": "|".join(CLASS_NAMES[c] for c in top),
         })
     return (regions, ranked) if return_labels else regions
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box of voxels holding the whole mask (None when it is empty)."""
+    extent = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        extent.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(extent)
 
 
 def _ras(affine: np.ndarray, ijk) -> list[float]:
