@@ -54,13 +54,18 @@ class EstimatorComparison:
     def __init__(self, names, model, meta: dict, device, options, flips: int = 8, members=()):
         self.names, self.model, self.meta, self.device = tuple(names), model, meta, device
         # No Grad-CAM, no checks: only the maps the uncertainty quality reads.
-        self.options = replace(options, gradcam="none", explanation_checks=False, keep_deterministic=False)
+        from BrainTumorXAILib.analyze import resolved_flips
+
+        # evaluate's own prediction is the mc row when evaluate ran plain MC (the default might add flips)
+        self.reuse_mc = resolved_flips(options) == 1
+        self.options = replace(options, gradcam="none", explanation_checks=False, keep_deterministic=False, tta=1)
         self.flips, self.members = int(flips), list(members)  # members: [(model, meta), ...]
         self.rows: list[dict] = []
 
     def add_case(self, case, labels: str, mc_prediction=None, mc_seconds: float | None = None) -> None:
+        """``mc_prediction``: evaluate's own prediction, reused as the ``mc`` row when it is plain MC (no flips)."""
         for name in self.names:
-            if name == "mc" and mc_prediction is not None:
+            if name == "mc" and mc_prediction is not None and self.reuse_mc:
                 pred, seconds = mc_prediction, mc_seconds
             else:
                 t0 = time.perf_counter()

@@ -113,19 +113,19 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     if cannot:
         raise BrainTumorXAIError(f"{ckpt}: this checkpoint cannot do without {', '.join(cannot)} "
                                  f"(it can do without: {', '.join(optional_sequences(meta)) or 'nothing'})")
-    comparison = None
-    if estimators:
-        from .estimators import EstimatorComparison, parse_estimators
-
-        members = [load_model(Path(p), device=dev) for p in ensemble]
-        comparison = EstimatorComparison(parse_estimators(estimators, members), model, meta, dev,
-                                         AnalysisOptions(mc_samples=mc_samples), tta, members)
     cases = select_cases(run, data, split)
     if not cases:
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
     # The dropout-free pass too: the deterministic-entropy baseline of the trust report's uncertainty quality.
     options = AnalysisOptions(mc_samples=mc_samples, gradcam="all" if explanation_checks else "none",
                               keep_deterministic=True, explanation_checks=explanation_checks)
+    comparison = None
+    if estimators:
+        from .estimators import EstimatorComparison, parse_estimators
+
+        members = [load_model(Path(p), device=dev) for p in ensemble]
+        comparison = EstimatorComparison(parse_estimators(estimators, members), model, meta, dev, options, tta,
+                                         members)
     rows, skipped = [], []
     for folder in cases:
         t0 = time.perf_counter()

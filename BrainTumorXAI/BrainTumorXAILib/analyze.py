@@ -45,7 +45,8 @@ class AnalysisOptions:
     extra_summary: dict = field(default_factory=dict)
     explanation_checks: bool = False  # trust report: Grad-CAM sanity checks (extra forward passes)
     keep_deterministic: bool = False  # also run the dropout-free pass (the trust report's baseline)
-    tta: int = 1  # test-time augmentation: flips of the network grid (1: none); the MC samples are spread over them
+    tta: int | None = None  # test-time flips of the network grid (None: inference.tta.DEFAULT_FLIPS; 1: none); the MC
+    # samples are spread over them
     ensemble: tuple = ()  # further checkpoints, pooled with ``weights`` on the case grid (a checkpoint ensemble)
     min_et_ml: float | None = None  # a smaller predicted ET becomes NCR (None: inference.postprocess.MIN_ET_ML; 0: off)
 
@@ -148,7 +149,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             "platform": {"python": platform.python_version(), "torch": torch.__version__},
             "options": {"mc_samples": options.mc_samples, "gradcam_classes": [CLASS_NAMES[c] for c in classes],
                         "gradcam_layer": maps.gradcam_layer, "seed": options.seed, "overlap": options.overlap,
-                        "windows": maps.n_windows, "tta_flips": int(options.tta or 1),
+                        "windows": maps.n_windows, "tta_flips": resolved_flips(options),
                         "ensemble_members": 1 + len(members)},
             "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
             "preprocessing": transform.to_dict(),
@@ -242,7 +243,7 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
                          keep_deterministic=primary and getattr(options, "keep_deterministic", False))
 
     t0 = time.perf_counter()
-    n_flips = int(getattr(options, "tta", 1) or 1)
+    n_flips = resolved_flips(options)
     if n_flips > 1:
         from .inference.tta import predict_with_flips
 
@@ -257,6 +258,13 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     timings["resample"] = time.perf_counter() - t0
     grid["postprocessing"] = _postprocess(grid["classes"], case, options)
     return CasePrediction(grid, maps, transform, brain, timings)
+
+
+def resolved_flips(options) -> int:
+    from .inference.tta import DEFAULT_FLIPS
+
+    flips = getattr(options, "tta", None)
+    return DEFAULT_FLIPS if flips is None else int(flips)
 
 
 def _postprocess(classes: np.ndarray, case, options) -> dict:

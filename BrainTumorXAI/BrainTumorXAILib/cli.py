@@ -156,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(samples pooled; Grad-CAM from the first)")
     p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
-    p.add_argument("--tta", type=_flips_arg, default=1, metavar="1..8",
+    p.add_argument("--tta", type=_flips_arg, metavar="1..8",
                    help="test-time augmentation: flips of the image (1: none, 2: also left-right, ... 8: all); "
-                        "the MC samples are spread over them")
+                        "the MC samples are spread over them (default: inference.tta.DEFAULT_FLIPS)")
     p.add_argument("--min-et-ml", type=float, metavar="ML",
                    help="a predicted enhancing tumour smaller than this becomes necrotic core in the segmentation "
                         "(default 0.5 mL; 0: off)")

@@ -105,7 +105,8 @@ def analysed(request, tmp_path_factory, weights):
     out = root / "out"
     summary = analyze_case(folder, out, AnalysisOptions(weights=path, device="cpu", mc_samples=N_SAMPLES,
                                                         seed=SEED, gradcam="all", gradcam_layer="decoder.0",
-                                                        surfaces=False, figures=False))
+                                                        surfaces=False, figures=False,
+                                                        min_et_ml=0))  # the raw argmax: no post-processing
     expected = expected_maps(arrays["flair"][0], brain, affine, model)
     return out, summary, expected, affine, brain, classes
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from .combine import Member, pool
 
+#: Flips of a default analysis (the estimator comparison of ``training.evaluate --estimators`` decides it).
+DEFAULT_FLIPS = 1
 #: Identity first, then single, double and triple flips of the network grid's axes.
 FLIPS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
 
