@@ -39,6 +39,17 @@ def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:3, :3].T + affine[:3, 3]
 
 
+def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box of voxels holding every non-zero voxel of ``mask`` (None when it is empty)."""
+    extent = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        extent.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(extent)
+
+
 def world_bounding_box(shape, affine) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned world box (min, max corners in mm) that holds every voxel of the grid."""
     world = _apply(np.asarray(affine, np.float64), _corners(shape[-3:]))

@@ -258,10 +258,12 @@ def _spacing_triple(spacing) -> tuple[float, float, float] | None:
 
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[start, stop) of the mask's non-zero voxels per axis."""
-    if not mask.any():
+    from .grid import mask_box
+
+    box = mask_box(mask)
+    if box is None:
         raise ValueError("the brain mask is empty: no brain to crop around")
-    idx = [np.flatnonzero(np.any(mask, axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    return np.array([i[0] for i in idx]), np.array([i[-1] + 1 for i in idx])
+    return np.array([b.start for b in box]), np.array([b.stop for b in box])
 
 
 def _crop_box(mask: np.ndarray, crop: str, window: int, margin: int) -> tuple[np.ndarray, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES
 
 MAX_REGIONS = 10
@@ -34,7 +35,7 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
     if brain is not None:
         high &= np.asarray(brain, bool)
     ranked = np.zeros(full.shape, np.int32)
-    crop = _bounding_box(high)
+    crop = mask_box(high)
     if crop is None:
         return ([], ranked) if return_labels else []
     # Everything below runs inside the box of the high voxels (a fraction of a 240x240x155 volume):
@@ -80,17 +81,6 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
             "boundary": "|".join(CLASS_NAMES[c] for c in top),
         })
     return (regions, ranked) if return_labels else regions
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box of voxels holding the whole mask (None when it is empty)."""
-    extent = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if present.size == 0:
-            return None
-        extent.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(extent)
 
 
 def _ras(affine: np.ndarray, ijk) -> list[float]:

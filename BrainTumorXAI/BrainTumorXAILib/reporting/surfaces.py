@@ -23,23 +23,13 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 SPACE_ARRAY = "SPACE"  # Slicer's tag name ("following NRRD naming convention")
 SYSTEMS = ("LPS", "RAS")
 FORMATS = (".vtp", ".vtk", ".stl")
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box of voxels holding the whole mask (None when it is empty)."""
-    extent = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if present.size == 0:
-            return None
-        extent.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(extent)
 
 
 def _image_from_mask(mask: np.ndarray, corner=(0, 0, 0)) -> vtk.vtkImageData:
@@ -92,7 +82,7 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     conversion (decimation before smoothing, 20 windowed-sinc iterations).
     """
     mask = np.asarray(mask, bool)
-    box = _bounding_box(mask)
+    box = mask_box(mask)
     if box is None:
         return vtk.vtkPolyData()
     fe = vtk.vtkDiscreteFlyingEdges3D()
