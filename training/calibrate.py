@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.reporting.calibration import region_ece
 
 REGION_NAMES = ("WT", "TC", "ET")
@@ -83,7 +84,7 @@ def region_eces(logits: np.ndarray, labels: np.ndarray, temperature: float) -> d
 def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_per_case: int = 200_000,
             overlap: float = 0.5, device: str = "cpu", seed: int = 0, log=print):
     """(raw checkpoint dict, logits, labels, case ids) — the model run without any stored temperature."""
-    from BrainTumorXAILib.analyze import network_input
+    from BrainTumorXAILib.analyze import network_input, optional_sequences
     from BrainTumorXAILib.io.case_io import list_cases, load_case
     from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
 
@@ -96,7 +97,7 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
     xs, ys, ids = [], [], []
     cases = list_cases(data)[: max_cases or None]
     for folder in cases:
-        case = load_case(folder)
+        case = load_case(folder, optional=optional_sequences(meta))  # e.g. BRATS 2013: FLAIR + T1c only
         if case.label is None:
             log(f"{folder.name}: no reference label, skipped")
             continue
@@ -108,7 +109,7 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
         ids.append(folder.name)
         log(f"{folder.name}: {y.size} voxels")
     if not ids:
-        raise SystemExit(f"{data}: no case with a reference label to calibrate on")
+        raise BrainTumorXAIError(f"{data}: no case with a reference label to calibrate on")
     return ckpt, np.concatenate(xs), np.concatenate(ys), ids
 
 
@@ -150,13 +151,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.out.resolve() == args.checkpoint.resolve():
         p.error("--out must differ from --checkpoint (the original stays as it was)")
-    report = calibrate(args.checkpoint, args.data, args.out, max_cases=args.max_cases,
-                       voxels_per_case=args.voxels_per_case, device=args.device,
-                       log=lambda m: print(m, file=sys.stderr))
-    print(format_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0 if math.isfinite(report["temperature"]) else 1
+
+    def run() -> int:
+        report = calibrate(args.checkpoint, args.data, args.out, max_cases=args.max_cases,
+                           voxels_per_case=args.voxels_per_case, device=args.device,
+                           log=lambda m: print(m, file=sys.stderr))
+        print(format_report(report))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        return 0 if math.isfinite(report["temperature"]) else 1
+
+    return exit_code("training.calibrate", run)
 
 
 if __name__ == "__main__":

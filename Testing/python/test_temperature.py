@@ -83,3 +83,24 @@ def test_calibrate_cli_end_to_end(tmp_path, capsys):
     torch.testing.assert_close(scaled.head.bias, plain.head.bias / t)
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(ckpt)])
+
+
+def test_calibrate_reads_cases_without_the_optional_sequences_and_fails_in_one_line(tmp_path, capsys):
+    """BRATS 2013-like validation cases (FLAIR + T1c only) for a checkpoint that can do without T1/T2."""
+    from BrainTumorXAILib.synth import generate_case
+    from training.calibrate import main
+
+    data = tmp_path / "val"
+    case = generate_case(data, "BraTS2021_00093", seed=3, shape=(48, 48, 40), spacing=4.0)
+    for f in list(case.glob("*_t1.nii.gz")) + list(case.glob("*_t2.nii.gz")):
+        f.unlink()
+    ckpt = _tiny(tmp_path / "tiny.pt", optional_sequences=["t1", "t2"])
+    out = tmp_path / "tiny_T.pt"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--voxels-per-case", "4000"]) == 0
+    assert load_checkpoint(out)["provenance"]["calibration"]["cases"] == ["BraTS2021_00093"]
+    # A checkpoint that needs T1: the loader's one line, no traceback.
+    capsys.readouterr()
+    assert main(["--checkpoint", str(_tiny(tmp_path / "needs_t1.pt")), "--data", str(data), "--out",
+                 str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "training.calibrate: error:" in err and "missing t1 image" in err and "Traceback" not in err
