@@ -139,3 +139,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, small_case, tiny_ch
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nope.pt" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_output_jobs_get_threads_by_cpu_count():
+    from BrainTumorXAILib.analyze import OUTPUT_THREADS_MIN_CPUS, _output_workers
+
+    assert _output_workers(4, cpus=1) == 1
+    assert _output_workers(4, cpus=2) == 2 and _output_workers(1, cpus=2) == 1  # write + surfaces, then the rest
+    assert _output_workers(4, cpus=OUTPUT_THREADS_MIN_CPUS) == 4
