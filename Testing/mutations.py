@@ -206,6 +206,23 @@ MUTATIONS: list[Mutation] = [
     M("partial_member_kept", "a member stopped at the limit is left on disk", UPL,
       [("            except UploadError:\n                target.unlink(missing_ok=True)\n                raise",
         "            except UploadError:\n                raise")], UPLOAD_TESTS),
+    # ---- uncertainty estimators, post-processing, explanation checks in evaluate (issue 14)
+    M("pool_second_moment", "pooled variance := E[p^2] (the squared mean not subtracted)", f"{LIB}/inference/combine.py",
+      [("variance=np.clip(second - mean * mean, 0.0, None)", "variance=np.clip(second, 0.0, None)")],
+      [T + "test_uncertainty_estimators.py"]),
+    M("tta_not_flipped_back", "flipped predictions pooled without flipping them back", f"{LIB}/inference/tta.py",
+      [("members.append(Member(probabilities=_flip(maps.probabilities, axes, 1),",
+        "members.append(Member(probabilities=maps.probabilities,")],
+      [T + "test_uncertainty_estimators.py"]),
+    M("postprocess_voxels_not_ml", "the ET threshold compared with a voxel count instead of millilitres",
+      f"{LIB}/inference/postprocess.py",
+      [("volume = float(mask.sum()) * voxel_ml", "volume = float(mask.sum()) / 1000.0")],
+      [T + "test_uncertainty_estimators.py"]),
+    M("evaluate_no_gradcam", "training.evaluate --explanation-checks without Grad-CAM classes", "training/evaluate.py",
+      [("pred = predict_case(case, model, meta, dev, options, gradcam_classes=gradcam_class_indices(options.gradcam))",
+        "pred = predict_case(case, model, meta, dev, options)")],
+      [T + "test_uncertainty_quality.py"]),
+
 ]
 
 
