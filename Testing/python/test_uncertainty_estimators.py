@@ -57,7 +57,7 @@ def test_mc_budget_is_spread_over_the_flips():
     assert samples_per_flip(20, 4) == [5, 5, 5, 5]
     assert samples_per_flip(6, 4) == [2, 2, 1, 1]
     assert samples_per_flip(0, 3) == [0, 0, 0]
-    assert FLIPS[1] == (0,)  # left-right first: the network grid is RAS
+    assert FLIPS[1] == (0,)  # left-right first: the network grid is LPS-ordered
 
 
 @pytest.fixture(scope="module")

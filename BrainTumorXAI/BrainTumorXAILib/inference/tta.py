@@ -1,7 +1,7 @@
 """Test-time augmentation by flips, pooled with MC Dropout into one set of maps.
 
-The network grid is reoriented to RAS before inference, so axis 0 is left-right: the first
-flip is the anatomically symmetric one.  Each flip is an exact permutation of voxels, so a
+The network grid is reoriented to one axis order before inference (BraTS's LPS), so axis 0 is
+left-right: the first flip is the anatomically symmetric one.  Each flip is an exact permutation of voxels, so a
 flipped prediction flipped back lands on the very voxels it came from (no resampling).
 The MC budget is spread over the flips (``--mc-samples 20 --tta 4``: 5 samples per flip), so an
 estimator comparison at one budget costs the same decoder passes; a flip whose share is 0
