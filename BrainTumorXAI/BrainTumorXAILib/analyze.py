@@ -296,8 +296,7 @@ def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], voxe
         rule = small_et_to_core(classes, voxel_spacing, rule["min_et_ml"])
     grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
                 variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=rule)
-    timings = dict(primary.timings, ensemble_members=float(len(members)))
-    return CasePrediction(grid, primary.maps, primary.transform, primary.brain, timings)
+    return CasePrediction(grid, primary.maps, primary.transform, primary.brain, dict(primary.timings))
 
 
 # -- helpers ---------------------------------------------------------------------
