@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import time
@@ -17,7 +16,7 @@ from . import __version__
 from .errors import BrainTumorXAIError, CaseError
 from .io.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
 from .reporting.output_folder import check_not_replacing_inputs, check_output_dir, staged_output
-from .runtime import JobControl, resolve_device
+from .runtime import JobControl, resolve_device, usable_cpus
 
 STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
                  "surfaces": 5, "metrics": 3, "figures": 4}
@@ -420,7 +419,7 @@ def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
     and take metrics and figures as they finish.  Measured on an idle 2-core machine with the default weights
     on a 240x240x155 case: outputs 5.15 s one after the other, 3.70 s with two threads (three runs each); four
     threads there were 2x slower than one (an earlier measurement: the GIL-bound jobs thrash)."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or usable_cpus()
     if cpus >= OUTPUT_THREADS_MIN_CPUS:
         return n_jobs
     return min(2, n_jobs) if cpus >= 2 else 1

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is resolved: reading this module stays light
+    import torch
 
 from .errors import BrainTumorXAIError
+
 
 class Cancelled(Exception):
     """Raised inside a long job when the user asked to stop it."""
@@ -19,8 +22,17 @@ class ProgressCallback(Protocol):
     def __call__(self, stage: str, fraction: float, message: str = "") -> None: ...
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. a container's share), not the host's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when available; asking for CUDA without one is an error, not a silent fallback."""
+    import torch
+
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -500,8 +500,9 @@ def _deflate_chunk(data: bytes, last: bool) -> bytes:
 
 
 def _compress_workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cpus))
+    from ..runtime import usable_cpus
+
+    return max(1, min(4, usable_cpus()))
 
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00" * 4 + b"\x04\xff"  # deflate, no name, mtime 0, fastest

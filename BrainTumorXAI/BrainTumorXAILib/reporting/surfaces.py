@@ -16,7 +16,6 @@ whose header is lost by another tool still lands in the right place.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +147,9 @@ def _in_threads(jobs: dict) -> dict:
     writers, so independent surfaces build and write on several cores at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    from ..runtime import usable_cpus
+
+    workers = max(1, min(len(jobs), usable_cpus()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surface") as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
     return {name: future.result() for name, future in futures.items()}
