@@ -26,6 +26,8 @@ import torch
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.reporting.calibration import region_ece
 
+from .io_utils import refuse_in_place
+
 REGION_NAMES = ("WT", "TC", "ET")
 
 
@@ -115,7 +117,7 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
 
 def calibrate(checkpoint: Path, data: Path, out: Path, log=print, **options) -> dict:
     """Fit T, write the calibrated checkpoint to ``out``; the report (also stored in its provenance)."""
-    from BrainTumorXAILib.models.checkpoint import _atomic_torch_save, validate_checkpoint
+    from BrainTumorXAILib.models.checkpoint import save_checkpoint_dict
 
     ckpt, logits, labels, ids = collect(Path(checkpoint), Path(data), log=log, **options)
     t = fit_temperature(logits, labels)
@@ -126,8 +128,7 @@ def calibrate(checkpoint: Path, data: Path, out: Path, log=print, **options) -> 
     new = dict(ckpt)
     new["normalisation"] = {**ckpt["normalisation"], "temperature": t}
     new["provenance"] = {**ckpt["provenance"], "calibration": report}
-    validate_checkpoint(new, out)
-    _atomic_torch_save(new, Path(out))
+    save_checkpoint_dict(new, out)
     return report
 
 
@@ -149,8 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     args = p.parse_args(argv)
-    if args.out.resolve() == args.checkpoint.resolve():
-        p.error("--out must differ from --checkpoint (the original stays as it was)")
+    refuse_in_place(p, args.out, args.checkpoint)
 
     def run() -> int:
         report = calibrate(args.checkpoint, args.data, args.out, max_cases=args.max_cases,

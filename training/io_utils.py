@@ -7,6 +7,12 @@ import tempfile
 from pathlib import Path
 
 
+def refuse_in_place(parser, out: Path, original: Path) -> None:
+    """Tools that write a changed copy of a checkpoint never replace the original."""
+    if Path(out).resolve() == Path(original).resolve():
+        parser.error("--out must differ from --checkpoint (the original stays as it was)")
+
+
 def atomic_write_text(path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

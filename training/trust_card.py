@@ -19,6 +19,8 @@ import numpy as np
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.reporting.trust_card import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
 
+from .io_utils import refuse_in_place
+
 #: Card figure -> the evaluate column it is the mean of ({r}: the region).
 COLUMNS = {"ece": "ece_{r}", "auroc_entropy": "auroc_entropy_{r}", "auprc_entropy": "auprc_entropy_{r}",
            "qubrats": "qubrats_entropy_{r}", "qubrats_zero": "qubrats_zero_{r}",
@@ -51,13 +53,10 @@ def card_from_evaluation(eval_dir: Path, source: str, estimator: str = "mc_dropo
 
 
 def attach(checkpoint: Path, card: dict, out: Path) -> None:
-    from BrainTumorXAILib.models.checkpoint import _atomic_torch_save, load_checkpoint, validate_checkpoint
+    from BrainTumorXAILib.models.checkpoint import load_checkpoint, save_checkpoint_dict
 
     ckpt = load_checkpoint(checkpoint)
-    new = dict(ckpt)
-    new["provenance"] = {**ckpt["provenance"], "trust": card}
-    validate_checkpoint(new, out)
-    _atomic_torch_save(new, Path(out))
+    save_checkpoint_dict({**ckpt, "provenance": {**ckpt["provenance"], "trust": card}}, out)
 
 
 def main(argv=None) -> int:
@@ -69,8 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--source", required=True, help="what the figures were measured on (shown to readers)")
     p.add_argument("--estimator", default="mc_dropout", choices=ESTIMATORS)
     a = p.parse_args(argv)
-    if a.out.resolve() == a.checkpoint.resolve():
-        p.error("--out must differ from --checkpoint (the original stays as it was)")
+    refuse_in_place(p, a.out, a.checkpoint)
 
     def run() -> None:
         from BrainTumorXAILib.models.checkpoint import checkpoint_temperature, load_checkpoint

@@ -147,6 +147,15 @@ def _plain(obj: Any, where: str) -> Any:
                     "tensors, numbers, strings, None, lists, tuples and dicts")
 
 
+def save_checkpoint_dict(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """A loaded checkpoint dict, changed by its caller (a temperature, a trust card), written again:
+    validated first, so a bad change fails before anything is written; atomic, as every checkpoint."""
+    path = Path(path)
+    validate_checkpoint(dict(ckpt), path)
+    _atomic_torch_save(dict(ckpt), path)
+    return path
+
+
 def _atomic_torch_save(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
