@@ -74,7 +74,6 @@ class EstimatorComparison:
             self.rows.append(self._row(name, case, labels, pred, seconds))
 
     def predict(self, name: str, case):
-        mc = self.options.mc_samples
         det = replace(self.options, mc_samples=0)
         if name == "deterministic":
             return predict_case(case, self.model, self.meta, self.device, det)
@@ -90,7 +89,8 @@ class EstimatorComparison:
 
     @staticmethod
     def _row(name, case, labels, pred, seconds) -> dict:
-        metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
+        # Dice only: the HD95 surface distances are evaluate's main table's, not needed once per estimator.
+        metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing, include_hd95=False)
         row = {"case": case.case_id, "estimator": name, "labels": labels}
         row.update({f"dice_{r}": metrics["regions"][r]["dice"] for r in REGIONS})
         row.update(table_columns(case_uncertainty_quality(case, pred)))
@@ -129,7 +129,7 @@ class EstimatorComparison:
             qubrats = {e["estimator"]: [r for r in REGIONS
                                         if None not in (e[f"qubrats_entropy_{r}"], e[f"qubrats_zero_{r}"])
                                         and e[f"qubrats_entropy_{r}"] > e[f"qubrats_zero_{r}"]] for e in summary}
-            lines += [f"QU-BraTS above the all-zero baseline: " + "; ".join(
+            lines += ["QU-BraTS above the all-zero baseline: " + "; ".join(
                 f"{name}: {', '.join(regions) or 'no region'}" for name, regions in qubrats.items()) + "."]
         return "\n".join(lines) + "\n"
 
