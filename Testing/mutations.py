@@ -218,11 +218,9 @@ MUTATIONS: list[Mutation] = [
       f"{LIB}/inference/postprocess.py",
       [("volume = float(mask.sum()) * voxel_ml", "volume = float(mask.sum()) / 1000.0")],
       [T + "test_uncertainty_estimators.py"]),
-    M("evaluate_no_gradcam", "training.evaluate --explanation-checks without Grad-CAM classes", "training/evaluate.py",
-      [("pred = predict_case(case, model, meta, dev, options, gradcam_classes=gradcam_class_indices(options.gradcam))",
-        "pred = predict_case(case, model, meta, dev, options)")],
+    M("predict_case_ignores_gradcam_option", "predict_case computes no Grad-CAM unless given classes (evaluate's checks empty)",
+      ANA, [("        gradcam_classes = gradcam_class_indices(options.gradcam)\n", "        gradcam_classes = ()\n")],
       [T + "test_uncertainty_quality.py"]),
-
 ]
 
 

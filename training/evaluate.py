@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import AnalysisOptions, gradcam_class_indices, optional_sequences, predict_case
+from BrainTumorXAILib.analyze import AnalysisOptions, optional_sequences, predict_case
 from BrainTumorXAILib.io.case_io import list_cases, load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
@@ -171,7 +171,7 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground truth to evaluate against")
     t0 = time.perf_counter()
-    pred = predict_case(case, model, meta, dev, options, gradcam_classes=gradcam_class_indices(options.gradcam))
+    pred = predict_case(case, model, meta, dev, options)
     predict_seconds = time.perf_counter() - t0
     metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
     acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)

@@ -128,7 +128,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         timings.update(prediction.timings)
         if members:
             t0 = time.perf_counter()
-            prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control)
+            prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control, ())
                                                        for _, m, mm in members], case.spacing)
             timings["ensemble"] = time.perf_counter() - t0
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
@@ -221,10 +221,15 @@ def _name_the_file(exc: ValueError, case, sequences) -> Exception:
 
 
 def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
-                 gradcam_classes=()) -> CasePrediction:
-    """Preprocess, predict on the network grid, and map everything back onto the case grid."""
+                 gradcam_classes=None) -> CasePrediction:
+    """Preprocess, predict on the network grid, and map everything back onto the case grid.
+
+    Grad-CAM is computed for ``options.gradcam`` unless ``gradcam_classes`` says otherwise (() for none).
+    """
     from .inference.predictor import Predictor
 
+    if gradcam_classes is None:
+        gradcam_classes = gradcam_class_indices(options.gradcam)
     control = control or JobControl()
     timings = {}
     control.report("preprocess", 0.0, "preprocessing")
