@@ -245,3 +245,26 @@ def test_training_on_sources_records_the_recipe_and_resumes_on_another_mixture(t
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["training_state"]["epoch"] == 1
     assert ckpt["provenance"]["sources"]["sequence_dropout"] == {"t1": 1.0, "t2": 1.0}
+
+
+def test_synthetic_set_writes_reloadable_cases_of_the_asked_kind_and_never_overwrites(tmp_path, capsys):
+    from BrainTumorXAILib.io.case_io import load_case
+    from training.synthetic_set import main
+
+    args = [str(tmp_path / "set"), "--n", "2", "--seed", "9000", "--kinds", "nonenhancing", "--size", "48"]
+    assert main(args) == 0
+    folders = sorted((tmp_path / "set").iterdir())
+    assert [f.name for f in folders] == ["Synth-9000-000", "Synth-9000-001"]
+    for folder in folders:
+        case = load_case(folder)
+        np.testing.assert_allclose(case.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+        assert case.images.shape == (4, 48, 48, 48) and case.missing == []
+        assert (case.label > 0).any() and not (case.label == 3).any()  # a tumour, never enhancing
+    again = synthetic_patch(np.random.default_rng([9000, 1]), 48,
+                            SynthSettings(healthy_prob=0.0, kinds={"nonenhancing": 1.0}))
+    np.testing.assert_array_equal(load_case(folders[1]).label, again[1])  # the draw is the seeded generator's
+    before = (folders[0] / "Synth-9000-000_flair.nii.gz").read_bytes()
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert (folders[0] / "Synth-9000-000_flair.nii.gz").read_bytes() == before
+    assert main([str(tmp_path / "x"), "--kinds", "cystic"]) == 2
+    assert "unknown tumour kind cystic" in capsys.readouterr().err
