@@ -340,12 +340,12 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
 
     When the network grid is an axis-aligned scaling of the input grid (always,
     after reorientation) trilinear interpolation is separable: three 1D linear
-    interpolations in torch (all cores) instead of one scipy ``affine_transform``
-    per map.  Same values (scipy's order 1, mode 'nearest', cval outside the
-    half-voxel margin) up to float rounding; anything else takes ``transform.invert``.
+    interpolations, each two gathers and a ``lerp`` in torch (all cores), instead
+    of one scipy ``affine_transform`` per map.  Only the output box whose
+    interpolation taps reach the network crop is computed; the rest is ``fill``.
+    Same values (scipy's order 1, mode 'nearest', cval outside the half-voxel
+    margin) up to float rounding; anything else takes ``transform.invert``.
     """
-    import torch
-
     from .grid import voxel_to_voxel
 
     volumes = [np.asarray(v, np.float32) for v in volumes]
@@ -356,34 +356,75 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
     matrix = voxel_to_voxel(transform.resampled_affine, transform.reoriented_affine)
     if np.abs(matrix[:3, :3] - np.diag(np.diag(matrix[:3, :3]))).max() > 1e-9:
         return np.stack([transform.invert(v, order=1, fill=f) for v, f in zip(volumes, fills)]).astype(np.float32)
-    src_shape, dst_shape = tuple(transform.resampled_shape), tuple(transform.reoriented_shape)
+    plan = [_axis_taps(matrix[a, a], matrix[a, 3], transform.resampled_shape[a], transform.reoriented_shape[a],
+                       transform.crop_start[a], transform.crop_stop[a]) for a in range(3)]
     inner = tuple(slice(b, n - a) for b, a, n in zip(transform.pad_before, transform.pad_after, transform.output_shape))
-    crop = tuple(slice(a, b) for a, b in zip(transform.crop_start, transform.crop_stop))
-    weights, outside = [], []
-    for a in range(3):
-        # Linear interpolation along one axis is a (destination x source) matrix with two weights a row.
-        c = matrix[a, a] * np.arange(dst_shape[a], dtype=np.float64) + matrix[a, 3]
-        outside.append(torch.from_numpy(~((c >= -0.5 - 1e-6) & (c <= src_shape[a] - 0.5 + 1e-6))))
-        n = src_shape[a]
-        c = np.clip(c, 0.0, n - 1)
-        i0 = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
-        i1 = np.minimum(i0 + 1, n - 1)
-        w = np.zeros((dst_shape[a], n), np.float64)
-        rows = np.arange(dst_shape[a])
-        np.add.at(w, (rows, i0), 1.0 - (c - i0))
-        np.add.at(w, (rows, i1), c - i0)
-        weights.append(torch.from_numpy(w.astype(np.float32)))
     out = np.empty((len(volumes), *transform.input_shape), np.float32)
     for ch, (volume, fill) in enumerate(zip(volumes, fills)):
-        grid = torch.full(src_shape, float(fill), dtype=torch.float32)
-        grid[crop] = torch.from_numpy(np.ascontiguousarray(volume[inner]))
-        grid = torch.einsum("ia,abc->ibc", weights[0], grid)
-        grid = torch.einsum("jb,ibc->ijc", weights[1], grid)
-        grid = torch.einsum("ibc,kc->ibk", grid, weights[2])
-        for a in range(3):
-            if bool(outside[a].any()):
-                index = [slice(None)] * 3
-                index[a] = outside[a]
-                grid[tuple(index)] = float(fill)
-        out[ch] = transform._unreoriented(grid.contiguous().numpy())
+        # A view of out[ch] in the network's axis order (flips/permutations are views): written in place.
+        target = transform._reoriented(out[ch])
+        if not np.shares_memory(target, out[ch]):
+            target = np.empty(transform.reoriented_shape, np.float32)
+        target.fill(float(fill))
+        if all(p is not None for p in plan):
+            target[tuple(p.rows for p in plan)] = _interpolate_box(volume[inner], plan, float(fill))
+        if not np.shares_memory(target, out[ch]):
+            out[ch] = transform._unreoriented(target)
     return out
+
+
+@dataclass
+class _AxisTaps:
+    """Linear interpolation along one axis, for the output rows whose taps reach the crop."""
+
+    rows: slice  # output rows computed (all others are the fill value)
+    src: tuple[int, int]  # source rows [lo, hi) those taps read
+    crop: tuple[int, int]  # the crop [start, stop) in source rows
+    lo: np.ndarray  # first tap, relative to src[0]
+    hi: np.ndarray  # second tap, relative to src[0]
+    weight: np.ndarray  # weight of the second tap
+
+    def matrix(self) -> np.ndarray:
+        """(output rows x source rows) float32 interpolation matrix."""
+        w = np.zeros((self.lo.size, self.src[1] - self.src[0]), np.float64)
+        rows = np.arange(self.lo.size)
+        np.add.at(w, (rows, self.lo), 1.0 - self.weight)
+        np.add.at(w, (rows, self.hi), self.weight)
+        return w.astype(np.float32)
+
+
+def _axis_taps(scale: float, offset: float, n_src: int, n_dst: int, crop_start: int, crop_stop: int):
+    """``_AxisTaps`` of destination voxel d sampling source coordinate scale * d + offset (None: no row
+    reaches the crop).  Coordinates beyond half a voxel outside the source are fill; within it, the edge
+    value (scipy's mode 'nearest'), as ``resample_to_grid``."""
+    c = scale * np.arange(n_dst, dtype=np.float64) + offset
+    inside = (c >= -0.5 - 1e-6) & (c <= n_src - 0.5 + 1e-6)
+    c = np.clip(c, 0.0, n_src - 1)
+    i0 = np.minimum(np.floor(c).astype(np.int64), max(n_src - 2, 0))
+    i1 = np.minimum(i0 + 1, n_src - 1)
+    reach = inside & (((i0 >= crop_start) & (i0 < crop_stop)) | ((i1 >= crop_start) & (i1 < crop_stop)))
+    rows = np.flatnonzero(reach)
+    if rows.size == 0:
+        return None
+    rows = slice(int(rows[0]), int(rows[-1]) + 1)  # c is monotone: the rows reaching the crop are contiguous
+    i0, i1, w = i0[rows], i1[rows], c[rows] - i0[rows]
+    lo, hi = int(i0.min()), int(i1.max()) + 1
+    return _AxisTaps(rows, (lo, hi), (crop_start, crop_stop), i0 - lo, i1 - lo, w)
+
+
+def _interpolate_box(cropped: np.ndarray, plan, fill: float) -> np.ndarray:
+    """The network crop (fill around it) interpolated onto the output rows of ``plan``, axis by axis."""
+    import torch
+
+    src = torch.full(tuple(p.src[1] - p.src[0] for p in plan), fill, dtype=torch.float32)
+    # The crop rows the taps read (all of them when upsampling; a coarser output may skip some).
+    used = [(max(p.crop[0], p.src[0]), min(p.crop[1], p.src[1])) for p in plan]
+    src[tuple(slice(a - p.src[0], b - p.src[0]) for (a, b), p in zip(used, plan))] = torch.from_numpy(
+        np.ascontiguousarray(cropped[tuple(slice(a - p.crop[0], b - p.crop[0]) for (a, b), p in zip(used, plan))]))
+    # Linear interpolation along an axis is a (destination x source) matrix with two weights a row: a
+    # matrix product (BLAS) beats two gathers and a lerp.
+    w = [torch.from_numpy(p.matrix()) for p in plan]
+    grid = torch.einsum("ia,abc->ibc", w[0], src)
+    grid = torch.einsum("jb,ibc->ijc", w[1], grid)
+    grid = torch.einsum("ibc,kc->ibk", grid, w[2])
+    return grid.numpy()
