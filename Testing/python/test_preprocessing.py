@@ -128,6 +128,38 @@ def test_brain_mask_noisy_background_fallback():
     assert (mask ^ truth).sum() < 0.02 * truth.sum()
 
 
+def test_brain_mask_fallback_is_the_plain_formula():
+    """The in-place fallback gives exactly the mask of the plain formula (mean of |c| / p99(|c|), Otsu,
+    largest component, scipy's hole filling), negative intensities included."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    from BrainTumorXAILib.io.mask_ops import largest_component
+
+    rng = np.random.default_rng(4)
+    images = _images((28, 26, 24))
+    noisy = images + rng.normal(0, 3, images.shape).astype(np.float32)
+    noisy[1, 12:15, 11:14, 10:13] = 0.0  # a hole inside the brain
+    signal = np.mean([np.abs(c) / max(float(np.percentile(np.abs(c), 99)), 1e-12) for c in noisy], axis=0)
+    expected = ndimage.binary_fill_holes(largest_component(signal > threshold_otsu(signal)))
+    np.testing.assert_array_equal(brain_mask(noisy), expected)
+
+
+def test_fill_holes_matches_scipy():
+    from scipy import ndimage
+
+    from BrainTumorXAILib.io.mask_ops import fill_holes
+
+    rng = np.random.default_rng(5)
+    for density in (0.0, 0.3, 0.6, 0.9, 1.0):
+        mask = rng.random((17, 15, 13)) < density
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    shell = np.zeros((9, 9, 9), bool)
+    shell[2:7, 2:7, 2:7] = True
+    shell[3:6, 3:6, 3:6] = False
+    assert fill_holes(shell)[4, 4, 4] and fill_holes(shell).sum() == 125
+
+
 @pytest.mark.parametrize("method", ["zscore", "minmax"])
 def test_normalise(method):
     images = _images()

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from nibabel import orientations as nio
-from scipy import ndimage
 
 from .grid import resample_to_grid, resampled_affine, same_grid
-from .mask_ops import largest_component
+from .mask_ops import fill_holes, largest_component
 
 CROP_MODES = ("brain", "fixed", "none")
 
@@ -47,10 +46,20 @@ def _thresholded_brain(images: np.ndarray) -> np.ndarray:
     """Fallback for a noisy background: Otsu on the mean robust-scaled intensity, largest blob, holes filled."""
     from skimage.filters import threshold_otsu
 
-    scaled = [np.abs(c) / max(float(np.percentile(np.abs(c), 99)), 1e-12) for c in images]
-    signal = np.mean(scaled, axis=0)
+    # The mean of |channel| / its 99th percentile, accumulated in place: the same float32 sums in the same
+    # order as np.mean over the stacked channels, without the stack or a second |channel| per channel.
+    signal = None
+    for channel in images:
+        scaled = np.abs(channel)
+        scale = max(float(np.percentile(scaled, 99, overwrite_input=True)), 1e-12)  # reorders ``scaled``
+        np.divide(np.abs(channel, out=scaled), scale, out=scaled)
+        if signal is None:
+            signal = scaled
+        else:
+            signal += scaled
+    signal /= len(images)
     mask = signal > threshold_otsu(signal)
-    return ndimage.binary_fill_holes(largest_component(mask))
+    return fill_holes(largest_component(mask))
 
 
 def brain_mask(images) -> np.ndarray:
