@@ -188,3 +188,35 @@ def test_grouped_ranking_gives_the_exact_auroc_and_auprc():
     assert np.isnan(roc) and np.isnan(ap)
     roc, ap = _Ranked(rng.random(50)).auroc_ap(np.ones(50, bool))
     assert np.isnan(roc) and ap == pytest.approx(1.0)
+
+
+def test_region_report_equals_the_plain_definitions():
+    """Sorted-once AUROC/AUPRC, region-free measures scaled once and the one-bincount QU-BraTS curves give
+    the values of the plain per-(measure, region) definitions, on a random case with ties."""
+    from BrainTumorXAILib.io.labels import REGIONS
+    from BrainTumorXAILib.reporting.calibration import auroc
+
+    rng = np.random.default_rng(7)
+    shape = (14, 13, 12)
+    logits = rng.normal(0, 2, (4, *shape))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=0)
+    probs = (np.round(probs * 50) / 50).astype(np.float32)  # ties in every measure
+    probs /= probs.sum(axis=0)
+    ref = rng.integers(0, 4, shape)
+    brain = rng.random(shape) < 0.8
+    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=0).astype(np.float32)
+    maps = dict(entropy=entropy, mutual_information=(entropy * rng.random(shape)).astype(np.float32),
+                variance=(rng.integers(0, 5, (4, *shape)) / 40).astype(np.float32),
+                deterministic_entropy=np.round(entropy, 1))
+    rep = region_uncertainty_quality(probs, ref, brain, **maps)
+    flat = {k: (v.reshape(v.shape[0], -1)[:, brain.ravel()] if v.ndim == 4 else v[brain]) for k, v in maps.items()}
+    p, r = probs.reshape(4, -1)[:, brain.ravel()], ref[brain]
+    for region, classes in REGIONS.items():
+        pred, true = np.isin(p.argmax(axis=0), classes), np.isin(r, classes)
+        got = rep["regions"][region]["measures"]
+        expected = region_measures(p, region, **flat)
+        assert list(got) == list(expected)
+        for name, u in expected.items():
+            assert got[name]["auroc"] == pytest.approx(auroc(u, pred != true), rel=0, abs=1e-15)
+            assert got[name]["auprc"] == pytest.approx(average_precision(u, pred != true), rel=1e-12)
+            assert got[name]["qubrats"] == pytest.approx(qubrats_score(u * 100.0, pred, true), rel=1e-12)

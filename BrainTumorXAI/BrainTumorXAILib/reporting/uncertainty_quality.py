@@ -27,11 +27,11 @@ For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
 
 Above ``calibration.MAX_VOXELS`` brain voxels the same fixed random subset as ``calibration`` is used.
 
-Cost: AUROC and AUPRC need the voxels in score order, not a sort per (measure, region).  Each distinct
-measure map is grouped by value once (``np.unique``; entropy, mutual information and the baselines are the
-same map for every region), then every region's AUROC and AUPRC come from two ``bincount`` s over the groups
-(``_ranked_scores``): exactly the tie-aware Mann-Whitney U and step-wise average precision above, no
-quantisation (a 240x240x155 case: 6.3 s -> about 1 s).
+Cost: every distinct measure map is sorted once (a plain, vectorised ``np.sort``; entropy, mutual
+information and the baselines are the same map for every region and are scaled once); each region then
+locates only its error voxels in the sorted scores (``_Ranked``): exactly the tie-aware Mann-Whitney U and
+step-wise average precision above, no quantisation.  The QU-BraTS curves of a (measure, region) are one
+``bincount`` over (confusion cell, first surviving threshold).  A 240x240x155 case: 6.3 s -> about 1 s.
 """
 
 from __future__ import annotations
@@ -76,29 +76,40 @@ def average_precision(scores, labels) -> float:
 
 
 class _Ranked:
-    """A score map grouped by distinct value (ascending), for many label sets: exact AUROC and AUPRC."""
+    """A score map sorted once, for many label sets: exact AUROC and AUPRC.
+
+    Only the positives of a label set are located in the sorted scores (binary search): their mid-ranks give
+    the Mann-Whitney U, and how many voxels score at least as high as each distinct positive score gives the
+    precision at that threshold.  A plain sort (vectorised in numpy) instead of grouping every voxel
+    (``np.unique(return_inverse=True)``, an indirect sort): 20x cheaper on a real-size brain.
+    """
 
     def __init__(self, scores):
-        scores = np.asarray(scores, np.float64).ravel()
-        _, groups = np.unique(scores, return_inverse=True)
-        self.groups = groups.ravel()
-        self.count = np.bincount(self.groups).astype(np.float64)
+        self.scores = np.asarray(scores, np.float64).ravel()
+        self.sorted = np.sort(self.scores)
 
     def auroc_ap(self, labels) -> tuple[float, float]:
         """(AUROC, AUPRC) of the scores for boolean ``labels`` (same definitions as ``auroc`` / ``average_precision``)."""
         labels = np.asarray(labels, bool).ravel()
-        pos = np.bincount(self.groups[labels], minlength=self.count.size).astype(np.float64)
-        neg = self.count - pos
-        n_pos, n_neg = float(pos.sum()), float(neg.sum())
+        positive = np.sort(self.scores[labels])
+        n = self.sorted.size
+        n_pos = float(positive.size)
+        n_neg = n - n_pos
         nan = float("nan")
         if n_pos == 0:
             return nan, nan
-        # Mann-Whitney U: each positive counts the negatives strictly below plus half the tied ones.
-        below = np.cumsum(neg) - neg
-        roc = float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg)) if n_neg > 0 else nan
-        # Thresholds from the highest distinct score down: precision there times the recall step.
-        tp, total = np.cumsum(pos[::-1]), np.cumsum(self.count[::-1])
-        ap = float(np.sum(pos[::-1] / n_pos * (tp / total)))
+        # Distinct positive scores, descending, with how many positives hold each.
+        value, pos = np.unique(positive, return_counts=True)
+        value, pos = value[::-1], pos[::-1].astype(np.float64)
+        below = np.searchsorted(self.sorted, value, side="left").astype(np.float64)
+        tied = np.searchsorted(self.sorted, value, side="right") - below
+        # Mann-Whitney U from the positives' mid-ranks (integers and halves: exact in float64).
+        u = float(np.sum(pos * (below + (tied + 1.0) / 2.0))) - n_pos * (n_pos + 1.0) / 2.0
+        roc = u / (n_pos * n_neg) if n_neg > 0 else nan
+        # Thresholds from the highest distinct score down: precision there times the recall step; only the
+        # thresholds holding positives add a step.
+        tp = np.cumsum(pos)
+        ap = float(np.sum(pos / n_pos * (tp / (n - below))))
         return roc, ap
 
 
@@ -130,12 +141,22 @@ def qubrats_curves(uncertainty, prediction, truth, thresholds=QUBRATS_THRESHOLDS
 def _qubrats_curves_from_first(first, tau, prediction, truth) -> dict:
     """``qubrats_curves`` given each voxel's first surviving threshold (shared by the regions of one measure)."""
     pred, true = np.asarray(prediction, bool).ravel(), np.asarray(truth, bool).ravel()
+    return _qubrats_curves_from_cells(first, tau, _confusion_cell(pred, true))
 
-    def kept(selection):  # per threshold: how many of the selected voxels are kept
-        return np.cumsum(np.bincount(first[selection], minlength=tau.size + 1)[:tau.size]).astype(np.float64)
 
-    tp, fp, fn, tn = kept(pred & true), kept(pred & ~true), kept(~pred & true), kept(~pred & ~true)
-    tp_all, tn_all = float(np.sum(pred & true)), float(np.sum(~pred & ~true))
+def _confusion_cell(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per voxel 0 TP, 1 FP, 2 FN, 3 TN (uint8)."""
+    return (2 * ~pred + ~true).astype(np.uint8)
+
+
+def _qubrats_curves_from_cells(first, tau, cell) -> dict:
+    """The curves from each voxel's first surviving threshold and confusion cell: one bincount for all four
+    cells (kept voxels per threshold = cumulative counts over the first surviving threshold)."""
+    slots = tau.size + 1
+    counts = np.bincount(cell * slots + first, minlength=4 * slots).reshape(4, slots)
+    kept = np.cumsum(counts[:, :tau.size], axis=1).astype(np.float64)
+    tp, fp, fn, tn = kept
+    tp_all, tn_all = float(counts[0].sum()), float(counts[3].sum())
     denom = 2 * tp + fp + fn
     dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
     ftp = (tp_all - tp) / tp_all if tp_all > 0 else np.zeros_like(tp)
@@ -232,6 +253,17 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
             cache[key] = (_Ranked(u), np.searchsorted(tau, u * 100.0, side="left"))
         return cache[key]
 
+    free_maps = {k: v for k, v in maps.items() if k in REGION_FREE}
+    free: dict | None = None  # the region-free measures, scaled once
+
+    def measures_of(region):
+        nonlocal free
+        own = region_measures(probs, region, variance=maps["variance"])
+        if free is None:
+            free = {k: v for k, v in region_measures(probs, region, **free_maps).items() if k in REGION_FREE}
+        both = {**own, **free}
+        return {k: both[k] for k in MEASURES if k in both}  # region_measures' order
+
     regions = {}
     for region, classes in REGIONS.items():
         pred, true = np.isin(argmax, classes), np.isin(ref, classes)
@@ -239,7 +271,7 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         p = probs[list(classes)].sum(axis=0, dtype=np.float64)
         confidence = np.where(p >= 0.5, p, 1.0 - p)
         measures = {}
-        for name, u in region_measures(probs, region, **maps).items():
+        for name, u in measures_of(region).items():
             ranked, first = prepared(name, region, u)
             q = _qubrats_score_of(_qubrats_curves_from_first(first, tau, pred, true))
             roc, ap = ranked.auroc_ap(errors)
