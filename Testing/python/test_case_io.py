@@ -378,3 +378,25 @@ def test_summary_is_json(tmp_path):
     assert summary["orientation"] == "LPS" and summary["shape"] == [20, 22, 18]
     assert summary["spacing"] == [1.0, 1.0, 1.0] and summary["has_label"]
     assert sum(summary["label_voxels"].values()) == 20 * 22 * 18
+
+
+def test_threaded_reading_gives_the_serial_case_and_names_the_first_bad_file(tmp_path, monkeypatch):
+    """The files are read in threads; the case is the one-thread case, array for array, and of two bad files
+    the first in the serial order (the reference first, then t1, t1ce, t2, flair, then the label) is named."""
+    from BrainTumorXAILib.io import case_io
+
+    folder = make_case(tmp_path, ID21)
+    monkeypatch.setattr(case_io, "LOAD_WORKERS", 1)
+    serial = load_case(folder)
+    monkeypatch.setattr(case_io, "LOAD_WORKERS", 4)
+    threaded = load_case(folder)
+    np.testing.assert_array_equal(threaded.images, serial.images)
+    np.testing.assert_array_equal(threaded.label, serial.label)
+    np.testing.assert_array_equal(threaded.affine, serial.affine)
+    assert threaded.images.flags.c_contiguous and threaded.label.flags.c_contiguous
+    files = scan_case(folder).files
+    for seq in ("flair", "t2"):  # both constant: t2 comes first in the serial order
+        img = nib.load(files[seq])
+        nib.save(nib.Nifti1Image(np.ones(img.shape, np.float32), img.affine), files[seq])
+    with pytest.raises(CaseError, match="_t2.nii.gz.*constant volume"):
+        load_case(folder)

@@ -34,6 +34,9 @@ LABEL_KEY = "seg"
 # Largest affine difference (mm) still counted as the same grid.
 _GRID_TOL = 1e-4
 
+#: Threads reading the files of a case (None: one per usable CPU, at most one per file).
+LOAD_WORKERS: int | None = None
+
 
 # --------------------------------------------------------------------------- the case
 
@@ -240,8 +243,11 @@ def _format_values(values, limit: int = _MAX_LISTED) -> str:
 # --------------------------------------------------------------------------- reading volumes
 
 
-def _read_nifti(path) -> tuple[np.ndarray, np.ndarray, object]:
-    """Data (float32, 3D), affine and header of a NIfTI file, structurally validated."""
+def _read_nifti(path, contiguous: bool = True) -> tuple[np.ndarray, np.ndarray, object]:
+    """Data (float32, 3D), affine and header of a NIfTI file, structurally validated.
+
+    ``contiguous=False`` leaves the data in the file's (Fortran) order, for a caller that copies it anyway.
+    """
     import nibabel as nib
 
     path = Path(path)
@@ -270,7 +276,7 @@ def _read_nifti(path) -> tuple[np.ndarray, np.ndarray, object]:
     bad_nan, bad_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
     if bad_nan or bad_inf:
         raise CaseError(path, f"contains {bad_nan} NaN and {bad_inf} infinite values")
-    return np.ascontiguousarray(data), affine, img.header
+    return (np.ascontiguousarray(data) if contiguous else data), affine, img.header
 
 
 #: Bytes of the NIfTI-1 and NIfTI-2 headers, and where (offset, struct format) their fields are.
@@ -332,9 +338,9 @@ def _check_orientation(path: Path) -> None:
         raise CaseError(path, problem)
 
 
-def load_volume(path) -> tuple[np.ndarray, np.ndarray, object]:
+def load_volume(path, contiguous: bool = True) -> tuple[np.ndarray, np.ndarray, object]:
     """(float32 3D array, 4x4 affine, header) of one image; CaseError when it is unusable."""
-    data, affine, header = _read_nifti(path)
+    data, affine, header = _read_nifti(path, contiguous)
     if not data.any():
         raise CaseError(path, "empty volume (every voxel is 0)")
     if data.max() == data.min():
@@ -370,11 +376,11 @@ def _label_convention(path: Path, values: np.ndarray, naming: str) -> str:
     return convention
 
 
-def _load_label(path: Path, naming: str, ref_shape, ref_affine) -> tuple[np.ndarray, str, bool]:
-    data, affine, _ = _read_nifti(path)
+def _load_label(path: Path, naming: str, ref_shape, ref_affine, read=None) -> tuple[np.ndarray, str, bool]:
+    data, affine, _ = read or _read_nifti(path, contiguous=False)
     convention = _label_convention(path, data, naming)
     data, resampled = _onto_reference(path, data, affine, ref_shape, ref_affine, order=0)
-    return to_internal(data.astype(np.uint8), convention), convention, resampled
+    return np.ascontiguousarray(to_internal(data.astype(np.uint8), convention)), convention, resampled
 
 
 def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_label: bool = True,
@@ -388,24 +394,40 @@ def load_case(path, mapping: dict | None = None, reference: str = "t1ce", load_l
     if reference in optional:
         raise ValueError(f"the reference sequence {reference!r} cannot be optional")
     found = scan_case(path, mapping, optional)
-    ref_data, ref_affine, header = load_volume(found.files[reference])
-    images = np.zeros((len(SEQUENCES),) + ref_data.shape, dtype=np.float32)
-    resampled = []
-    missing = [seq for seq in SEQUENCES if seq not in found.files]
-    for c, seq in enumerate(SEQUENCES):
-        if seq == reference:
-            images[c] = ref_data
-            continue
-        if seq in missing:
-            continue
-        data, affine, _ = load_volume(found.files[seq])
-        images[c], moved = _onto_reference(found.files[seq], data, affine, ref_data.shape, ref_affine, order=1)
-        if moved:
-            resampled.append(seq)
+    # Every file is read and checked in a thread of its own (gzip inflation and numpy's casts release the
+    # GIL); the results are taken in the serial order, so the first bad file in that order is the one named.
+    # The file's Fortran-ordered data is copied once, into the stack.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..runtime import usable_cpus
+
+    order = [reference] + [seq for seq in SEQUENCES if seq in found.files and seq != reference]
+    with_label = load_label and LABEL_KEY in found.files
+    with ThreadPoolExecutor(max_workers=LOAD_WORKERS or max(1, min(usable_cpus(), len(order) + with_label)),
+                            thread_name_prefix="load-case") as pool:
+        reads = {seq: pool.submit(load_volume, found.files[seq], False) for seq in order}
+        if with_label:
+            reads[LABEL_KEY] = pool.submit(_read_nifti, found.files[LABEL_KEY], False)
+        ref_data, ref_affine, header = reads[reference].result()
+        images = np.zeros((len(SEQUENCES),) + ref_data.shape, dtype=np.float32)
+        resampled = []
+        missing = [seq for seq in SEQUENCES if seq not in found.files]
+        for c, seq in enumerate(SEQUENCES):
+            if seq == reference:
+                images[c] = ref_data
+                continue
+            if seq in missing:
+                continue
+            data, affine, _ = reads[seq].result()
+            images[c], moved = _onto_reference(found.files[seq], data, affine, ref_data.shape, ref_affine, order=1)
+            if moved:
+                resampled.append(seq)
+        label_read = reads[LABEL_KEY].result() if with_label else None
     label = None
     convention = "brats2023" if found.naming == "brats2023" else "brats2021"
-    if load_label and LABEL_KEY in found.files:
-        label, convention, moved = _load_label(found.files[LABEL_KEY], found.naming, ref_data.shape, ref_affine)
+    if with_label:
+        label, convention, moved = _load_label(found.files[LABEL_KEY], found.naming, ref_data.shape, ref_affine,
+                                               label_read)
         if moved:
             resampled.append(LABEL_KEY)
     return Case(case_id=found.case_id, folder=Path(path), naming=found.naming, files=found.files, images=images,
