@@ -120,3 +120,28 @@ def test_analyze_writes_the_trust_report(small_case, tiny_checkpoint, tmp_path):
     assert [s["randomised_up_to"] for s in checks["randomisation"]][-1] == "encoder.0"
     assert set(checks["deletion"]) == {"NCR", "ED", "ET"}
     assert "trust_report" in summary["timings_s"]
+
+
+def test_trust_figures_drawn_beside_pyplot_figures_are_the_serial_pixels(tmp_path):
+    """analyze draws the trust figures in a thread beside figures.py's pyplot figures: the object API gives
+    the same pixels there as alone, and leaves pyplot's figure registry alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+    from BrainTumorXAILib.reporting.figures import map_figure
+    from BrainTumorXAILib.reporting.trust_figures import where_to_look_figure
+
+    u, probs = _case()
+    regions, labels = review_regions(u, probs, AFFINE, threshold=0.693, return_labels=True)
+    bg = np.random.default_rng(0).random(u.shape)
+    alone = where_to_look_figure(bg, u, labels, regions, AFFINE, tmp_path / "alone.png")
+    open_before = plt.get_fignums()
+    with ThreadPoolExecutor(2) as pool:
+        trust = [pool.submit(where_to_look_figure, bg, u, labels, regions, AFFINE, tmp_path / f"t{i}.png")
+                 for i in range(3)]
+        maps = [pool.submit(map_figure, bg, {"u": u}, AFFINE, tmp_path / f"m{i}.png", title="u") for i in range(3)]
+        paths = [f.result() for f in trust + maps]
+    assert plt.get_fignums() == open_before
+    for path in paths[:3]:
+        np.testing.assert_array_equal(mpimg.imread(path), mpimg.imread(alone))

@@ -1,14 +1,16 @@
-"""Trust-report figures: reliability diagrams per region and the "where to look" panel."""
+"""Trust-report figures: reliability diagrams per region and the "where to look" panel.
+
+Drawn with matplotlib's object API (a ``Figure`` on its own Agg canvas, no pyplot): no global figure
+registry is touched, so ``analyze`` can draw them in a thread beside the pyplot figures of ``figures.py``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from .figures import DPI, _aspect, _grey, _slice, _window, to_ras  # noqa: E402
 
@@ -16,7 +18,8 @@ from .figures import DPI, _aspect, _grey, _slice, _window, to_ras  # noqa: E402
 def reliability_figure(report: dict, path) -> Path:
     """One reliability diagram per region (accuracy against mean confidence per bin, bin counts shaded)."""
     regions = report["regions"]
-    fig, axes = plt.subplots(1, len(regions), figsize=(3.2 * len(regions), 3.3), squeeze=False)
+    fig = _new_figure((3.2 * len(regions), 3.3))
+    axes = fig.subplots(1, len(regions), squeeze=False)
     for ax, (name, r) in zip(axes[0], regions.items()):
         rel = r["reliability"]
         edges = np.asarray(rel["edges"])
@@ -47,7 +50,8 @@ def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_lab
     lab, _ = to_ras(ranked_labels, affine)
     shown = regions[:max_panels]
     n = max(len(shown), 1)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0), squeeze=False)
+    fig = _new_figure((2.6 * n, 3.0))
+    axes = fig.subplots(1, n, squeeze=False)
     win = _window(bg)
     vmax = float(np.log(4.0))
     for ax, region in zip(axes[0], shown):
@@ -67,10 +71,15 @@ def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_lab
     return _save(fig, path)
 
 
+def _new_figure(size) -> Figure:
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # lossless either way; level 6 is 3x slower
     return path
