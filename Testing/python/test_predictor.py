@@ -251,3 +251,24 @@ def test_channels_last_mc_decode_matches_contiguous_and_restores_the_weights():
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=2e-5)
     np.testing.assert_allclose(a.variance, b.variance, atol=2e-6)
     np.testing.assert_allclose(a.mutual_information, b.mutual_information, atol=2e-5)
+
+
+@pytest.mark.parametrize("decoder", ["light", "full"])
+@pytest.mark.parametrize("name", ["unet", "attunet"])
+def test_mc_decode_of_broadcast_features_equals_decode_of_copies(decoder, name):
+    """The MC path feeds the shared encoder features as stride-0 views over the samples: the same logits,
+    bit for bit, as the per-batch copies it used to make, and the same maps from the predictor."""
+    from BrainTumorXAILib.inference.predictor import _weights_channels_last
+    from BrainTumorXAILib.models.dropout import draw_masks, mc_dropout_mode, set_masks
+
+    torch.manual_seed(3)
+    model = build_model(name, base_channels=4, depth=2, dropout=0.3, decoder=decoder).eval()
+    x, n = torch.from_numpy(volume(shape=(4, 32, 32, 24)))[None], 4
+    layout = dict(memory_format=torch.channels_last_3d)
+    with torch.no_grad(), mc_dropout_mode(model), _weights_channels_last(model, True):
+        feats = [f.contiguous(**layout) for f in model.encode(x)]
+        set_masks(model, draw_masks(model, n, torch.Generator().manual_seed(2)))
+        copies = model.decode([f.expand(n, *f.shape[1:]).contiguous(**layout) for f in feats])
+        views = model.decode([f.expand(n, *f.shape[1:]) for f in feats])
+        set_masks(model, None)
+    assert torch.equal(copies, views) and copies.std() > 0
