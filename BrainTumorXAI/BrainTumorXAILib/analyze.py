@@ -330,10 +330,12 @@ def _require_slicer() -> None:
 
 
 def _require_vtk() -> None:
-    try:
-        import vtk  # noqa: F401
-    except ImportError as exc:
-        raise BrainTumorXAIError("surface meshes need VTK: pip install vtk (or pass --no-surfaces)") from exc
+    """Fail before any heavy work when VTK is not installed (found, not imported: the surfaces job imports
+    the few VTK modules it uses)."""
+    from importlib.util import find_spec
+
+    if find_spec("vtkmodules") is None:
+        raise BrainTumorXAIError("surface meshes need VTK: pip install vtk (or pass --no-surfaces)")
 
 
 def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:

@@ -19,8 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import vtk
-from vtk.util import numpy_support
+
+# The VTK modules used, not the ``vtk`` package (which loads all ~150 of them: 0.7 s of every analysis).
+from vtkmodules.util import numpy_support
+from vtkmodules.util.vtkConstants import VTK_UNSIGNED_CHAR
+from vtkmodules.vtkCommonCore import vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkFieldData, vtkImageData, vtkPolyData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import (vtkDecimatePro, vtkMassProperties, vtkPolyDataNormals, vtkReverseSense,
+                                      vtkTriangleFilter, vtkWindowedSincPolyDataFilter)
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformPolyDataFilter
+from vtkmodules.vtkIOGeometry import vtkSTLReader, vtkSTLWriter
+from vtkmodules.vtkIOLegacy import vtkPolyDataReader, vtkPolyDataWriter
+from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLPolyDataWriter
 
 from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
@@ -31,15 +43,15 @@ SYSTEMS = ("LPS", "RAS")
 FORMATS = (".vtp", ".vtk", ".stl")
 
 
-def _image_from_mask(mask: np.ndarray, corner=(0, 0, 0)) -> vtk.vtkImageData:
+def _image_from_mask(mask: np.ndarray, corner=(0, 0, 0)) -> vtkImageData:
     """Mask (a box of a volume whose first voxel is ``corner``) in the volume's voxel index space,
     padded by one voxel so every surface closes."""
     padded = np.pad(np.asarray(mask, np.uint8), 1)
-    image = vtk.vtkImageData()
+    image = vtkImageData()
     image.SetDimensions(*padded.shape)
     image.SetOrigin(*(float(c) - 1.0 for c in corner))  # the volume's index 0 stays at 0
     flat = np.ascontiguousarray(padded.transpose(2, 1, 0)).ravel()  # VTK: x fastest
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=VTK_UNSIGNED_CHAR))
     return image
 
 
@@ -48,25 +60,25 @@ def _pass_band(smoothing: float) -> float:
     return 10.0 ** (-4.0 * float(np.clip(smoothing, 0.0, 1.0)))
 
 
-def _matrix(affine: np.ndarray) -> vtk.vtkMatrix4x4:
-    m = vtk.vtkMatrix4x4()
+def _matrix(affine: np.ndarray) -> vtkMatrix4x4:
+    m = vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
             m.SetElement(r, c, float(affine[r, c]))
     return m
 
 
-def _transformed(polydata: vtk.vtkPolyData, affine: np.ndarray) -> vtk.vtkPolyData:
+def _transformed(polydata: vtkPolyData, affine: np.ndarray) -> vtkPolyData:
     """Points mapped by ``affine``; triangle winding kept outward for mirroring affines too."""
-    transform = vtk.vtkTransform()
+    transform = vtkTransform()
     transform.SetMatrix(_matrix(affine))
-    f = vtk.vtkTransformPolyDataFilter()
+    f = vtkTransformPolyDataFilter()
     f.SetTransform(transform)
     f.SetInputData(polydata)
     f.Update()
     out = f.GetOutput()
     if np.linalg.det(affine[:3, :3]) < 0:  # a mirroring transform turns the triangles inside out
-        rev = vtk.vtkReverseSense()
+        rev = vtkReverseSense()
         rev.SetInputData(out)
         rev.ReverseCellsOn()
         rev.Update()
@@ -74,7 +86,7 @@ def _transformed(polydata: vtk.vtkPolyData, affine: np.ndarray) -> vtk.vtkPolyDa
     return out
 
 
-def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.0) -> vtk.vtkPolyData:
+def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.0) -> vtkPolyData:
     """Closed, smoothed triangle surface of a binary mask, in RAS mm, with outward normals.
 
     Same steps and parameters as Slicer's binary labelmap -> closed surface
@@ -83,8 +95,8 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     mask = np.asarray(mask, bool)
     box = mask_box(mask)
     if box is None:
-        return vtk.vtkPolyData()
-    fe = vtk.vtkDiscreteFlyingEdges3D()
+        return vtkPolyData()
+    fe = vtkDiscreteFlyingEdges3D()
     # Only the mask's box: the same triangles in the same order (voxel indices are kept by the origin),
     # without copying and scanning the empty rest of the volume.
     fe.SetInputData(_image_from_mask(mask[box], corner=[b.start for b in box]))
@@ -95,7 +107,7 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     fe.Update()
     surface = fe.GetOutput()
     if decimation > 0:
-        dec = vtk.vtkDecimatePro()
+        dec = vtkDecimatePro()
         dec.SetInputData(surface)
         dec.SetTargetReduction(float(decimation))
         dec.SetFeatureAngle(60)
@@ -105,7 +117,7 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
         dec.Update()
         surface = dec.GetOutput()
     if smoothing > 0:
-        smoother = vtk.vtkWindowedSincPolyDataFilter()
+        smoother = vtkWindowedSincPolyDataFilter()
         smoother.SetInputData(surface)
         smoother.SetNumberOfIterations(20)
         smoother.SetPassBand(_pass_band(smoothing))
@@ -116,7 +128,7 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
         smoother.Update()
         surface = smoother.GetOutput()
     surface = _transformed(surface, np.asarray(affine, float))
-    normals = vtk.vtkPolyDataNormals()
+    normals = vtkPolyDataNormals()
     normals.SetInputData(surface)
     # Flying edges already winds every component outward (cavities included), so no
     # AutoOrientNormals: it would point a hollow shell's inner wall into the solid, and no
@@ -131,7 +143,7 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
 
 
 def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5,
-                  regions: bool = False) -> dict[str, vtk.vtkPolyData]:
+                  regions: bool = False) -> dict[str, vtkPolyData]:
     """Surfaces of the brain and of each tumour class (NCR, ED, ET); with ``regions``
     also of the whole tumour (WT) and tumour core (TC) (the ET region is the ET class)."""
     classes = np.asarray(classes)
@@ -155,13 +167,13 @@ def _in_threads(jobs: dict) -> dict:
     return {name: future.result() for name, future in futures.items()}
 
 
-def _with_space_tag(polydata: vtk.vtkPolyData, system: str) -> vtk.vtkPolyData:
+def _with_space_tag(polydata: vtkPolyData, system: str) -> vtkPolyData:
     """Shallow copy carrying Slicer's SPACE field array (the caller's object stays untouched)."""
-    tagged = vtk.vtkPolyData()
+    tagged = vtkPolyData()
     tagged.ShallowCopy(polydata)
-    fields = vtk.vtkFieldData()
+    fields = vtkFieldData()
     fields.ShallowCopy(polydata.GetFieldData())
-    tag = vtk.vtkStringArray()
+    tag = vtkStringArray()
     tag.SetName(SPACE_ARRAY)
     tag.InsertNextValue(system)
     fields.AddArray(tag)  # replaces an existing SPACE array of the same name
@@ -177,7 +189,7 @@ def _space_from_header(header: str | None) -> str | None:
     return None
 
 
-def _space_from_field_data(polydata: vtk.vtkPolyData) -> str | None:
+def _space_from_field_data(polydata: vtkPolyData) -> str | None:
     """Read and drop the SPACE array (as Slicer does, so re-writing cannot clash)."""
     tag = polydata.GetFieldData().GetAbstractArray(SPACE_ARRAY)
     if tag is None or not tag.GetNumberOfValues():
@@ -187,7 +199,7 @@ def _space_from_field_data(polydata: vtk.vtkPolyData) -> str | None:
     return next((system for system in SYSTEMS if system in value), None)
 
 
-def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS") -> Path:
+def write_surface(polydata: vtkPolyData, path, coordinate_system: str = "LPS") -> Path:
     """Write a RAS surface as .vtp, .vtk (legacy 4.2) or binary .stl, the points converted to
     ``coordinate_system`` and tagged the way Slicer writes and reads it (see the module doc)."""
     path = Path(path)
@@ -200,7 +212,7 @@ def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS
     data = _transformed(polydata, RAS_TO_LPS) if system == "LPS" else polydata
     header = f"3D Slicer output. SPACE={system}"
     if suffix == ".vtp":
-        writer = vtk.vtkXMLPolyDataWriter()
+        writer = vtkXMLPolyDataWriter()
         # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) took 3.4x longer for a
         # 113k-point brain (1.0 s against 0.30 s) and wrote 1.3x bigger files; zlib keeps every reader
         # (Slicer, ParaView, vtk.js, meshio) able to open it.
@@ -209,15 +221,15 @@ def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS
         writer.EncodeAppendedDataOff()
         data = _with_space_tag(data, system)
     elif suffix == ".vtk":
-        writer = vtk.vtkPolyDataWriter()
+        writer = vtkPolyDataWriter()
         writer.SetFileVersion(42)  # as Slicer: 5.1 is unreadable by Slicer 4 (VTK < 9) and most other tools
         writer.SetFileTypeToBinary()
         writer.SetHeader(header)
     else:
-        writer = vtk.vtkSTLWriter()
+        writer = vtkSTLWriter()
         writer.SetFileTypeToBinary()
         writer.SetHeader(header)  # fits the 80-byte binary STL header
-        triangles = vtk.vtkTriangleFilter()  # STL holds triangles only
+        triangles = vtkTriangleFilter()  # STL holds triangles only
         triangles.SetInputData(data)
         triangles.Update()
         data = triangles.GetOutput()
@@ -229,12 +241,12 @@ def write_surface(polydata: vtk.vtkPolyData, path, coordinate_system: str = "LPS
     return path
 
 
-def read_surface(path) -> vtk.vtkPolyData:
+def read_surface(path) -> vtkPolyData:
     """Read a .vtp/.vtk/.stl surface (ours or Slicer's) back into RAS, honouring its SPACE
     tag; untagged files are taken as LPS, as Slicer does."""
     path = Path(path)
     suffix = path.suffix.lower()
-    readers = {".vtp": vtk.vtkXMLPolyDataReader, ".vtk": vtk.vtkPolyDataReader, ".stl": vtk.vtkSTLReader}
+    readers = {".vtp": vtkXMLPolyDataReader, ".vtk": vtkPolyDataReader, ".stl": vtkSTLReader}
     if suffix not in readers:
         raise ValueError(f"{path}: unsupported surface format (use {', '.join(FORMATS)})")
     if not path.is_file():
@@ -250,7 +262,7 @@ def read_surface(path) -> vtk.vtkPolyData:
     return data if system == "RAS" else _transformed(data, RAS_TO_LPS)
 
 
-def write_case_surfaces(surfaces: dict[str, vtk.vtkPolyData], out_dir) -> dict[str, dict[str, Path]]:
+def write_case_surfaces(surfaces: dict[str, vtkPolyData], out_dir) -> dict[str, dict[str, Path]]:
     """``<name>.vtp`` and ``<name>.stl`` for every non-empty surface."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,13 +274,13 @@ def write_case_surfaces(surfaces: dict[str, vtk.vtkPolyData], out_dir) -> dict[s
     return written
 
 
-def surface_stats(polydata: vtk.vtkPolyData) -> dict:
+def surface_stats(polydata: vtkPolyData) -> dict:
     """Point/cell counts, area (mm2), enclosed volume (mm3) and RAS bounds."""
     if polydata.GetNumberOfPoints() == 0:
         return {"n_points": 0, "n_cells": 0, "area_mm2": 0.0, "volume_mm3": 0.0, "bounds": None}
-    tri = vtk.vtkTriangleFilter()
+    tri = vtkTriangleFilter()
     tri.SetInputData(polydata)
-    mass = vtk.vtkMassProperties()
+    mass = vtkMassProperties()
     mass.SetInputConnection(tri.GetOutputPort())
     mass.Update()
     return {"n_points": polydata.GetNumberOfPoints(), "n_cells": polydata.GetNumberOfCells(),
