@@ -23,9 +23,10 @@ STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "wr
                  "surfaces": 5, "metrics": 3, "figures": 4}
 
 
-#: Output jobs (volumes, surfaces, metrics, figures) run one thread each from this many CPUs on; from 2 CPUs two
-#: threads (writing and surfaces, mostly outside the GIL, beside metrics and figures).
+#: Output jobs (volumes, figures, trust report, surfaces, metrics) run one thread each from this many CPUs on;
+#: from 2 CPUs ``OUTPUT_THREADS_FEW_CPUS`` threads (see ``_output_workers``).
 OUTPUT_THREADS_MIN_CPUS = 4
+OUTPUT_THREADS_FEW_CPUS = 3
 
 
 @dataclass
@@ -441,14 +442,15 @@ def _write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, options: 
 
 def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
     """Threads for the output jobs.  They are submitted longest first (write, figures, trust report, surfaces,
-    metrics), so two workers start writing (zlib, in threads, outside the GIL) beside the figures, and take the
-    rest as they finish.  Measured on an idle 2-core machine with the default weights on a 240x240x155 case:
-    outputs 5.15 s one after the other, 3.70 s with two threads (three runs each); four threads there were 2x
-    slower than one (an earlier measurement: the GIL-bound jobs thrash)."""
+    metrics), so on 2-3 CPUs three workers start writing (zlib, in threads, outside the GIL), the figures and the
+    trust report together, and take the rest as they finish.  Measured on an idle 2-core machine with the
+    default weights on a 240x240x155 case, trust report included: outputs 6.0 s with two threads, 5.2 s with
+    three (four runs each); before the trust report joined, 5.15 s one after the other and 3.70 s with two
+    threads (four threads were then 2x slower than one: the GIL-bound jobs thrashed)."""
     cpus = cpus or usable_cpus()
     if cpus >= OUTPUT_THREADS_MIN_CPUS:
         return n_jobs
-    return min(2, n_jobs) if cpus >= 2 else 1
+    return min(OUTPUT_THREADS_FEW_CPUS, n_jobs) if cpus >= 2 else 1
 
 
 def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:

@@ -145,5 +145,6 @@ def test_output_jobs_get_threads_by_cpu_count():
     from BrainTumorXAILib.analyze import OUTPUT_THREADS_MIN_CPUS, _output_workers
 
     assert _output_workers(4, cpus=1) == 1
-    assert _output_workers(4, cpus=2) == 2 and _output_workers(1, cpus=2) == 1  # write + surfaces, then the rest
+    # Write, figures and the trust report together, then the rest.
+    assert _output_workers(5, cpus=2) == 3 and _output_workers(1, cpus=2) == 1
     assert _output_workers(4, cpus=OUTPUT_THREADS_MIN_CPUS) == 4
