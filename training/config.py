@@ -75,6 +75,8 @@ class TrainConfig:
     ddp_timeout_min: float = 120.0
     deterministic: bool = False
     quiet: bool = False
+    # also keep each epoch's weights (epoch_NNN.pt) to select on criteria other than the validation loss
+    keep_epochs: bool = False
     extra: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:

@@ -248,6 +248,9 @@ class Trainer:
         if is_best:
             save_checkpoint(self.out / "best.pt", self.model, **common)
         save_checkpoint(self.out / "last.pt", self.model, training_state=training_state, **common)
+        if self.cfg.keep_epochs:
+            # numbered as metrics.csv numbers epochs (from 1); weights only, like best.pt
+            save_checkpoint(self.out / f"epoch_{epoch + 1:03d}.pt", self.model, **common)
 
     # -- loops ------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import SEQUENCES
@@ -230,7 +231,8 @@ def test_training_on_sources_records_the_recipe_and_resumes_on_another_mixture(t
     sources = _sources(tmp_path, validation=[{"path": "pat0002", "labels": "expert"}])
     run = tmp_path / "run"
     common = ["--out", str(run), "--spacing", "2", "--patch", "32", "--batch", "1", "--steps-per-epoch", "2",
-              "--base-channels", "4", "--depth", "2", "--val-mc-samples", "0", "--quiet", "--warmup-steps", "1"]
+              "--base-channels", "4", "--depth", "2", "--val-mc-samples", "0", "--quiet", "--warmup-steps", "1",
+              "--keep-epochs"]
     assert train_main(["--sources", str(sources), "--epochs", "1", *common]) == 0
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["normalisation"]["spacing"] == [2.0, 2.0, 2.0]
@@ -245,6 +247,12 @@ def test_training_on_sources_records_the_recipe_and_resumes_on_another_mixture(t
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["training_state"]["epoch"] == 1
     assert ckpt["provenance"]["sources"]["sequence_dropout"] == {"t1": 1.0, "t2": 1.0}
+    # --keep-epochs: every epoch's weights, numbered as metrics.csv, for selection on other criteria
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_001.pt", "epoch_002.pt"]
+    kept = load_checkpoint(run / "epoch_002.pt")
+    assert "training_state" not in kept and kept["provenance"]["epoch"] == 1
+    for name, tensor in ckpt["state_dict"].items():
+        assert torch.equal(kept["state_dict"][name], tensor), name
 
 
 def test_synthetic_set_writes_reloadable_cases_of_the_asked_kind_and_never_overwrites(tmp_path, capsys):
