@@ -197,25 +197,40 @@ REGION_FREE = ("entropy", "mutual_information", "zero", "deterministic_entropy")
 def region_measures(probs, region: str, entropy=None, mutual_information=None, variance=None,
                     deterministic_entropy=None) -> dict[str, np.ndarray]:
     """Every available uncertainty measure of ``region`` scaled to [0, 1] (flat arrays over the same voxels)."""
-    n_cls = probs.shape[0]
-    classes = list(REGIONS[region])
-    p = probs[classes].sum(axis=0, dtype=np.float64)
-    log_c = np.log(n_cls)
+    return _in_measure_order({**_region_free_measures(probs, entropy, mutual_information, deterministic_entropy),
+                              **_region_own_measures(probs, region, variance)})
+
+
+def _region_free_measures(probs, entropy=None, mutual_information=None, deterministic_entropy=None) -> dict:
+    """The measures whose map is the same for every region (``REGION_FREE``), scaled to [0, 1]."""
+    log_c = np.log(probs.shape[0])
     out = {}
     if entropy is not None:
         out["entropy"] = np.asarray(entropy, np.float64) / log_c
     if mutual_information is not None:
         out["mutual_information"] = np.asarray(mutual_information, np.float64) / log_c
+    out["zero"] = np.zeros(probs.shape[1:], np.float64)
+    if deterministic_entropy is not None:
+        out["deterministic_entropy"] = np.asarray(deterministic_entropy, np.float64) / log_c
+    return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}
+
+
+def _region_own_measures(probs, region: str, variance=None) -> dict:
+    """The measures of one region's probability (variance, binary entropy), scaled to [0, 1]."""
+    n_cls = probs.shape[0]
+    classes = list(REGIONS[region])
+    out = {}
     if variance is not None:
         # WT = 1 - p_background: same variance as the background; otherwise the sum over the region's classes.
         rest = [c for c in range(n_cls) if c not in classes]
         parts = rest if len(rest) == 1 else classes
         out["variance"] = np.asarray(variance, np.float64)[parts].sum(axis=0) / 0.25
-    out["region_entropy"] = _binary_entropy(p) / np.log(2.0)
-    out["zero"] = np.zeros_like(p)
-    if deterministic_entropy is not None:
-        out["deterministic_entropy"] = np.asarray(deterministic_entropy, np.float64) / log_c
+    out["region_entropy"] = _binary_entropy(probs[classes].sum(axis=0, dtype=np.float64)) / np.log(2.0)
     return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}
+
+
+def _in_measure_order(measures: dict) -> dict:
+    return {k: measures[k] for k in MEASURES if k in measures}
 
 
 def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None, mutual_information=None,
@@ -253,27 +268,19 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
             cache[key] = (_Ranked(u), np.searchsorted(tau, u * 100.0, side="left"))
         return cache[key]
 
-    free_maps = {k: v for k, v in maps.items() if k in REGION_FREE}
-    free: dict | None = None  # the region-free measures, scaled once
-
-    def measures_of(region):
-        nonlocal free
-        own = region_measures(probs, region, variance=maps["variance"])
-        if free is None:
-            free = {k: v for k, v in region_measures(probs, region, **free_maps).items() if k in REGION_FREE}
-        both = {**own, **free}
-        return {k: both[k] for k in MEASURES if k in both}  # region_measures' order
+    free = _region_free_measures(probs, maps["entropy"], maps["mutual_information"], maps["deterministic_entropy"])
 
     regions = {}
     for region, classes in REGIONS.items():
         pred, true = np.isin(argmax, classes), np.isin(ref, classes)
         errors = pred != true
+        cell = _confusion_cell(pred, true)  # shared by every measure of the region
         p = probs[list(classes)].sum(axis=0, dtype=np.float64)
         confidence = np.where(p >= 0.5, p, 1.0 - p)
         measures = {}
-        for name, u in measures_of(region).items():
+        for name, u in _in_measure_order({**free, **_region_own_measures(probs, region, maps["variance"])}).items():
             ranked, first = prepared(name, region, u)
-            q = _qubrats_score_of(_qubrats_curves_from_first(first, tau, pred, true))
+            q = _qubrats_score_of(_qubrats_curves_from_cells(first, tau, cell))
             roc, ap = ranked.auroc_ap(errors)
             measures[name] = {"auroc": _json_float(roc), "auprc": _json_float(ap),
                               "qubrats": {k: _json_float(v) for k, v in q.items()}}
