@@ -349,8 +349,8 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
 
     When the network grid is an axis-aligned scaling of the input grid (always,
     after reorientation) trilinear interpolation is separable: three 1D linear
-    interpolations, each two gathers and a ``lerp`` in torch (all cores), instead
-    of one scipy ``affine_transform`` per map.  Only the output box whose
+    interpolations, each a (destination x source) matrix product in torch (all
+    cores), instead of one scipy ``affine_transform`` per map.  Only the output box whose
     interpolation taps reach the network crop is computed; the rest is ``fill``.
     Same values (scipy's order 1, mode 'nearest', cval outside the half-voxel
     margin) up to float rounding; anything else takes ``transform.invert``.
@@ -368,6 +368,8 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
     plan = [_axis_taps(matrix[a, a], matrix[a, 3], transform.resampled_shape[a], transform.reoriented_shape[a],
                        transform.crop_start[a], transform.crop_stop[a]) for a in range(3)]
     inner = tuple(slice(b, n - a) for b, a, n in zip(transform.pad_before, transform.pad_after, transform.output_shape))
+    # The interpolation matrices depend on the grids only: built once for every map.
+    weights = None if any(p is None for p in plan) else [p.matrix() for p in plan]
     out = _plain_pages_empty((len(volumes), *transform.input_shape))
     for ch, (volume, fill) in enumerate(zip(volumes, fills)):
         # A view of out[ch] in the network's axis order (flips/permutations are views): written in place.
@@ -375,8 +377,8 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
         if not np.shares_memory(target, out[ch]):
             target = np.empty(transform.reoriented_shape, np.float32)
         target.fill(float(fill))
-        if all(p is not None for p in plan):
-            target[tuple(p.rows for p in plan)] = _interpolate_box(volume[inner], plan, float(fill))
+        if weights is not None:
+            target[tuple(p.rows for p in plan)] = _interpolate_box(volume[inner], plan, weights, float(fill))
         if not np.shares_memory(target, out[ch]):
             out[ch] = transform._unreoriented(target)
     return out
@@ -403,13 +405,15 @@ class _AxisTaps:
     hi: np.ndarray  # second tap, relative to src[0]
     weight: np.ndarray  # weight of the second tap
 
-    def matrix(self) -> np.ndarray:
-        """(output rows x source rows) float32 interpolation matrix."""
+    def matrix(self):
+        """(output rows x source rows) float32 interpolation matrix, as a torch tensor."""
+        import torch
+
         w = np.zeros((self.lo.size, self.src[1] - self.src[0]), np.float64)
         rows = np.arange(self.lo.size)
         np.add.at(w, (rows, self.lo), 1.0 - self.weight)
         np.add.at(w, (rows, self.hi), self.weight)
-        return w.astype(np.float32)
+        return torch.from_numpy(w.astype(np.float32))
 
 
 def _axis_taps(scale: float, offset: float, n_src: int, n_dst: int, crop_start: int, crop_stop: int):
@@ -431,7 +435,7 @@ def _axis_taps(scale: float, offset: float, n_src: int, n_dst: int, crop_start: 
     return _AxisTaps(rows, (lo, hi), (crop_start, crop_stop), i0 - lo, i1 - lo, w)
 
 
-def _interpolate_box(cropped: np.ndarray, plan, fill: float) -> np.ndarray:
+def _interpolate_box(cropped: np.ndarray, plan, weights, fill: float) -> np.ndarray:
     """The network crop (fill around it) interpolated onto the output rows of ``plan``, axis by axis."""
     import torch
 
@@ -440,10 +444,9 @@ def _interpolate_box(cropped: np.ndarray, plan, fill: float) -> np.ndarray:
     used = [(max(p.crop[0], p.src[0]), min(p.crop[1], p.src[1])) for p in plan]
     src[tuple(slice(a - p.src[0], b - p.src[0]) for (a, b), p in zip(used, plan))] = torch.from_numpy(
         np.ascontiguousarray(cropped[tuple(slice(a - p.crop[0], b - p.crop[0]) for (a, b), p in zip(used, plan))]))
-    # Linear interpolation along an axis is a (destination x source) matrix with two weights a row: a
-    # matrix product (BLAS) beats two gathers and a lerp.
-    w = [torch.from_numpy(p.matrix()) for p in plan]
-    grid = torch.einsum("ia,abc->ibc", w[0], src)
-    grid = torch.einsum("jb,ibc->ijc", w[1], grid)
-    grid = torch.einsum("ibc,kc->ibk", grid, w[2])
+    # Linear interpolation along an axis is a (destination x source) matrix with two weights a row
+    # (``weights``): a matrix product (BLAS) beats two gathers and a lerp.
+    grid = torch.einsum("ia,abc->ibc", weights[0], src)
+    grid = torch.einsum("jb,ibc->ijc", weights[1], grid)
+    grid = torch.einsum("ibc,kc->ibk", grid, weights[2])
     return grid.numpy()
