@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .figures import DPI, _aspect, _grey, _slice, _window, to_ras  # noqa: E402
+from .figures import DPI, _aspect, _grey, _slice, _window, to_ras
 
 
 def reliability_figure(report: dict, path) -> Path:
