@@ -306,6 +306,28 @@ def test_amp_is_automatic_on_cuda_and_recorded(tiny_data, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] is False
 
 
+def test_amp_on_the_cpu_trains_in_bfloat16_without_loss_scaling(tiny_data, tmp_path):
+    """--amp on the CPU: convolutions in bfloat16 (no GradScaler: bf16 has float32's range), weights and
+    loss stay float32, an epoch runs to a finite loss and config.json records amp true."""
+    from training.train import Trainer, amp_dtype
+
+    assert amp_dtype(True, torch.device("cpu")) is torch.bfloat16
+    assert amp_dtype(True, torch.device("cuda")) is torch.float16 and amp_dtype(False, torch.device("cpu")) is None
+    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path / "run"), patch=32, depth=2, base_channels=4,
+                      device="cpu", quiet=True, amp=True, epochs=1, steps_per_epoch=2, batch=1, val_mc_samples=0)
+    trainer = Trainer(cfg, resume=False)
+    assert trainer.amp_dtype is torch.bfloat16 and not trainer.scaler.is_enabled()
+    seen = []
+    hook = trainer.model.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    loss = trainer.train_epoch(0)
+    hook.remove()
+    assert np.isfinite(loss) and seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] is True
+
+
 def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(tiny_data, tmp_path, capsys):
     from training.train import Trainer, parse_args
 
