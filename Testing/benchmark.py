@@ -21,6 +21,9 @@ else one generated at 240x240x155, 1 mm) against two peers, per model:
     volume, one window, plain segmentation, network only, against our whole
     ``analyze`` with default options (MC 20, Grad-CAM x3, surfaces, figures;
     goal: ratio <= 1.0), run in a child process whose own peak RSS (VmHWM) is printed (goal <= 4 GiB).
+Every row is repeated per --precisions (default fp32,bf16), the peers under the same autocast as ours;
+each approximation (bf16, fp16) is then measured against fp32 on the same case and seed (label Dice,
+probability and variance differences, Grad-CAM correlation).
 Ours and the peer are timed interleaved (ours, peer, ours, peer, ...) so a
 loaded machine distorts both alike.  Models: ``demo`` (bundled weights, 1 mm,
 64^3 windows) and ``2mm64`` / ``2mm96`` (UNet3D base 16, light decoder, depth 4,
@@ -45,6 +48,7 @@ from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode
 from BrainTumorXAILib.inference.predictor import Predictor
+from BrainTumorXAILib.inference.precision import autocast, precision_name, resolve_precision
 from BrainTumorXAILib.resources import sample_case_path
 from BrainTumorXAILib.runtime import resolve_device
 from BrainTumorXAILib.inference.sliding_window import make_tiling
@@ -82,6 +86,9 @@ def main() -> None:
     ap.add_argument("--real-size", action="store_true", help="the real-size case against the MONAI peers")
     ap.add_argument("--real-case", type=Path, help="case folder (default: ../shared/realdata/TCGA-FG-6692 or generated)")
     ap.add_argument("--models", default="demo,2mm64,2mm96", help="comma list of demo, 2mm64, 2mm96")
+    ap.add_argument("--precisions", default="fp32,bf16",
+                    help="--real-size: comma list of fp32, bf16, fp16 (CUDA), auto; every row per precision, the "
+                         "peers under the same autocast too, and each approximation measured against fp32")
     ap.add_argument("--out", type=Path, help="also write the printed figures to this file")
     args = ap.parse_args()
     if args.real_size:
@@ -204,10 +211,11 @@ import json, resource, sys, time, tempfile
 from pathlib import Path
 import torch
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
-case, weights, device, mc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+case, weights, device, mc, precision = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
-    s = analyze_case(case, Path(tmp) / "out", AnalysisOptions(weights=Path(weights), device=device, mc_samples=mc))
+    s = analyze_case(case, Path(tmp) / "out", AnalysisOptions(weights=Path(weights), device=device, mc_samples=mc,
+                                                              precision=precision))
     wall = time.perf_counter() - t0
 # The child's own peak (VmHWM of its address space).  ru_maxrss would not do: Linux carries the parent's
 # high-water mark through vfork + exec, so it reported the benchmark parent's peak (MONAI's whole-volume
@@ -221,14 +229,32 @@ print(json.dumps({"wall": wall, "rss": peak, "gpu": gpu, "timings": s["timings_s
 """
 
 
-def analyze_in_child(case: Path, weights: Path, device, mc: int) -> dict:
+def analyze_in_child(case: Path, weights: Path, device, mc: int, precision: str) -> dict:
     import json
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", ANALYZE_CHILD, str(case), str(weights), str(device), str(mc)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", ANALYZE_CHILD, str(case), str(weights), str(device), str(mc),
+                          precision], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def approximation_error(model, device, window, volume, net_mask, mc: int, precision: str) -> str:
+    """How far ``precision`` moves the analysis from the exact fp32 path on the same case and seed."""
+    run = {p: Predictor(model, device, window=window, mc_samples=mc, gradcam_classes=(1, 2, 3), precision=p)
+           .predict(volume, net_mask) for p in ("fp32", precision)}
+    exact, approx = run["fp32"], run[precision]
+    la, lb = exact.probabilities.argmax(0), approx.probabilities.argmax(0)
+    dice = []
+    for region in ((1, 2, 3), (1, 3), (3,)):  # WT, TC, ET
+        a, b = np.isin(la, region), np.isin(lb, region)
+        dice.append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+    dp = np.abs(exact.probabilities - approx.probabilities)
+    dv = np.abs(exact.variance - approx.variance).max() if mc else 0.0
+    cam = [np.corrcoef(exact.gradcam[c].ravel(), approx.gradcam[c].ravel())[0, 1] for c in (1, 2, 3)]
+    return (f"label Dice WT {dice[0]:.4f} TC {dice[1]:.4f} ET {dice[2]:.4f}, voxels relabelled "
+            f"{int((la != lb).sum())} of {la.size}; |dp| max {dp.max():.4f} mean {dp.mean():.1e}; |d variance| max "
+            f"{dv:.4f}; Grad-CAM correlation NCR {cam[0]:.4f} ED {cam[1]:.4f} ET {cam[2]:.4f}")
 
 
 def real_size(args) -> None:
@@ -260,10 +286,17 @@ def real_size(args) -> None:
         whole = torch.from_numpy(np.pad(case.images.astype(np.float32), [(0, 0)] + [(0, p) for p in pad]))[None]
         whole = whole.to(device)
 
-        def peer_segresnet():
-            with torch.no_grad():
-                return segresnet(whole).argmax(1)
+        def peer_segresnet(dtype):
+            def run():
+                with torch.no_grad(), autocast(device, dtype):
+                    return segresnet(whole).argmax(1)
+            return run
 
+        # One row per distinct compute dtype ("auto" may be "fp32" on this machine).
+        dtypes = {}
+        for name in [p.strip() for p in args.precisions.split(",") if p.strip()]:
+            dtype = resolve_precision(name, device)
+            dtypes.setdefault(precision_name(dtype), dtype)
         for kind in [k.strip() for k in args.models.split(",") if k.strip()]:
             weights = bench_model(kind, workdir, device)
             model, meta = load_model(weights, device=device)
@@ -274,43 +307,61 @@ def real_size(args) -> None:
             say(f"\n[{kind}] network grid {volume.shape[1:]}, {n_win} window(s) of {window}")
             x = torch.from_numpy(volume)[None].to(device)
 
-            def ours_sw():
-                Predictor(model, device, window=window, mc_samples=0).predict(volume, net_mask)
+            def ours_sw(prec):
+                return lambda: Predictor(model, device, window=window, mc_samples=0, precision=prec).predict(volume,
+                                                                                                            net_mask)
 
-            def monai_sw(b):
+            def monai_sw(b, dtype):
                 def run():
-                    with torch.no_grad():
-                        sliding_window_inference(x, window, b, model, overlap=0.5, mode="gaussian").softmax(1)
+                    with torch.no_grad(), autocast(device, dtype):
+                        sliding_window_inference(x, window, b, model, overlap=0.5, mode="gaussian").float().softmax(1)
                 return run
 
-            fns = {"ours": ours_sw, **{f"monai sw_batch_size={b}": monai_sw(b) for b in (1, 2, 4, 8)}}
+            fns = {}
+            for prec, dtype in dtypes.items():
+                fns[f"ours {prec}"] = ours_sw(prec)
+                fns.update({f"monai sw_batch_size={b} {prec}": monai_sw(b, dtype) for b in (1, 2, 4, 8)})
             t = interleaved(fns, args.repeats, device)
-            best = min((v, k) for k, v in t.items() if k != "ours")
             for k, v in t.items():
-                say(f"  deterministic sliding window, {k:<26} {v:8.3f} s")
-            say(f"  -> ours / MONAI sliding_window_inference best ({best[1]}): {t['ours'] / best[0]:.2f} "
-                f"(goal <= 0.8) {'MET' if t['ours'] / best[0] <= 0.8 else 'MISSED'}")
+                say(f"  deterministic sliding window, {k:<31} {v:8.3f} s")
+            best = {prec: min((v, k) for k, v in t.items() if k.startswith("monai") and k.endswith(f" {prec}"))
+                    for prec in dtypes}
+            for prec in dtypes:
+                ratio = t[f"ours {prec}"] / best[prec][0]
+                say(f"  -> ours {prec} / MONAI best under the same precision ({best[prec][1]}): {ratio:.2f}")
+                if "fp32" in best:
+                    ratio = t[f"ours {prec}"] / best["fp32"][0]
+                    what = "exact" if prec == "fp32" else "an approximation, measured against fp32 below"
+                    say(f"  -> ours {prec} / MONAI best fp32 ({best['fp32'][1]}): {ratio:.2f} (goal <= 0.8; {what}) "
+                        f"{'MET' if ratio <= 0.8 else 'MISSED'}")
             # Whole analyze (child process: its own peak RSS) against SegResNet, interleaved.
-            ours, peer = [], []
-            peer_segresnet()  # warm-up
-            for _ in range(max(1, min(args.repeats, 2))):
-                ours.append(analyze_in_child(case_dir, weights, device, args.mc_samples))
-                t0 = time.perf_counter()
-                peer_segresnet()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                peer.append(time.perf_counter() - t0)
-            wall = statistics.median(r["wall"] for r in ours)
-            t_peer = statistics.median(peer)
-            rss = max(r["rss"] for r in ours) / GiB
-            say(f"  whole analyze (MC {args.mc_samples}, Grad-CAM x3, surfaces, figures)   {wall:8.3f} s  "
-                f"peak RSS {rss:.2f} GiB (goal <= 4) {'MET' if rss <= 4 else 'MISSED'}"
-                + (f", GPU peak {max(r['gpu'] for r in ours) / GiB:.2f} GiB" if device.type == "cuda" else ""))
-            say(f"  MONAI SegResNet(init_filters=16), whole volume {tuple(whole.shape[2:])}, network only  "
-                f"{t_peer:8.3f} s")
-            say(f"  -> analyze / SegResNet: {wall / t_peer:.2f} (goal <= 1.0) {'MET' if wall <= t_peer else 'MISSED'}")
-            stages = {k: round(v, 2) for k, v in ours[-1]["timings"].items()}
-            say(f"  analyze stages (s): {json.dumps(stages)}")
+            for prec, dtype in dtypes.items():
+                ours, peer = [], []
+                peer_run = peer_segresnet(dtype)
+                peer_run()  # warm-up
+                for _ in range(max(1, min(args.repeats, 2))):
+                    ours.append(analyze_in_child(case_dir, weights, device, args.mc_samples, prec))
+                    t0 = time.perf_counter()
+                    peer_run()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    peer.append(time.perf_counter() - t0)
+                wall = statistics.median(r["wall"] for r in ours)
+                t_peer = statistics.median(peer)
+                rss = max(r["rss"] for r in ours) / GiB
+                say(f"  whole analyze {prec} (MC {args.mc_samples}, Grad-CAM x3, surfaces, figures)   {wall:8.3f} s  "
+                    f"peak RSS {rss:.2f} GiB (goal <= 4) {'MET' if rss <= 4 else 'MISSED'}"
+                    + (f", GPU peak {max(r['gpu'] for r in ours) / GiB:.2f} GiB" if device.type == "cuda" else ""))
+                say(f"  MONAI SegResNet(init_filters=16) {prec}, whole volume {tuple(whole.shape[2:])}, network only  "
+                    f"{t_peer:8.3f} s")
+                say(f"  -> analyze / SegResNet, both {prec}: {wall / t_peer:.2f} (goal <= 1.0) "
+                    f"{'MET' if wall <= t_peer else 'MISSED'}")
+                stages = {k: round(v, 2) for k, v in ours[-1]["timings"].items()}
+                say(f"  analyze stages {prec} (s): {json.dumps(stages)}")
+            for prec in dtypes:
+                if prec != "fp32":
+                    say(f"  {prec} against fp32 (network grid, MC {args.mc_samples}, Grad-CAM x3): "
+                        + approximation_error(model, device, window, volume, net_mask, args.mc_samples, prec))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
         print(f"figures written to {args.out}")

@@ -36,7 +36,7 @@ PY
     echo "## engine rows (sample case)"
     timeout 300 python Testing/benchmark.py --device cuda --repeats 3 || echo "engine rows failed or timed out"
     echo "## real-size case against MONAI"
-    timeout 600 python Testing/benchmark.py --real-size --device cuda --repeats 3 --models demo,2mm64,2mm96 \
+    timeout 600 python Testing/benchmark.py --real-size --device cuda --repeats 3 --models demo,2mm64,2mm96 --precisions fp32,bf16,fp16 \
         || echo "real-size rows failed or timed out"
 } 2>&1 | tee "$OUT"
 echo "figures written to $OUT"

@@ -14,7 +14,7 @@ class BrainTumorXAIParameterNode:
     t1Volume, t1ceVolume, t2Volume, flairVolume - the BraTS inputs (T1/T2 may be empty if the model allows it).
     groundTruth - optional reference segmentation (segments named NCR/ED/ET) or BraTS label map.
     useBundledWeights - the bundled demo weights; else modelPath, a checkpoint file.
-    device - auto, CPU or GPU.  mcSamples - Monte Carlo Dropout samples (0: deterministic only).
+    device - auto, CPU or GPU.  precision - the network's compute precision: fp32 (exact), bf16, auto.  mcSamples - Monte Carlo Dropout samples (0: deterministic only).
     gradcamNCR/ED/ET - classes to compute Grad-CAM for.  overlayOpacity - opacity of the slice overlay.
     """
 
@@ -26,6 +26,7 @@ class BrainTumorXAIParameterNode:
     useBundledWeights: bool = True
     modelPath: Path
     device: Annotated[str, Choice(["auto", "CPU", "GPU"])] = "auto"
+    precision: Annotated[str, Choice(["fp32", "bf16", "auto"])] = "fp32"
     mcSamples: Annotated[int, WithinRange(0, 200)] = 20
     gradcamNCR: bool = True
     gradcamED: bool = True

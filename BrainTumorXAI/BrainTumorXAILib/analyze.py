@@ -15,6 +15,7 @@ import torch
 
 from . import __version__
 from .errors import BrainTumorXAIError, CaseError
+from .inference.precision import precision_name, resolve_precision
 from .io.labels import CLASS_NAMES, SEQUENCES, TUMOUR_CLASSES, class_index
 from .reporting.output_folder import check_not_replacing_inputs, check_output_dir, staged_output
 from .runtime import JobControl, resolve_device, usable_cpus
@@ -33,6 +34,7 @@ OUTPUT_THREADS_FEW_CPUS = 3
 class AnalysisOptions:
     weights: Path | None = None  # None: the bundled demo weights
     device: str = "auto"
+    precision: str = "fp32"  # the network's compute dtype: fp32 (exact), bf16, fp16 (CUDA) or auto; see inference.precision
     mc_samples: int = 20
     mc_batch: int | None = None
     gradcam: str | list[str] = "all"  # 'all', 'none', or class names
@@ -110,6 +112,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     control.report("load", 0.0, "loading case")
     t0 = time.perf_counter()
     device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)  # fp16 on a CPU fails here, before the model loads
     model, meta = load_model(weights, device=device)
     members = [(Path(w), *load_model(resolve_weights(Path(w)), device=device)) for w in options.ensemble]
     protect += [("weights file", w) for w, _, _ in members]
@@ -155,6 +158,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             "ensemble": [{"weights": str(w), "sequences": m.get("sequences"),
                           "provenance_epoch": (m.get("provenance") or {}).get("epoch")} for w, _, m in members],
             "device": str(device),
+            "precision": precision_name(precision),
             "platform": {"python": platform.python_version(), "torch": torch.__version__},
             "options": {"mc_samples": options.mc_samples, "gradcam_classes": [CLASS_NAMES[c] for c in classes],
                         "gradcam_layer": maps.gradcam_layer, "seed": options.seed, "overlap": options.overlap,
@@ -254,7 +258,8 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
                          mc_samples=mc_samples, mc_batch=options.mc_batch, seed=options.seed + seed_offset,
                          gradcam_classes=gradcam_classes if primary else (),
                          gradcam_layer=options.gradcam_layer if primary else None, control=control,
-                         keep_deterministic=primary and getattr(options, "keep_deterministic", False))
+                         keep_deterministic=primary and getattr(options, "keep_deterministic", False),
+                         precision=options.precision)
 
     t0 = time.perf_counter()
     n_flips = resolved_flips(options)

@@ -101,6 +101,27 @@ def test_same_seed_same_maps_and_deterministic_only_path(small_case, tiny_checkp
     assert set(np.unique(seg)) <= {0, 1, 2, 4}  # brats2021 case: ET written as 4
 
 
+def test_bf16_precision_runs_end_to_end_and_is_recorded(small_case, tiny_checkpoint, tmp_path):
+    """--precision bf16 through the whole analysis: the summary says so, the maps are float32 and near
+    the exact run's; fp32 stays the default and is recorded too."""
+    opts = dict(weights=tiny_checkpoint, device="cpu", gradcam="ET", surfaces=False, figures=False, mc_samples=2)
+    exact = analyze_case(small_case, tmp_path / "fp32", AnalysisOptions(**opts))
+    fast = analyze_case(small_case, tmp_path / "bf16", AnalysisOptions(precision="bf16", **opts))
+    assert exact["precision"] == "fp32" and fast["precision"] == "bf16"
+    a, b = (nib.load(tmp_path / d / "prob_ET.nii.gz") for d in ("fp32", "bf16"))
+    assert b.get_data_dtype() == a.get_data_dtype() and np.array_equal(a.affine, b.affine)
+    diff = np.abs(a.get_fdata() - b.get_fdata())
+    assert 0 < diff.max() < 0.05
+
+
+def test_cli_refuses_fp16_on_the_cpu_in_one_line_before_any_work(tmp_path, capsys, small_case, tiny_checkpoint):
+    code = main(["analyze", str(small_case), "--out", str(tmp_path / "o"), "--weights", str(tiny_checkpoint),
+                 "--device", "cpu", "--precision", "fp16", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "fp16 needs a CUDA device" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_existing_output_is_never_overwritten_without_permission(small_case, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -419,6 +419,9 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert argv[1:4] == ["-m", "BrainTumorXAILib.cli", "analyze"]
     assert argv[argv.index("--device") + 1] == "cuda" and argv[argv.index("--gradcam") + 1] == "NCR,ET"
     assert "--progress-json" in argv and argv[argv.index("--weights") + 1] == "/w.pt"
+    assert argv[argv.index("--precision") + 1] == "fp32"  # exact unless asked
+    fast = logic.analysisCommand("/in", "/out", precision="bf16")
+    assert fast[fast.index("--precision") + 1] == "bf16"
     from BrainTumorXAILib.io.case_io import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}

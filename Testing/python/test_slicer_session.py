@@ -23,7 +23,7 @@ SEQS = ("t1", "t1ce", "t2", "flair")
 
 
 def _params(volumes: dict, **overrides):
-    fields = dict(groundTruth=None, useBundledWeights=True, modelPath=Path("."), device="auto", mcSamples=20,
+    fields = dict(groundTruth=None, useBundledWeights=True, modelPath=Path("."), device="auto", precision="fp32", mcSamples=20,
                   gradcamNCR=True, gradcamED=False, gradcamET=True)
     fields.update({f"{s}Volume": volumes.get(s) for s in SEQS})
     return SimpleNamespace(**{**fields, **overrides})
@@ -60,6 +60,7 @@ def test_apply_problem_options_and_case_fields_on_the_logic(loaded):
     options = run.runOptions(params)
     assert options["weights"] is None and options["gradcamClasses"] == ["NCR", "ET"]
     assert options["device"] == "auto" and options["mcSamples"] == 20 and options["groundTruth"] is None
+    assert options["precision"] == "fp32" and run.runOptions(_params(nodes, precision="bf16"))["precision"] == "bf16"
     run.process = SimpleNamespace(cancelled=False)
     assert run.applyProblem(params) == "An analysis is running" and run.applyToolTip("x") == "x"
     # A loaded case sets all four inputs and the ground truth; a case without a label file clears it.

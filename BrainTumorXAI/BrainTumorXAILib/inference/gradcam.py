@@ -118,10 +118,12 @@ def _class_cams(logits, acts, classes, score_regions, region_mask=None):
         if region is None:
             cams[cls] = torch.zeros((acts.shape[0], *logits.shape[2:]), device=logits.device)
             continue
-        score = (logits[:, cls] * region.to(logits.dtype)).sum()
+        # float32 score and CAM under bf16/fp16 autocast too (a no-op in float32): a half-precision
+        # sum over a window's voxels would round away most of the score.
+        score = (logits[:, cls].float() * region.float()).sum()
         (grad,) = torch.autograd.grad(score, acts, retain_graph=i < len(classes) - 1)
-        weights = grad.mean(dim=(2, 3, 4), keepdim=True)
-        cam = F.relu((weights * acts).sum(dim=1, keepdim=True))
+        weights = grad.float().mean(dim=(2, 3, 4), keepdim=True)
+        cam = F.relu((weights * acts.float()).sum(dim=1, keepdim=True))
         cams[cls] = F.interpolate(cam, size=logits.shape[2:], mode="trilinear", align_corners=False)[:, 0].detach()
     return cams, fallback, found
 

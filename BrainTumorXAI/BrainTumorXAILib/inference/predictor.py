@@ -47,6 +47,7 @@ from torch import nn
 from . import gradcam as gc
 from ..models.dropout import MCDropout3d, draw_masks, mc_dropout_mode, set_masks
 from ..runtime import JobControl
+from .precision import autocast, resolve_precision
 from .sliding_window import BlendAccumulator, gaussian_weight, make_tiling
 from .uncertainty import MomentAccumulator, entropy, mutual_information
 
@@ -87,7 +88,7 @@ class Predictor:
     def __init__(self, model: nn.Module, device: torch.device, *, window=(128, 128, 128), overlap: float = 0.5,
                  mc_samples: int = 20, mc_batch: int | None = None, window_batch: int | None = None, seed: int = 0,
                  gradcam_classes=(), gradcam_layer: str | None = None, keep_deterministic: bool = False,
-                 control: JobControl | None = None):
+                 control: JobControl | None = None, precision: str = "fp32"):
         if mc_samples < 0:
             raise ValueError("mc_samples must be >= 0")
         self.model = model.to(device).eval()
@@ -103,6 +104,8 @@ class Predictor:
         self.window_batch = int(window_batch or batch_for(device, vox, 10**6))
         self.mc_batch = int(mc_batch or batch_for(device, vox, max(self.mc_samples, 1), MC_VOXEL_BUDGET))
         self.channels_last = torch.device(device).type == "cpu"
+        # The network's compute dtype (None: exact float32); softmax, moments and CAMs stay float32.
+        self.autocast_dtype = resolve_precision(precision, torch.device(device))
         self.seed = int(seed)
         self.gradcam_classes = tuple(int(c) for c in gradcam_classes)
         self.gradcam_layer = gc.resolve_layer(model, gradcam_layer) if self.gradcam_classes else None
@@ -143,10 +146,12 @@ class Predictor:
             feats = None
             if self.run_deterministic or not self.full_mc_passes:
                 t0 = time.perf_counter()
-                feats = self.model.encode(x)
+                with self._autocast():
+                    feats = self.model.encode(x)
                 timings["encoder"] += _elapsed(t0, self.device)
             group_brain = None if brain is None else torch.stack([brain[box] for box in group])
-            det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
+            with self._autocast():
+                det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
             # Attention gates of the dropout-free pass (the MC passes overwrite them).
             att = gc.upsample_attention(self.model, tiling.window) if det else {}
             for i, box in enumerate(group):
@@ -154,8 +159,9 @@ class Predictor:
                 if self.mc_samples:
                     self.control.check()
                     t0 = time.perf_counter()
-                    maps.update(self._mc_moments(x[i:i + 1], None if feats is None else [f[i:i + 1] for f in feats],
-                                                 masks))
+                    with self._autocast():  # one context for all samples: the weights are cast once
+                        maps.update(self._mc_moments(x[i:i + 1], None if feats is None else [f[i:i + 1] for f in feats],
+                                                     masks))
                     timings["mc_dropout"] += _elapsed(t0, self.device)
                 blend.add(box, weight, maps)
                 if att:
@@ -175,6 +181,9 @@ class Predictor:
         return result
 
     # -- pieces -----------------------------------------------------------------
+    def _autocast(self):
+        return autocast(self.device, self.autocast_dtype)
+
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
         """Channels-last on the CPU (see the module doc), unchanged elsewhere."""
         return t.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and t.ndim == 5 else t
@@ -234,8 +243,9 @@ class Predictor:
             self.control.check()
             region = None if brain is None else torch.stack([brain[box] for box in group]).float()
             regions = {c: region for c in classes}
-            feats = self.model.encode(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device))
-            out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
+            with self._autocast():
+                feats = self.model.encode(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device))
+                out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
             for i, box in enumerate(group):
                 blend.add(box, weight, {f"cam{c}": out.cams[c][i:i + 1] for c in classes})
         return {c: blend.result(f"cam{c}")[0] for c in classes}

@@ -269,7 +269,7 @@ class ProcessMixin:
 
     def analysisCommand(self, caseFolder, outDir, weights=None, device: str = "auto", mcSamples: int = 20,
                         gradcamClasses=TUMOUR_CLASSES, python: str | None = None, figures: bool = False,
-                        extra=()) -> list[str]:
+                        extra=(), precision: str = "fp32") -> list[str]:
         """argv of ``python -m BrainTumorXAILib.cli analyze`` with machine-readable progress.
 
         No figures by default (``--no-figures``): the module shows the maps in the views, so
@@ -277,7 +277,8 @@ class ProcessMixin:
         device = {"gpu": "cuda"}.get(str(device).lower(), str(device).lower())
         gradcam = ",".join(gradcamClasses) if gradcamClasses else "none"
         argv = [python or self.pythonExecutable(), "-m", "BrainTumorXAILib.cli", "analyze", str(caseFolder),
-                "--out", str(outDir), "--device", device, "--mc-samples", str(int(mcSamples)),
+                "--out", str(outDir), "--device", device, "--precision", str(precision).lower(),
+                "--mc-samples", str(int(mcSamples)),
                 "--gradcam", gradcam, "--progress-json"]
         if weights:
             argv += ["--weights", str(weights)]

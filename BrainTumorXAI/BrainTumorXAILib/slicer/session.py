@@ -149,7 +149,7 @@ class RunSession:
         """``startRun`` keywords from the parameters (besides the volumes and the temporary folder)."""
         weights = self.weights(params)
         return dict(groundTruth=params.groundTruth, optional=self.logic.optionalSequences(weights), weights=weights,
-                    device=params.device, mcSamples=params.mcSamples,
+                    device=params.device, precision=params.precision, mcSamples=params.mcSamples,
                     gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")])
 
     # -- the run
