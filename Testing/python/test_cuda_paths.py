@@ -49,6 +49,23 @@ def test_batched_mc_on_cuda_equals_one_sample_at_a_time_on_the_cpu(encoder_dropo
 
 
 @needs_cuda
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_inference_on_cuda_approximates_fp32(precision):
+    """--precision fp16/bf16 on CUDA: batched MC and Grad-CAM under autocast, float32 maps close to fp32's."""
+    model, x = tiny_model(), volume()
+    kw = dict(window=(32, 32, 32), overlap=0.5, mc_samples=6, seed=7, gradcam_classes=(1, 2, 3))
+    exact = Predictor(model, torch.device("cuda"), **kw).predict(x)
+    half = Predictor(model, torch.device("cuda"), precision=precision, **kw).predict(x)
+    assert half.probabilities.dtype == np.float32 and not np.array_equal(half.probabilities, exact.probabilities)
+    np.testing.assert_allclose(half.probabilities, exact.probabilities, atol=0.05)
+    np.testing.assert_allclose(half.variance, exact.variance, atol=0.01)
+    assert (half.probabilities.argmax(0) == exact.probabilities.argmax(0)).mean() > 0.95
+    for c in (1, 2, 3):
+        assert np.isfinite(half.gradcam[c]).all()
+        assert np.corrcoef(half.gradcam[c].ravel(), exact.gradcam[c].ravel())[0, 1] > 0.9
+
+
+@needs_cuda
 def test_amp_training_steps_stay_finite_and_learn():
     """autocast + GradScaler as training uses them on CUDA: finite loss that goes down on one batch, fp32
     weights, and the scaler actually scaling."""
