@@ -197,8 +197,9 @@ REGION_FREE = ("entropy", "mutual_information", "zero", "deterministic_entropy")
 def region_measures(probs, region: str, entropy=None, mutual_information=None, variance=None,
                     deterministic_entropy=None) -> dict[str, np.ndarray]:
     """Every available uncertainty measure of ``region`` scaled to [0, 1] (flat arrays over the same voxels)."""
+    p = probs[list(REGIONS[region])].sum(axis=0, dtype=np.float64)
     return _in_measure_order({**_region_free_measures(probs, entropy, mutual_information, deterministic_entropy),
-                              **_region_own_measures(probs, region, variance)})
+                              **_region_own_measures(probs, region, p, variance)})
 
 
 def _region_free_measures(probs, entropy=None, mutual_information=None, deterministic_entropy=None) -> dict:
@@ -215,8 +216,8 @@ def _region_free_measures(probs, entropy=None, mutual_information=None, determin
     return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}
 
 
-def _region_own_measures(probs, region: str, variance=None) -> dict:
-    """The measures of one region's probability (variance, binary entropy), scaled to [0, 1]."""
+def _region_own_measures(probs, region: str, p, variance=None) -> dict:
+    """The measures of one region's probability ``p`` (variance, binary entropy), scaled to [0, 1]."""
     n_cls = probs.shape[0]
     classes = list(REGIONS[region])
     out = {}
@@ -225,7 +226,7 @@ def _region_own_measures(probs, region: str, variance=None) -> dict:
         rest = [c for c in range(n_cls) if c not in classes]
         parts = rest if len(rest) == 1 else classes
         out["variance"] = np.asarray(variance, np.float64)[parts].sum(axis=0) / 0.25
-    out["region_entropy"] = _binary_entropy(probs[classes].sum(axis=0, dtype=np.float64)) / np.log(2.0)
+    out["region_entropy"] = _binary_entropy(p) / np.log(2.0)
     return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}
 
 
@@ -278,7 +279,7 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         p = probs[list(classes)].sum(axis=0, dtype=np.float64)
         confidence = np.where(p >= 0.5, p, 1.0 - p)
         measures = {}
-        for name, u in _in_measure_order({**free, **_region_own_measures(probs, region, maps["variance"])}).items():
+        for name, u in _in_measure_order({**free, **_region_own_measures(probs, region, p, maps["variance"])}).items():
             ranked, first = prepared(name, region, u)
             q = _qubrats_score_of(_qubrats_curves_from_cells(first, tau, cell))
             roc, ap = ranked.auroc_ap(errors)
