@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import BrainTumorXAIError, exit_code
+from .inference.precision import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
 _DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(samples pooled; Grad-CAM from the first)")
     p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
     p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),  # inference.precision
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the network's compute precision: fp32 (exact, the default), bf16 (about 2x faster on CPUs "
                         "with AMX or AVX512-BF16, and on GPUs; slower where it is emulated), fp16 (CUDA only), auto "
                         "(bf16 where the hardware has it, else fp32)")

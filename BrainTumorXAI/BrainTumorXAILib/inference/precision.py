@@ -12,8 +12,10 @@ runs on unless the user asks for speed.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a dtype is resolved: the CLI reads PRECISIONS without it
+    import torch
 
 from ..errors import BrainTumorXAIError
 
@@ -22,6 +24,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 convolutions in hardware (not emulated)."""
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
@@ -33,6 +37,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``name`` on ``device``; None means plain float32 (no autocast)."""
+    import torch
+
     name = (name or "fp32").lower()
     if name not in PRECISIONS:
         raise BrainTumorXAIError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
@@ -46,6 +52,8 @@ def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | N
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
+    import torch
+
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
@@ -53,4 +61,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` in ``dtype`` on ``device``; a no-op context for float32."""
     if dtype is None:
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device.type, dtype=dtype)

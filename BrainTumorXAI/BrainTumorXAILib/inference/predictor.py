@@ -182,6 +182,9 @@ class Predictor:
 
     # -- pieces -----------------------------------------------------------------
     def _autocast(self):
+        """A fresh autocast context per network stage, not one per sweep: autocast caches the bf16 copy of
+        each weight for the whole context, and the MC decode swaps its conv weights to channels-last inside
+        its own; a copy cached from the dropout-free decode would keep the slow layout."""
         return autocast(self.device, self.autocast_dtype)
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
