@@ -49,6 +49,8 @@ from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode
 from BrainTumorXAILib.inference.predictor import Predictor
 from BrainTumorXAILib.inference.precision import autocast, precision_name, resolve_precision
+from BrainTumorXAILib.io.labels import REGIONS, region_mask
+from BrainTumorXAILib.reporting import metrics
 from BrainTumorXAILib.resources import sample_case_path
 from BrainTumorXAILib.runtime import resolve_device
 from BrainTumorXAILib.inference.sliding_window import make_tiling
@@ -245,10 +247,7 @@ def approximation_error(model, device, window, volume, net_mask, mc: int, precis
            .predict(volume, net_mask) for p in ("fp32", precision)}
     exact, approx = run["fp32"], run[precision]
     la, lb = exact.probabilities.argmax(0), approx.probabilities.argmax(0)
-    dice = []
-    for region in ((1, 2, 3), (1, 3), (3,)):  # WT, TC, ET
-        a, b = np.isin(la, region), np.isin(lb, region)
-        dice.append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+    dice = [metrics.dice(region_mask(lb, r), region_mask(la, r)) for r in REGIONS]  # WT, TC, ET
     dp = np.abs(exact.probabilities - approx.probabilities)
     dv = np.abs(exact.variance - approx.variance).max() if mc else 0.0
     cam = [np.corrcoef(exact.gradcam[c].ravel(), approx.gradcam[c].ravel())[0, 1] for c in (1, 2, 3)]
