@@ -192,12 +192,85 @@ def test_mixture_draws_both_sources_and_drops_sequences(tmp_path):
     ({"sequence_dropout": {"flair": 0.5}}, "only t1 and t2"),
     ({"synthetic": {"weight": 0}, "real": {"weight": 0}}, "no source"),
     ({"real": {"weight": 1, "cases": [{"path": "x", "labels": "bronze"}]}}, "labels must be"),
+    ({"inserted": {"weight": 1, "settings": {"depth": 3}}}, "inserted settings"),
 ])
 def test_sources_file_errors_are_one_line(tmp_path, bad, message):
     from training.generator.mixture import load_sources
 
     with pytest.raises(BrainTumorXAIError, match=message):
         load_sources(_sources(tmp_path, **bad))
+
+
+# --------------------------------------------------------------------------- tumours inserted into real brains
+
+
+def _host(shape=(56, 56, 56), spacing=2.0):
+    """A z-scored host on the network grid: a spherical brain with textured FLAIR and T1ce (T1/T2 absent) and its
+    own labelled tumour in one corner."""
+    rng = np.random.default_rng(11)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"))
+    brain = ((grid - np.array(shape)[:, None, None, None] / 2) ** 2).sum(0) < 26**2
+    image = np.zeros((4, *shape), np.float32)
+    for c in (T1CE, FLAIR):
+        image[c] = np.where(brain, rng.normal(0.0, 0.5, shape), 0.0)
+    label = np.zeros(shape, np.uint8)
+    label[8:16, 20:30, 20:30] = 2
+    label[10:14, 23:27, 23:27] = 3
+    label &= brain.astype(np.uint8) * 3
+    return image, label, brain
+
+
+@pytest.mark.parametrize("kind", ["ring", "nonenhancing"])
+def test_inserted_tumour_is_labelled_in_the_brain_away_from_the_host_tumour_with_the_signal_contrasts(kind):
+    from scipy import ndimage
+
+    from training.generator.insertion import InsertSettings, inserted_patch
+
+    image, label, brain = _host()
+    settings = InsertSettings(margin_mm=12.0, kinds={kind: 1.0})
+    host_far = ndimage.distance_transform_edt(label == 0, sampling=2.0)
+    found = 0
+    for seed in range(8):
+        img, lab = inserted_patch(np.random.default_rng(seed), image, label, 56, settings)
+        again = inserted_patch(np.random.default_rng(seed), image, label, 56, settings)
+        np.testing.assert_array_equal(img, again[0])
+        np.testing.assert_array_equal(label[label > 0], lab[label > 0])  # the host's own labels are kept
+        assert not img[T1].any() and not img[T2].any()  # an absent sequence stays absent
+        assert not img[:, ~brain].any() and not lab[~brain].any()
+        new = (lab > 0) & (label == 0)
+        if not new.any():
+            continue
+        found += 1
+        assert host_far[new].min() >= 6.0  # the inserted tumour keeps away from the host's tumour
+        healthy = brain & (lab == 0)
+        assert img[FLAIR][(lab == 2) & new].mean() > np.median(img[FLAIR][healthy]) + 0.5  # oedema bright on FLAIR
+        if kind == "ring":
+            assert ((lab == 3) & new).any()
+            assert img[T1CE][(lab == 3) & new].mean() > np.median(img[T1CE][healthy]) + 0.5  # enhancement on T1ce
+        else:
+            assert not ((lab == 3) & new).any()  # a non-enhancing tumour adds no enhancing label
+            assert np.array_equal(img[T1CE][(lab == 3)], image[T1CE][label == 3])
+    assert found >= 6
+
+
+def test_mixture_draws_inserted_tumours_and_records_their_settings(tmp_path):
+    from training.generator.mixture import MixtureDataset, RealStore, load_sources
+
+    _brats2013_case(tmp_path / "pat0001")
+    spec = load_sources(_sources(tmp_path, synthetic={"weight": 0.0}, real={"weight": 0.0, "cases": ["pat0001"]},
+                                 inserted={"weight": 1.0, "settings": {"kinds": {"solid": 1.0}}}))
+    assert spec.record()["inserted"] == {"weight": 1.0, "settings": {"spacing": 2.0, "margin_mm": 12.0,
+                                                                     "kinds": {"solid": 1.0}}}
+    norm = {"method": "zscore", "crop": "brain", "window": 32, "spacing": [2.0] * 3, "multiple_of": 16}
+    store = RealStore(spec.real, norm)
+    host = store.get("pat0001")
+    cfg = SimpleNamespace(seed=0, patch=32, flip=False, foreground_fraction=0.5, spatial_prob=0.0, rotate_deg=0.0,
+                          scale=0.0, intensity_scale=0.0, intensity_shift=0.0, gamma=0.0, gamma_prob=0.0,
+                          noise_std=0.0, noise_prob=0.0)
+    data = MixtureDataset(spec, store, store.keys(), cfg, 6)
+    enhancing = [int((s[1] == 3).sum()) for s in (data[i] for i in range(6))]
+    # every sample is an inserted solid enhancing tumour: more enhancing voxels than any host patch can hold
+    assert min(enhancing) > 0 and np.mean(enhancing) > (host.label == 3).sum() / 2
 
 
 def test_enhancing_mimics_are_bright_on_t1ce_dark_on_t2_and_never_tumour():
