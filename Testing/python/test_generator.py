@@ -349,3 +349,24 @@ def test_synthetic_set_writes_reloadable_cases_of_the_asked_kind_and_never_overw
     assert (folders[0] / "Synth-9000-000_flair.nii.gz").read_bytes() == before
     assert main([str(tmp_path / "x"), "--kinds", "cystic"]) == 2
     assert "unknown tumour kind cystic" in capsys.readouterr().err
+
+
+def test_ablation_arms_are_synthetic_only_and_each_switches_off_one_part():
+    """scripts/ablation.sh measures what each generator part is worth on real scans: an arm must train on
+    synthetic data alone (so every real case can measure it) and differ from the full generator in one knob."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from training.generator.mixture import load_sources
+
+    folder = Path(__file__).resolve().parents[2] / "training" / "sources" / "ablation"
+    full = asdict(load_sources(folder / "synthetic_only.json").synth)
+    expected = {"no_mimics": {"mimics": False}, "no_random_contrast": {"random_contrast_share": 0.0},
+                "no_mass_effect": {"mass_effect": False}, "synthetic_only": {}}
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(expected)
+    for name, change in expected.items():
+        spec = load_sources(folder / f"{name}.json")
+        assert spec.real == [] and spec.real_weight == 0 and spec.inserted_weight == 0 and spec.synthetic_weight == 1
+        assert [Path(c["path"]).name for c in spec.validation] == ["pat0005", "pat0006"]
+        settings = asdict(spec.synth)
+        assert {k: v for k, v in settings.items() if full[k] != v} == change, name

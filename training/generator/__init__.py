@@ -13,5 +13,6 @@ FLAIR/T2, necrosis dark on T1ce).
 - ``appearance``: per-label intensities per sequence and the image artefacts.
 - ``synthetic``: one synthetic patch = atlas + deformation + tumour + appearance.
 - ``real``: labelled real cases (BraTS layout or BRATS 2013) prepared as inference does.
+- ``insertion``: generator tumours painted into real labelled brains, away from their own tumour.
 - ``mixture``: the training dataset mixing sources by weight, with sequence dropout.
 """
