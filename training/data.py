@@ -182,14 +182,21 @@ def extract_patch(image: np.ndarray, label: np.ndarray, size: int, rng: np.rando
             centre = voxels[int(rng.integers(len(voxels)))]
     if centre is None:
         centre = np.array([rng.integers(0, s) for s in shape])
-    start = np.clip(centre - size // 2, 0, np.maximum(shape - size, 0))
+    return cut_patch(image, label, centre, size)
+
+
+def cut_patch(image: np.ndarray, label: np.ndarray, centre, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The size^3 patch around ``centre`` (voxel), shifted to stay inside the volume; zero-padded
+    (background) where the volume is smaller than the patch.  Copies: the caller may write into them."""
+    shape = np.array(label.shape)
+    start = np.clip(np.asarray(centre) - size // 2, 0, np.maximum(shape - size, 0))
     box = tuple(slice(int(a), int(a) + size) for a in start)
     img, lab = image[(slice(None), *box)].astype(np.float32), label[box]
     pad = [(0, size - s) for s in lab.shape]
-    if any(p[1] for p in pad):  # volume smaller than the patch: zero-pad (background)
+    if any(p[1] for p in pad):
         img = np.pad(img, [(0, 0)] + pad)
         lab = np.pad(lab, pad)
-    return np.ascontiguousarray(img), np.ascontiguousarray(lab)
+    return np.array(img, copy=True, order="C"), np.array(lab, copy=True, order="C")
 
 
 def random_flips(image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator):

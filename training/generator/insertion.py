@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from BrainTumorXAILib.io.labels import SEQUENCES
 
+from ..data import cut_patch
 from .fields import smooth_noise
 from .tumour import KINDS, draw_spec, tumour_labels
 
@@ -59,16 +60,6 @@ def _levels(rng: np.random.Generator, seq: str) -> dict[str, float]:
     return out
 
 
-def _box(centre: np.ndarray, size: int, shape) -> tuple[slice, ...]:
-    start = np.clip(np.asarray(centre) - size // 2, 0, np.maximum(np.asarray(shape) - size, 0))
-    return tuple(slice(int(a), int(a) + size) for a in start)
-
-
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
-    pad = [(0, 0)] * (array.ndim - 3) + [(0, size - s) for s in array.shape[-3:]]
-    return np.pad(array, pad) if any(p[1] for p in pad) else array
-
-
 def insertion_centres(image: np.ndarray, label: np.ndarray, spacing: float, margin_mm: float) -> np.ndarray:
     """Voxels (N, 3) where a tumour may start: inside the brain, at least 6 mm deep, and at least
     ``margin_mm`` from the host's own labelled tumour; empty when the brain offers none."""
@@ -85,16 +76,14 @@ def inserted_patch(rng: np.random.Generator, image: np.ndarray, label: np.ndarra
     The host's own labels are kept; absent sequences (all-zero channels) stay absent."""
     if centres is None:
         centres = insertion_centres(image, label, settings.spacing, settings.margin_mm)
-    brain_all = (image != 0).any(0)
     if len(centres) == 0:  # a brain too small or full of tumour: the host patch as it is
         centre = np.array([int(rng.integers(0, s)) for s in label.shape])
     else:
         centre = centres[int(rng.integers(len(centres)))]
-    box = _box(centre, size, label.shape)
-    img = _pad(image[(slice(None), *box)].astype(np.float32), size).copy()
-    lab = _pad(label[box], size).copy()
-    brain = _pad(brain_all[box], size)
-    local = centre - np.array([b.start for b in box])
+    img, lab = cut_patch(image, label, centre, size)
+    brain = (img != 0).any(0)
+    start = np.clip(centre - size // 2, 0, np.maximum(np.array(label.shape) - size, 0))
+    local = centre - start
 
     spec = draw_spec(rng, local.astype(np.float64), settings.tumour_kinds())
     away = ndimage.distance_transform_edt(lab == 0, sampling=settings.spacing) if lab.any() else np.inf
