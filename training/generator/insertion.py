@@ -27,8 +27,8 @@ from ..data import cut_patch
 from .fields import smooth_noise
 from .tumour import KINDS, draw_spec, tumour_labels
 
-#: z-unit ranges relative to the healthy median around the insertion: (low, high) per class;
-#: None: drawn relative to the oedema of the same sequence (see ``_levels``).
+#: z-unit ranges (low, high) per class, relative to the healthy median around the insertion; on FLAIR
+#: and T2, necrosis and enhancing tumour are offsets from the oedema level drawn for that sample.
 LEVELS: dict[str, dict[str, tuple[float, float]]] = {
     "flair": {"ed": (0.9, 2.6), "ncr": (-0.6, 0.9), "et": (-0.6, 0.9)},  # ncr/et: offset from oedema
     "t2": {"ed": (1.0, 2.6), "ncr": (-0.3, 1.0), "et": (-0.8, 0.3)},  # ncr/et: offset from oedema
@@ -43,7 +43,7 @@ class InsertSettings:
     """Knobs of the insertion source (recorded in the training config)."""
 
     spacing: float = 2.0
-    margin_mm: float = 12.0  # gap kept between the host's own tumour and the inserted core
+    margin_mm: float = 12.0  # the inserted tumour is centred this far from the host's own, never grows within half
     kinds: dict | None = field(default=None)
 
     def tumour_kinds(self) -> dict:
