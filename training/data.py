@@ -185,18 +185,23 @@ def extract_patch(image: np.ndarray, label: np.ndarray, size: int, rng: np.rando
     return cut_patch(image, label, centre, size)
 
 
+def patch_start(centre, size: int, shape) -> np.ndarray:
+    """First voxel of the size^3 patch around ``centre``, shifted to stay inside a volume of ``shape``."""
+    shape = np.asarray(shape)
+    return np.clip(np.asarray(centre) - size // 2, 0, np.maximum(shape - size, 0))
+
+
 def cut_patch(image: np.ndarray, label: np.ndarray, centre, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The size^3 patch around ``centre`` (voxel), shifted to stay inside the volume; zero-padded
-    (background) where the volume is smaller than the patch.  Copies: the caller may write into them."""
-    shape = np.array(label.shape)
-    start = np.clip(np.asarray(centre) - size // 2, 0, np.maximum(shape - size, 0))
-    box = tuple(slice(int(a), int(a) + size) for a in start)
-    img, lab = image[(slice(None), *box)].astype(np.float32), label[box]
+    """The size^3 patch around ``centre`` (voxel), from ``patch_start``; zero-padded (background) where the
+    volume is smaller than the patch.  Fresh C-ordered arrays: the caller may write into them."""
+    box = tuple(slice(int(a), int(a) + size) for a in patch_start(centre, size, label.shape))
+    img = image[(slice(None), *box)].astype(np.float32, order="C")  # astype copies
+    lab = label[box].copy(order="C")
     pad = [(0, size - s) for s in lab.shape]
     if any(p[1] for p in pad):
         img = np.pad(img, [(0, 0)] + pad)
         lab = np.pad(lab, pad)
-    return np.array(img, copy=True, order="C"), np.array(lab, copy=True, order="C")
+    return img, lab
 
 
 def random_flips(image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator):

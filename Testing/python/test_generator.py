@@ -204,7 +204,7 @@ def test_sources_file_errors_are_one_line(tmp_path, bad, message):
 # --------------------------------------------------------------------------- tumours inserted into real brains
 
 
-def _host(shape=(56, 56, 56), spacing=2.0):
+def _host(shape=(56, 56, 56)):
     """A z-scored host on the network grid: a spherical brain with textured FLAIR and T1ce (T1/T2 absent) and its
     own labelled tumour in one corner."""
     rng = np.random.default_rng(11)

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from BrainTumorXAILib.io.labels import SEQUENCES
 
-from ..data import cut_patch
+from ..data import cut_patch, patch_start
 from .fields import smooth_noise
 from .tumour import KINDS, draw_spec, tumour_labels
 
@@ -82,8 +82,7 @@ def inserted_patch(rng: np.random.Generator, image: np.ndarray, label: np.ndarra
         centre = centres[int(rng.integers(len(centres)))]
     img, lab = cut_patch(image, label, centre, size)
     brain = (img != 0).any(0)
-    start = np.clip(centre - size // 2, 0, np.maximum(np.array(label.shape) - size, 0))
-    local = centre - start
+    local = centre - patch_start(centre, size, label.shape)
 
     spec = draw_spec(rng, local.astype(np.float64), settings.tumour_kinds())
     away = ndimage.distance_transform_edt(lab == 0, sampling=settings.spacing) if lab.any() else np.inf
