@@ -104,3 +104,83 @@ def test_calibrate_reads_cases_without_the_optional_sequences_and_fails_in_one_l
                  str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err
     assert "training.calibrate: error:" in err and "missing t1 image" in err and "Traceback" not in err
+
+
+# -- class bias (prior correction): training.calibrate --fit class-bias -------------------------------------
+
+
+def test_stored_class_bias_shifts_the_logits_exactly_after_the_temperature(tmp_path):
+    plain, _ = load_model(_tiny(tmp_path / "a.pt"))
+    bias = [0.0, 1.5, -0.5, 2.0]
+    shifted, meta = load_model(_tiny(tmp_path / "b.pt", temperature=2.0, class_bias=bias))
+    assert meta["normalisation"]["class_bias"] == bias
+    x = torch.randn(1, 4, 32, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z, zb = plain(x), shifted(x)
+    expected = z / 2.0 + torch.tensor(bias).view(1, 4, 1, 1, 1)
+    torch.testing.assert_close(zb, expected, rtol=1e-5, atol=1e-5)
+    # The segmentation moves: more voxels go to the favoured classes.
+    assert (zb.argmax(1) == 3).sum() > (z.argmax(1) == 3).sum()
+    raw = load_checkpoint(tmp_path / "b.pt")["state_dict"]
+    torch.testing.assert_close(raw["head.bias"], plain.head.bias)
+    for bad in ([0.0, 1.0], [0.0, 1.0, float("nan"), 0.0], [0, 0, 0, 99.0], "1,2,3,4", [0, True, 0, 0]):
+        with pytest.raises(CheckpointError, match="class_bias"):
+            load_model(_tiny(tmp_path / "c.pt", class_bias=bad))
+
+
+def test_fit_recovers_a_known_prior_shift_and_keeps_a_stored_temperature():
+    from training.calibrate import class_shares, fit_class_bias, nll
+
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(60_000, 4)) * 2.0).astype(np.float32)
+    logits[:, 0] += 2.0  # mostly background, as in a brain
+    true_b = np.array([0.0, 1.2, 0.6, 1.8])  # labels drawn from softmax(logits / 1.5 + b): the raw net under-calls
+    z = logits / 1.5 + true_b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    labels = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
+    b = fit_class_bias(logits, labels, temperature=1.5)
+    assert b[0] == 0.0
+    np.testing.assert_allclose(b, true_b, atol=0.08)
+    assert nll(logits, labels, 1.5, b) < nll(logits, labels, 1.5) - 0.01
+    before, after = class_shares(logits, labels, 1.5), class_shares(logits, labels, 1.5, b)
+    gap = lambda s: np.abs(np.subtract(s["predicted"], s["labels"])).sum()  # noqa: E731
+    assert gap(after) < gap(before) / 2
+
+
+def test_calibrate_cli_class_bias_with_leave_one_out(tmp_path, capsys):
+    from BrainTumorXAILib.synth import generate_case
+    from training.calibrate import main
+
+    data = tmp_path / "val"
+    for i in range(3):
+        generate_case(data, f"BraTS2021_0019{i}", seed=10 + i, shape=(48, 48, 40), spacing=4.0)
+    ckpt = _tiny(tmp_path / "tiny.pt", temperature=1.7)
+    out = tmp_path / "tiny_b.pt"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--voxels-per-case", "3000",
+                 "--fit", "class-bias", "--leave-one-out"]) == 0
+    printed = capsys.readouterr().out
+    assert "class bias b = [0.000," in printed and printed.count("held out BraTS2021_0019") == 3
+    new = load_checkpoint(out)
+    b = new["normalisation"]["class_bias"]
+    report = new["provenance"]["calibration"]
+    assert new["normalisation"]["temperature"] == 1.7  # the stored temperature is kept, the bias fitted on top
+    assert report["fit"] == "class-bias" and report["class_bias"] == b and len(b) == 4 and b[0] == 0.0
+    assert report["nll_after"] <= report["nll_before"] + 1e-9
+    assert [r["case"] for r in report["leave_one_out"]] == ["BraTS2021_00190", "BraTS2021_00191", "BraTS2021_00192"]
+    assert all(len(r["fitted"]) == 4 and r["fitted"] != b for r in report["leave_one_out"])
+    plain, _ = load_model(ckpt)
+    shifted, _ = load_model(out)
+    torch.testing.assert_close(shifted.head.bias, plain.head.bias + torch.tensor(b, dtype=torch.float32))
+    # Re-fitting the temperature of the new checkpoint keeps its class bias.
+    out_t = tmp_path / "tiny_bt.pt"
+    assert main(["--checkpoint", str(out), "--data", str(data), "--out", str(out_t), "--voxels-per-case", "3000"]) == 0
+    assert load_checkpoint(out_t)["normalisation"]["class_bias"] == b
+    capsys.readouterr()
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "BraTS2021_00190").symlink_to(data / "BraTS2021_00190")
+    assert main(["--checkpoint", str(ckpt), "--data", str(one), "--out", str(tmp_path / "x.pt"),
+                 "--fit", "class-bias", "--leave-one-out"]) != 0
+    err = capsys.readouterr().err
+    assert "needs at least two cases" in err and "Traceback" not in err and not (tmp_path / "x.pt").exists()
