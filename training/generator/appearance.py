@@ -62,12 +62,13 @@ def draw_means(rng: np.random.Generator, random_share: float = 0.35) -> dict[str
 
 def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, classes: np.ndarray,
            edema_weight: np.ndarray, means: dict, spacing: float, tumour_share: float,
-           mimics: np.ndarray | None = None) -> np.ndarray:
+           mimics: np.ndarray | None = None, resolution: bool = True) -> np.ndarray:
     """(4, X, Y, Z) float32 z-scored images: 0 outside the brain, as ``preprocess`` leaves them.
 
     ``tissue`` (3, ...) CSF/GM/WM probabilities outside the tumour core; ``brain`` bool;
     ``tumour_share``: the tumour's share of the whole brain, for the whole-brain statistics;
-    ``mimics``: where healthy tissue enhances (drawn at random when None).
+    ``mimics``: where healthy tissue enhances (drawn at random when None); ``resolution``: random blur and
+    thick slices (off: every image at the grid's own resolution, for the ablation).
     """
     shape = brain.shape
     cells = max(2.0, shape[0] * spacing / 12.0)
@@ -98,7 +99,7 @@ def render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray, clas
         image[core & (image <= 0)] = 0.01
         if mimics.any():
             image[mimics] = _MIMIC[seq](m) * float(rng.uniform(0.85, 1.15))
-        image = _artefacts(rng, image, biases[c])
+        image = _artefacts(rng, image, biases[c], resolution)
         image[~brain] = 0.0
         out[c] = _zscore(image, brain, hard, classes, tumour_share, fractions)
     return out
@@ -128,11 +129,12 @@ def _enhancing_mimics(rng: np.random.Generator, shares: np.ndarray, allowed: np.
     return mask & allowed
 
 
-def _artefacts(rng: np.random.Generator, image: np.ndarray, bias_field: np.ndarray) -> np.ndarray:
+def _artefacts(rng: np.random.Generator, image: np.ndarray, bias_field: np.ndarray,
+               resolution: bool = True) -> np.ndarray:
     sigma = np.full(3, rng.uniform(0.0, 0.9))
     if rng.random() < 0.25:  # thick slices along one axis
         sigma[int(rng.integers(3))] = rng.uniform(1.0, 2.5)
-    if sigma.max() > 0.05:
+    if resolution and sigma.max() > 0.05:  # the draws above are made either way: the rest of the stream stays
         image = ndimage.gaussian_filter(image, sigma, mode="nearest")
     bias = np.exp(rng.uniform(0.0, 0.35) * bias_field)
     image = image * bias

@@ -27,6 +27,7 @@ class SynthSettings:
     healthy_prob: float = 0.08
     random_contrast_share: float = 0.35
     mimics: bool = True  # vessels / choroid plexus enhancing on T1ce
+    resolution: bool = True  # random blur and thick slices
     kinds: dict | None = None
 
     def tumour_kinds(self) -> dict:
@@ -86,6 +87,6 @@ def synthetic_patch(rng: np.random.Generator, size: int, settings: SynthSettings
     brain_voxels = float((atlas.brain > 0.5).sum())
     image = render(rng, tissue, brain, classes, weight, draw_means(rng, s.random_contrast_share), s.spacing,
                    tumour_share=float((classes > 0).sum()) / brain_voxels,
-                   mimics=None if s.mimics else np.zeros(shape, bool))
+                   mimics=None if s.mimics else np.zeros(shape, bool), resolution=s.resolution)
     classes[~brain] = 0
     return image, classes
