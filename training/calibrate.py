@@ -79,13 +79,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, iterations: int = 10
     y = torch.from_numpy(np.asarray(labels)).long()
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=iterations, line_search_fn="strong_wolfe")
-    b = None if bias is None else torch.as_tensor(np.asarray(bias, np.float64))
-    z = torch.from_numpy(np.asarray(logits)).double()
+    z = _output(logits)
+    b = _output(np.zeros((1, z.shape[1])), 1.0, bias)[0]  # zeros when no bias is stored
 
     def closure():
         opt.zero_grad()
-        out = z / log_t.exp()
-        loss = torch.nn.functional.cross_entropy(out if b is None else out + b, y)
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp() + b, y)
         loss.backward()
         return loss
 

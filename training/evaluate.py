@@ -84,6 +84,11 @@ def _markdown(summary: list[dict], title: str) -> str:
 TEXT_COLUMNS = ("case", "labels", "missing")
 
 
+def label_quality(folder: Path, silver_globs) -> str:
+    """'silver' when the case folder's name matches one of the ``--silver`` globs, else 'expert'."""
+    return "silver" if any(fnmatch.fnmatch(folder.name, g) for g in silver_globs) else "expert"
+
+
 def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
     folders = {p.name: p for p in list_cases(data)}
     if split == "all":
@@ -130,7 +135,7 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     for folder in cases:
         t0 = time.perf_counter()
         try:
-            quality = "silver" if any(fnmatch.fnmatch(folder.name, g) for g in silver) else "expert"
+            quality = label_quality(folder, silver)
             row = evaluate_case(folder, model, meta, dev, options, quality, drop, comparison)
         except CASE_ERRORS as exc:  # one unreadable or degenerate case must not cost the whole report
             reason = " ".join(str(exc).split()) or type(exc).__name__

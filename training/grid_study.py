@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import fnmatch
 import statistics
 import sys
 import time
@@ -43,7 +42,7 @@ from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.reporting.metrics import class_argmax, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device
 
-from .evaluate import _csv
+from .evaluate import _csv, label_quality
 from .io_utils import atomic_write_text
 
 REGIONS = ("WT", "TC", "ET")
@@ -74,7 +73,7 @@ def ceiling_rows(folders: list[Path], meta: dict, spacings: list[float], silver=
         case = load_case(folder, optional=optional_sequences(meta))
         if case.label is None:
             raise BrainTumorXAIError(f"{folder}: no ground truth (the ceiling needs labels)")
-        quality = "silver" if any(fnmatch.fnmatch(folder.name, g) for g in silver) else "expert"
+        quality = label_quality(folder, silver)
         for spacing in spacings:
             classes, shape = ceiling_classes(case, at_spacing(meta, spacing))
             metrics = segmentation_metrics(classes, case.label, case.spacing, include_hd95=False)
@@ -95,9 +94,9 @@ def timing_rows(folder: Path, model, meta: dict, device, spacings: list[float], 
         seconds = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            predict_case(case, model, recipe, device, options)
+            pred = predict_case(case, model, recipe, device, options)
             seconds.append(time.perf_counter() - t0)
-        shape = network_input(case, recipe)[0].shape[1:]
+        shape = tuple(int(n) for n in pred.transform.output_shape)
         rows.append({"spacing_mm": spacing, "timed_case": case.case_id, "network_grid": "x".join(map(str, shape)),
                      "network_voxels": int(np.prod(shape)), "seconds": statistics.median(seconds)})
     return rows
