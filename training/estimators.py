@@ -85,7 +85,7 @@ class EstimatorComparison:
         opts = det if name == "ensemble" else self.options
         first = predict_case(case, self.model, self.meta, self.device, opts)
         return pool_checkpoints(first, [predict_case(case, m, mm, self.device, opts) for m, mm in self.members],
-                                case.spacing)
+                                case, opts)
 
     @staticmethod
     def _row(name, case, labels, pred, seconds) -> dict:

@@ -105,7 +105,8 @@ def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
 
 def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
              device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=(),
-             explanation_checks: bool = False, estimators: str = "", ensemble=(), tta: int = 8) -> list[dict]:
+             explanation_checks: bool = False, estimators: str = "", ensemble=(), tta: int = 8,
+             enhancement_check: bool = True) -> list[dict]:
     if checkpoint in ("best", "last") and run is None:
         raise BrainTumorXAIError("--checkpoint best/last needs --run (or give a checkpoint path)")
     if out is None and run is None:
@@ -123,7 +124,8 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
         raise BrainTumorXAIError(f"{data}: no case of split {split!r} to evaluate")
     # The dropout-free pass too: the deterministic-entropy baseline of the trust report's uncertainty quality.
     options = AnalysisOptions(mc_samples=mc_samples, gradcam="all" if explanation_checks else "none",
-                              keep_deterministic=True, explanation_checks=explanation_checks)
+                              keep_deterministic=True, explanation_checks=explanation_checks,
+                              enhancement_check=enhancement_check)
     comparison = None
     if estimators:
         from .estimators import EstimatorComparison, parse_estimators
@@ -154,6 +156,8 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     title = f"{run.name if run else ckpt.name}: {split} split, {ckpt.name}, MC {mc_samples}"
     if drop:
         title += f", without {', '.join(drop)}"
+    if not enhancement_check:
+        title += ", no enhancement check"
     write_report(rows, out, title, skipped)
     if comparison is not None:
         comparison.write(out, title, _csv)
@@ -181,6 +185,7 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     metrics = segmentation_metrics(pred.grid["classes"], case.label, case.spacing)
     acc = mc_accuracy(pred.grid["probabilities"], case.label, mask=pred.brain)
     row = case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
+    row.update(postprocessing_columns(pred.grid.get("postprocessing") or {}))
     # Trust report: per-region ECE, AUROC/AUPRC and QU-BraTS score of each uncertainty measure and baseline.
     from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
     from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
@@ -192,6 +197,13 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     if comparison is not None:  # the other uncertainty estimators on the same case (mc: this prediction)
         comparison.add_case(case, labels, pred, predict_seconds)
     return row
+
+
+def postprocessing_columns(steps: dict) -> dict:
+    """Predicted ET (mL) each post-processing step made NCR; None where the step did not run (off, or no T1)."""
+    check, small = steps.get("enhancement_check"), steps.get("small_et")
+    return {"et_ml_unenhanced_to_ncr": None if not check or "skipped" in check else check["et_ml_relabelled"],
+            "et_ml_small_to_ncr": None if small is None else (small["et_ml_predicted"] if small["applied"] else 0.0)}
 
 
 def write_report(rows: list[dict], out: Path, title: str, skipped: list[dict] | None = None) -> None:
@@ -240,12 +252,14 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", action="append", default=[], metavar="CKPT",
                    help="further checkpoints for the ensemble estimators (repeatable)")
     p.add_argument("--tta", type=int, default=8, help="flips for the tta estimators (1..8; default 8)")
+    p.add_argument("--no-enhancement-check", action="store_true",
+                   help="post-processing without the enhancement check, as analyze --no-enhancement-check")
     a = p.parse_args(argv)
     drop = tuple(s for s in a.drop.split(",") if s)
     return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples,
                                                            a.device, a.out, a.quiet, a.silver, drop,
                                                            a.explanation_checks, a.estimators, a.ensemble,
-                                                           a.tta))
+                                                           a.tta, not a.no_enhancement_check))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class AnalysisOptions:
     # samples are spread over them
     ensemble: tuple = ()  # further checkpoints, pooled with ``weights`` on the case grid (a checkpoint ensemble)
     min_et_ml: float | None = None  # a smaller predicted ET becomes NCR (None: inference.postprocess.MIN_ET_ML; 0: off)
+    enhancement_check: bool | None = None  # predicted ET not brighter on T1ce than on T1 becomes NCR (None:
+    # inference.postprocess.ENHANCEMENT_CHECK)
 
 
 def gradcam_class_indices(spec) -> list[int]:
@@ -134,7 +136,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         if members:
             t0 = time.perf_counter()
             prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control, ())
-                                                       for _, m, mm in members], case.spacing)
+                                                       for _, m, mm in members], case, options)
             timings["ensemble"] = time.perf_counter() - t0
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
 
@@ -275,7 +277,7 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     t0 = time.perf_counter()
     grid = _back_to_input_grid(maps, transform, brain)
     timings["resample"] = time.perf_counter() - t0
-    grid["postprocessing"] = _postprocess(grid["classes"], case, options)
+    grid["postprocessing"] = postprocess(grid["classes"], case, brain, options)
     return CasePrediction(grid, maps, transform, brain, timings)
 
 
@@ -286,14 +288,22 @@ def resolved_flips(options) -> int:
     return DEFAULT_FLIPS if flips is None else int(flips)
 
 
-def _postprocess(classes: np.ndarray, case, options) -> dict:
-    from .inference.postprocess import MIN_ET_ML, small_et_to_core
+def postprocess(classes: np.ndarray, case, brain: np.ndarray, options) -> dict:
+    """The segmentation's post-processing steps, in place, in order; what each did (``summary["postprocessing"]``)."""
+    from .inference.postprocess import ENHANCEMENT_CHECK, MIN_ET_ML, small_et_to_core, unenhanced_et_to_core
 
+    steps = {}
+    check = getattr(options, "enhancement_check", None)
+    if ENHANCEMENT_CHECK if check is None else check:
+        images = dict(zip(SEQUENCES, case.images))
+        t1 = None if "t1" in getattr(case, "missing", ()) else images["t1"]
+        steps["enhancement_check"] = unenhanced_et_to_core(classes, images["t1ce"], t1, brain, case.spacing)
     min_ml = getattr(options, "min_et_ml", None)
-    return small_et_to_core(classes, case.spacing, MIN_ET_ML if min_ml is None else float(min_ml))
+    steps["small_et"] = small_et_to_core(classes, case.spacing, MIN_ET_ML if min_ml is None else float(min_ml))
+    return steps
 
 
-def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], voxel_spacing) -> CasePrediction:
+def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], case, options) -> CasePrediction:
     """A checkpoint ensemble: every member's samples pooled on the case grid (members may differ in grid and
     window, so the network grids do not match).  Grad-CAM, attention and the dropout-free baseline stay the
     primary checkpoint's.  The moments are pooled after trilinear mapping (exact inside a member's voxels,
@@ -307,13 +317,9 @@ def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], voxe
     pooled = pool(members)
     classes = class_argmax(pooled.probabilities)
     classes[~primary.brain] = 0
-    rule = primary.grid.get("postprocessing") or {}
-    if rule:  # the same rule, on the pooled segmentation
-        from .inference.postprocess import small_et_to_core
-
-        rule = small_et_to_core(classes, voxel_spacing, rule["min_et_ml"])
+    steps = postprocess(classes, case, primary.brain, options)  # the same steps, on the pooled segmentation
     grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
-                variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=rule)
+                variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=steps)
     return CasePrediction(grid, primary.maps, primary.transform, primary.brain, dict(primary.timings))
 
 

@@ -70,6 +70,7 @@ def _cmd_analyze(args) -> int:
     weights = args.weights or [None]  # --weights repeated: a checkpoint ensemble, the first one explains
     options = AnalysisOptions(
         weights=weights[0], ensemble=tuple(weights[1:]), tta=args.tta, min_et_ml=args.min_et_ml,
+        enhancement_check=not args.no_enhancement_check,
         device=args.device, precision=args.precision, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
         gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite, scene=args.scene,
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-et-ml", type=float, metavar="ML",
                    help="a predicted enhancing tumour smaller than this becomes necrotic core in the segmentation "
                         "(default 0.5 mL; 0: off)")
+    p.add_argument("--no-enhancement-check", action="store_true",
+                   help="keep predicted enhancing tumour that is not brighter on T1ce than on T1 (by default such a "
+                        "component becomes necrotic core when the case has a T1 image)")
     p.add_argument("--mc-batch", type=int, help="MC samples decoded together per window (default: as many as a voxel budget per call holds: about 1M voxels on CPU, 24M on CUDA)")
     p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")

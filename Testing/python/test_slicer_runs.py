@@ -110,6 +110,7 @@ def test_runs_of_a_restored_scene_get_presets_overlays_and_missing_sequences(res
     shutil.copytree(out, restored_out)
     summary = json.loads((restored_out / "summary.json").read_text())
     summary["case"]["missing_sequences"] = ["t2"]
+    summary["postprocessing"] = {"enhancement_check": {"applied": True, "et_ml_relabelled": 6.2}}
     (restored_out / "summary.json").write_text(json.dumps(summary))
     logic = BrainTumorXAILogic(scene)
     logic.loadCase(case_dir)
@@ -130,6 +131,7 @@ def test_runs_of_a_restored_scene_get_presets_overlays_and_missing_sequences(res
         gradcam = restored.overlayNode("gradcam", "ET")
         assert gradcam is nodes["overlays"]["gradcam:ET"] and gradcam.GetImageData() is not None
         assert restored.missingSequences(folder) == ["t2"]
+        assert restored.unenhancedEtMl(folder) == pytest.approx(6.2)
         # Result maps stay out of the input selectors and out of auto-fill.
         assert set(restored.resultVolumeIDs()) == {n.GetID() for n in nodes["overlays"].values()} | {nodes["labelmap"].GetID()}
     finally:

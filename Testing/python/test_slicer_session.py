@@ -80,6 +80,9 @@ def test_texts_and_small_decisions():
     assert session.progressStatus({}) == (0, ": ")
     assert session.doneStatus([]) == "Done."
     assert session.doneStatus(["t1", "t2"]) == "Done; run without T1, T2 (not given)."
+    assert session.doneStatus([], 6.2) == ("Done. 6.2 mL called enhancing by the network is shown as necrotic core: "
+                                           "not brighter on T1ce than on T1.")
+    assert session.doneStatus(["t2"], 0.0) == "Done; run without T2 (not given)."
     assert session.bundlePath("/a/scene") == "/a/scene.mrb" and session.bundlePath("/a/S.MRB") == "/a/S.MRB"
     assert session.savedStatus("/a/s.mrb") == "Saved /a/s.mrb"
     assert session.backgroundVolume({"flair": "F", "t1ce": "C"}) == "F"
@@ -119,6 +122,9 @@ class _FakeLogic:
     def missingSequences(self, folder):
         return ["t2"] if folder == 42 else []
 
+    def unenhancedEtMl(self, folder):
+        return 1.25 if folder == 42 else 0.0
+
     def latestRunFolder(self):
         return self.latest
 
@@ -138,7 +144,8 @@ def test_a_run_from_start_to_finish():
     shown, ended = run.poll()
     assert shown == [] and ended == (process, 0) and not run.running
     assert run.poll() == ([], None)
-    assert run.finish(process, 0) == "Done; run without T2 (not given)." and run.runFolder == 42
+    assert run.finish(process, 0) == ("Done; run without T2 (not given). 1.2 mL called enhancing by the network is "
+                                      "shown as necrotic core: not brighter on T1ce than on T1.") and run.runFolder == 42
     assert run.currentRunFolder() == 42
 
 

@@ -9,9 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from BrainTumorXAILib.inference.combine import Member, pool
 from BrainTumorXAILib.inference.predictor import Predictor
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.inference.tta import FLIPS, predict_with_flips, samples_per_flip
 
 
@@ -164,8 +166,10 @@ def test_evaluate_compares_the_estimators_on_the_same_cases(small_case, tiny_che
     from training.evaluate import main as eval_main
 
     out = tmp_path / "eval"
+    # QU-BraTS scores the network's maps against the network's own argmax; the post-processing changes only the
+    # segmentation, so without it the zero baseline is exactly (Dice + 2) / 3.
     args = ["--data", str(small_case.parent), "--split", "all", "--checkpoint", str(tiny_checkpoint), "--out",
-            str(out), "--mc-samples", "2", "--device", "cpu", "--quiet"]
+            str(out), "--mc-samples", "2", "--device", "cpu", "--quiet", "--no-enhancement-check"]
     assert eval_main(args + ["--estimators", "deterministic,mc,tta,mc+tta,ensemble", "--ensemble",
                              str(tiny_checkpoint), "--tta", "2"]) == 0
     rows = list(csv.DictReader((out / "estimators.csv").open()))
@@ -173,6 +177,8 @@ def test_evaluate_compares_the_estimators_on_the_same_cases(small_case, tiny_che
     main_row = next(csv.DictReader((out / "cases.csv").open()))
     mc = rows[1]
     assert float(mc["dice_WT"]) == pytest.approx(float(main_row["dice_WT"]))  # the same prediction, reused
+    # the per-case table says what the post-processing did: the check was off, the small-ET rule ran
+    assert main_row["et_ml_unenhanced_to_ncr"] == "" and float(main_row["et_ml_small_to_ncr"]) >= 0.0
     assert float(mc["auroc_entropy_ET"]) == pytest.approx(float(main_row["auroc_entropy_ET"]))
     # A checkpoint pooled with itself, dropout-free: the deterministic segmentation again.
     assert float(rows[4]["dice_WT"]) == pytest.approx(float(rows[0]["dice_WT"]), abs=1e-6)
@@ -219,12 +225,57 @@ def test_analyze_records_the_postprocessing(small_case, tiny_checkpoint, tmp_pat
         return json.loads((out / "summary.json").read_text()), nib.load(out / "seg.nii.gz").get_fdata()
 
     # A threshold above any possible ET volume: every ET voxel of the plain run is core now, nothing else moved.
-    plain, seg_plain = run("plain", "--min-et-ml", "0")
-    huge, seg_huge = run("huge", "--min-et-ml", "1e9")
+    plain, seg_plain = run("plain", "--min-et-ml", "0", "--no-enhancement-check")
+    huge, seg_huge = run("huge", "--min-et-ml", "1e9", "--no-enhancement-check")
     et_value = 4  # brats2021 naming writes ET as 4, NCR as 1
-    assert plain["postprocessing"]["applied"] is False and plain["postprocessing"]["min_et_ml"] == 0.0
+    assert set(plain["postprocessing"]) == {"small_et"}  # the check switched off is not listed as a step
+    assert plain["postprocessing"]["small_et"]["applied"] is False
+    assert plain["postprocessing"]["small_et"]["min_et_ml"] == 0.0
     assert (seg_plain == et_value).any()  # the untrained network calls some voxels ET
-    assert huge["postprocessing"]["applied"] is True
+    assert huge["postprocessing"]["small_et"]["applied"] is True
     assert not (seg_huge == et_value).any()
     assert np.array_equal(seg_huge == 1, (seg_plain == 1) | (seg_plain == et_value))
     np.testing.assert_array_equal(seg_huge == 2, seg_plain == 2)
+
+    # The enhancement check (on by default) before the small-ET rule: the components it relabels are exactly the
+    # plain run's ET components not brighter on T1ce than on T1, recomputed here from the case's own images.
+    checked, seg_checked = run("checked", "--min-et-ml", "0")
+    step = checked["postprocessing"]["enhancement_check"]
+    case = load_case(small_case)
+    brain = np.any(case.images != 0, axis=0)
+    z = {s: (case.images[i] - case.images[i][brain].mean()) / case.images[i][brain].std() for i, s in ((0, "t1"), (1, "t1ce"))}
+    components, n = ndimage.label(seg_plain == et_value, structure=np.ones((3, 3, 3)))
+    contrast = ndimage.mean(z["t1ce"] - z["t1"], components, index=np.arange(1, n + 1))
+    assert step["components"] == n and step["relabelled_components"] == int((contrast <= 0).sum()) > 0
+    unenhanced = np.isin(components, np.flatnonzero(contrast <= 0) + 1)
+    np.testing.assert_array_equal(seg_checked == et_value, (seg_plain == et_value) & ~unenhanced)
+    np.testing.assert_array_equal(seg_checked == 1, (seg_plain == 1) | unenhanced)
+    assert step["et_ml_relabelled"] == pytest.approx(unenhanced.sum() * np.prod(case.spacing) / 1000, abs=1e-3)
+
+
+def test_the_enhancement_check_keeps_enhancement_and_needs_t1():
+    from BrainTumorXAILib.inference.postprocess import unenhanced_et_to_core
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((30, 30, 30), bool)
+    brain[2:28, 2:28, 2:28] = True
+    t1 = np.where(brain, rng.normal(100, 10, brain.shape), 0).astype(np.float32)
+    t1ce = t1.copy()
+    classes = np.zeros(brain.shape, np.int16)
+    classes[4:14, 4:14, 4:14] = 2
+    classes[6:10, 6:10, 6:10] = 3  # enhancing: bright on T1ce only
+    t1ce[6:10, 6:10, 6:10] += 80
+    classes[18:24, 18:24, 18:24] = 3  # as bright on T1 as on T1ce (white matter on a T1-weighted T1ce): not enhancing
+    t1[18:24, 18:24, 18:24] += 60
+    t1ce[18:24, 18:24, 18:24] += 60
+    before = classes.copy()
+    done = unenhanced_et_to_core(classes, t1ce, t1, brain, (2.0, 2.0, 2.0))
+    assert done["applied"] and done["components"] == 2 and done["relabelled_components"] == 1
+    assert done["et_ml_relabelled"] == pytest.approx(216 * 8 / 1000)
+    assert (classes[6:10, 6:10, 6:10] == 3).all() and (classes[18:24, 18:24, 18:24] == 1).all()
+    assert np.array_equal(classes == 2, before == 2)
+    no_t1 = before.copy()
+    skipped = unenhanced_et_to_core(no_t1, t1ce, None, brain, (2.0, 2.0, 2.0))
+    assert skipped["skipped"] == "no T1 image" and not skipped["applied"] and np.array_equal(no_t1, before)
+    nothing = np.where(before == 3, 2, before)
+    assert unenhanced_et_to_core(nothing, t1ce, t1, brain, (2.0, 2.0, 2.0))["components"] == 0

@@ -20,6 +20,15 @@ from .nodes import niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers, v
 
 #: Subject-hierarchy folder attribute: the sequences the run did without (comma-separated, may be empty).
 ATTR_MISSING = "BrainTumorXAI.MissingSequences"
+#: Folder attribute: mL of predicted enhancing tumour that the enhancement check shows as necrotic core (not
+#: brighter on T1ce than on T1); empty when it changed nothing or did not run.
+ATTR_UNENHANCED = "BrainTumorXAI.UnenhancedEtMl"
+
+
+def unenhancedEtMl(summary: dict) -> float:
+    """mL of predicted ET the run's enhancement check relabelled (0 when none, or for runs without the check)."""
+    step = (summary.get("postprocessing") or {}).get("enhancement_check") or {}
+    return float(step.get("et_ml_relabelled") or 0.0)
 
 
 class ResultsMixin:
@@ -106,7 +115,10 @@ class ResultsMixin:
         runName = shNode.GetItemName(folder)
         shNode.SetItemAttribute(folder, ATTR_OUTPUT, str(outDir))
         missing = [str(s) for s in (summary["case"].get("missing_sequences") or [])]
-        shNode.SetItemAttribute(folder, ATTR_MISSING, ",".join(missing))
+        unenhanced = unenhancedEtMl(summary)
+        notes = {ATTR_MISSING: ",".join(missing), ATTR_UNENHANCED: f"{unenhanced:.3f}" if unenhanced > 0 else ""}
+        for attribute, value in notes.items():
+            shNode.SetItemAttribute(folder, attribute, value)
 
         # Label map with a colour table named after the classes (values in the case's own convention).
         # Read by Slicer's storage nodes, kept as in-memory data: the temporary results folder may go.
@@ -144,7 +156,8 @@ class ResultsMixin:
             self._placeInFolder(brain, folder, runName, "brain")
 
         table = self._resultsTable(summary, f"{runName} results")
-        table.SetAttribute(ATTR_MISSING, ",".join(missing))
+        for attribute, value in notes.items():  # the table keeps them too: a restored scene may lose the folder's
+            table.SetAttribute(attribute, value)
         self._placeInFolder(table, folder, runName, "table")
 
         # The trust report's review regions ("where to look") and the checkpoint's own uncertainty figures.
@@ -167,15 +180,24 @@ class ResultsMixin:
 
     def missingSequences(self, folderItem: int | None = None) -> list[str]:
         """The sequences a run did without (summary.json's ``missing_sequences``), also after a scene restore."""
+        return [s for s in self._runNote(folderItem, ATTR_MISSING).split(",") if s]
+
+    def unenhancedEtMl(self, folderItem: int | None = None) -> float:
+        """mL of predicted enhancing tumour the run shows as necrotic core (the enhancement check), also after a
+        scene restore."""
+        return float(self._runNote(folderItem, ATTR_UNENHANCED) or 0.0)
+
+    def _runNote(self, folderItem: int | None, attribute: str) -> str:
+        """A run's note: its folder's attribute, else its results table's (latest run when None; '' without)."""
         if folderItem is None:
             folderItem = self.latestRunFolder()
         if folderItem is None:
-            return []
-        value = self.scene.GetSubjectHierarchyNode().GetItemAttribute(folderItem, ATTR_MISSING)
+            return ""
+        value = self.scene.GetSubjectHierarchyNode().GetItemAttribute(folderItem, attribute)
         if not value:
             table = self.runNodes(folderItem).get("table")
-            value = table.GetAttribute(ATTR_MISSING) if table is not None else ""
-        return [s for s in (value or "").split(",") if s]
+            value = table.GetAttribute(attribute) if table is not None else ""
+        return value or ""
 
     def _segmentationFromClasses(self, classes: np.ndarray, affine: np.ndarray, name: str):
         """Segmentation with NCR/ED/ET segments sharing one labelmap (label value = internal class)."""

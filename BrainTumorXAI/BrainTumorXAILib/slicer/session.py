@@ -57,11 +57,17 @@ def progressStatus(update: dict) -> tuple[int, str]:
     return int(100 * float(update.get("fraction", 0.0))), f"{update.get('stage', '')}: {update.get('message', '')}"
 
 
-def doneStatus(missing) -> str:
-    """The status line after a run was loaded; ``missing``: the sequences it ran without."""
+def doneStatus(missing, unenhancedMl: float = 0.0) -> str:
+    """The status line after a run was loaded; ``missing``: the sequences it ran without; ``unenhancedMl``:
+    predicted enhancing tumour the enhancement check shows as necrotic core."""
     if missing:
-        return tr("Done; run without {names} (not given).").format(names=", ".join(m.upper() for m in missing))
-    return tr("Done.")
+        status = tr("Done; run without {names} (not given).").format(names=", ".join(m.upper() for m in missing))
+    else:
+        status = tr("Done.")
+    if unenhancedMl > 0:
+        status += " " + tr("{ml:.1f} mL called enhancing by the network is shown as necrotic core: not brighter on "
+                           "T1ce than on T1.").format(ml=unenhancedMl)
+    return status
 
 
 def overlayUsesClass(kind) -> bool:
@@ -185,7 +191,7 @@ class RunSession:
         if code != 0:
             logging.error(process.log)
         self.runFolder = self.logic.finishRun(process, code)
-        return doneStatus(self.logic.missingSequences(self.runFolder))
+        return doneStatus(self.logic.missingSequences(self.runFolder), self.logic.unenhancedEtMl(self.runFolder))
 
     def close(self) -> None:
         """Slicer is closing (or the module reloads): end the run and its clean-up."""
