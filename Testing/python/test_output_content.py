@@ -106,7 +106,7 @@ def analysed(request, tmp_path_factory, weights):
     summary = analyze_case(folder, out, AnalysisOptions(weights=path, device="cpu", mc_samples=N_SAMPLES,
                                                         seed=SEED, gradcam="all", gradcam_layer="decoder.0",
                                                         surfaces=False, figures=False,
-                                                        min_et_ml=0))  # the raw argmax: no post-processing
+                                                        min_et_ml=0, enhancement_check=False))  # the raw argmax
     expected = expected_maps(arrays["flair"][0], brain, affine, model)
     return out, summary, expected, affine, brain, classes
 
@@ -191,7 +191,7 @@ def test_resampled_case_segmentation_is_background_outside_the_brain(tmp_path, w
     folder, brain, _, _ = ramp_case(tmp_path / "in", affine)
     out = tmp_path / "out"
     analyze_case(folder, out, AnalysisOptions(weights=path, device="cpu", mc_samples=2, gradcam="none",
-                                              surfaces=False, figures=False))
+                                              surfaces=False, figures=False, min_et_ml=0, enhancement_check=False))
     seg = to_internal(load(out, "seg.nii.gz", affine).astype(np.int64), "brats2021")
     probs = np.stack([load(out, f"prob_{n}.nii.gz", affine) for n in CLASS_NAMES])
     assert (probs.argmax(0)[~brain] != 0).sum() >= 3  # the situation under test really occurs
