@@ -126,6 +126,9 @@ def test_a_checkpoint_pooled_with_itself_gives_its_own_maps(small_case, tiny_che
     assert nib.load(tmp_path / "two" / "mutual_information.nii.gz").get_fdata().max() < 1e-4
     assert np.array_equal(nib.load(tmp_path / "one" / "seg.nii.gz").get_fdata(),
                           nib.load(tmp_path / "two" / "seg.nii.gz").get_fdata())
+    # the pooled segmentation went through the same post-processing steps, with the same outcome
+    assert set(both["postprocessing"]) == {"enhancement_check", "small_et"}
+    assert both["postprocessing"] == single["postprocessing"]
 
 
 def test_tta_through_analyze_and_the_cli(small_case, tiny_checkpoint, tmp_path, capsys):
