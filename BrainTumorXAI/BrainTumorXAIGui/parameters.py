@@ -16,6 +16,7 @@ class BrainTumorXAIParameterNode:
     useBundledWeights - the bundled demo weights; else modelPath, a checkpoint file.
     device - auto, CPU or GPU.  precision - the network's compute precision: fp32 (exact), bf16, auto.  mcSamples - Monte Carlo Dropout samples (0: deterministic only).
     gradcamNCR/ED/ET - classes to compute Grad-CAM for.  overlayOpacity - opacity of the slice overlay.
+    enhancementCheck - predicted enhancing tumour not brighter on T1ce than on T1 is shown as necrotic core.
     """
 
     t1Volume: Optional[vtkMRMLScalarVolumeNode]
@@ -32,3 +33,4 @@ class BrainTumorXAIParameterNode:
     gradcamED: bool = True
     gradcamET: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    enhancementCheck: bool = True

@@ -422,6 +422,8 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert argv[argv.index("--precision") + 1] == "fp32"  # exact unless asked
     fast = logic.analysisCommand("/in", "/out", precision="bf16")
     assert fast[fast.index("--precision") + 1] == "bf16"
+    assert "--no-enhancement-check" not in argv  # the check is on unless switched off
+    assert "--no-enhancement-check" in logic.analysisCommand("/in", "/out", enhancementCheck=False)
     from BrainTumorXAILib.io.case_io import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}

@@ -24,7 +24,7 @@ SEQS = ("t1", "t1ce", "t2", "flair")
 
 def _params(volumes: dict, **overrides):
     fields = dict(groundTruth=None, useBundledWeights=True, modelPath=Path("."), device="auto", precision="fp32", mcSamples=20,
-                  gradcamNCR=True, gradcamED=False, gradcamET=True)
+                  gradcamNCR=True, gradcamED=False, gradcamET=True, enhancementCheck=True)
     fields.update({f"{s}Volume": volumes.get(s) for s in SEQS})
     return SimpleNamespace(**{**fields, **overrides})
 
@@ -61,6 +61,8 @@ def test_apply_problem_options_and_case_fields_on_the_logic(loaded):
     assert options["weights"] is None and options["gradcamClasses"] == ["NCR", "ET"]
     assert options["device"] == "auto" and options["mcSamples"] == 20 and options["groundTruth"] is None
     assert options["precision"] == "fp32" and run.runOptions(_params(nodes, precision="bf16"))["precision"] == "bf16"
+    assert options["enhancementCheck"] is True
+    assert run.runOptions(_params(nodes, enhancementCheck=False))["enhancementCheck"] is False
     run.process = SimpleNamespace(cancelled=False)
     assert run.applyProblem(params) == "An analysis is running" and run.applyToolTip("x") == "x"
     # A loaded case sets all four inputs and the ground truth; a case without a label file clears it.

@@ -269,7 +269,7 @@ class ProcessMixin:
 
     def analysisCommand(self, caseFolder, outDir, weights=None, device: str = "auto", mcSamples: int = 20,
                         gradcamClasses=TUMOUR_CLASSES, python: str | None = None, figures: bool = False,
-                        extra=(), precision: str = "fp32") -> list[str]:
+                        extra=(), precision: str = "fp32", enhancementCheck: bool = True) -> list[str]:
         """argv of ``python -m BrainTumorXAILib.cli analyze`` with machine-readable progress.
 
         No figures by default (``--no-figures``): the module shows the maps in the views, so
@@ -284,6 +284,8 @@ class ProcessMixin:
             argv += ["--weights", str(weights)]
         if not figures:
             argv.append("--no-figures")
+        if not enhancementCheck:
+            argv.append("--no-enhancement-check")
         return argv + list(extra)
 
     def startRun(self, volumes: dict, tempRoot, groundTruth=None, optional=(), **analysisOptions) -> AnalysisProcess:

@@ -156,7 +156,8 @@ class RunSession:
         weights = self.weights(params)
         return dict(groundTruth=params.groundTruth, optional=self.logic.optionalSequences(weights), weights=weights,
                     device=params.device, precision=params.precision, mcSamples=params.mcSamples,
-                    gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")])
+                    gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")],
+                    enhancementCheck=bool(getattr(params, "enhancementCheck", True)))
 
     # -- the run
     def start(self, params, tempRoot):
