@@ -83,9 +83,9 @@ class EstimatorComparison:
             opts = replace(det if name == "tta" else self.options, tta=self.flips)
             return predict_case(case, self.model, self.meta, self.device, opts)
         opts = det if name == "ensemble" else self.options
-        first = predict_case(case, self.model, self.meta, self.device, opts)
-        return pool_checkpoints(first, [predict_case(case, m, mm, self.device, opts) for m, mm in self.members],
-                                case, opts)
+        first = predict_case(case, self.model, self.meta, self.device, opts, postprocessing=False)
+        return pool_checkpoints(first, [predict_case(case, m, mm, self.device, opts, postprocessing=False)
+                                        for m, mm in self.members], case, opts)
 
     @staticmethod
     def _row(name, case, labels, pred, seconds) -> dict:

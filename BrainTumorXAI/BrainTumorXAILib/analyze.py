@@ -131,11 +131,12 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     classes = gradcam_class_indices(options.gradcam)
     # The staging folder is created before inference: an unwritable --out fails in seconds, not after it.
     with staged_output(out_dir, overwrite=options.overwrite, protect=protect) as staging:
-        prediction = predict_case(case, model, meta, device, options, control, classes)
+        prediction = predict_case(case, model, meta, device, options, control, classes, postprocessing=not members)
         timings.update(prediction.timings)
         if members:
             t0 = time.perf_counter()
-            prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control, ())
+            prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control, (),
+                                                                    postprocessing=False)
                                                        for _, m, mm in members], case, options)
             timings["ensemble"] = time.perf_counter() - t0
         grid, maps, transform, brain = prediction.grid, prediction.maps, prediction.transform, prediction.brain
@@ -236,10 +237,12 @@ def _name_the_file(exc: ValueError, case, sequences) -> Exception:
 
 
 def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
-                 gradcam_classes=None) -> CasePrediction:
+                 gradcam_classes=None, postprocessing: bool = True) -> CasePrediction:
     """Preprocess, predict on the network grid, and map everything back onto the case grid.
 
     Grad-CAM is computed for ``options.gradcam`` unless ``gradcam_classes`` says otherwise (() for none).
+    ``postprocessing`` False leaves the segmentation the maps' argmax (an ensemble member: ``pool_checkpoints``
+    post-processes the pooled segmentation once).
     """
     from .inference.predictor import Predictor
 
@@ -277,7 +280,8 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     t0 = time.perf_counter()
     grid = _back_to_input_grid(maps, transform, brain)
     timings["resample"] = time.perf_counter() - t0
-    grid["postprocessing"] = postprocess(grid["classes"], case, brain, options)
+    if postprocessing:
+        grid["postprocessing"] = postprocess(grid["classes"], case, brain, options)
     return CasePrediction(grid, maps, transform, brain, timings)
 
 

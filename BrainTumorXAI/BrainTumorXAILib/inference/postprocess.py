@@ -31,9 +31,12 @@ MIN_ET_ML = 0.5
 ENHANCEMENT_CHECK = True
 
 
-def _zscore_in(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
+def _component_zscores(image: np.ndarray, brain: np.ndarray, components: np.ndarray, n: int) -> np.ndarray:
+    """Mean z-score (image z-scored inside the brain) of each labelled component: the image's own statistics
+    applied to the component means, so no z-scored copy of the volume is made."""
     values = image[brain].astype(np.float64)
-    return ((image - values.mean()) / (values.std() or 1.0)).astype(np.float32)
+    means = np.asarray(ndimage.mean(image, components, index=np.arange(1, n + 1)), np.float64)
+    return (means - values.mean()) / (values.std() or 1.0)
 
 
 def unenhanced_et_to_core(classes: np.ndarray, t1ce: np.ndarray, t1: np.ndarray | None, brain: np.ndarray,
@@ -52,8 +55,7 @@ def unenhanced_et_to_core(classes: np.ndarray, t1ce: np.ndarray, t1: np.ndarray 
     components, n = ndimage.label(classes == et, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return record
-    contrast = _zscore_in(t1ce, brain) - _zscore_in(t1, brain)
-    means = np.asarray(ndimage.mean(contrast, components, index=np.arange(1, n + 1)))
+    means = _component_zscores(t1ce, brain, components, n) - _component_zscores(t1, brain, components, n)
     unenhanced = np.flatnonzero(means <= 0.0) + 1
     relabel = np.isin(components, unenhanced)
     classes[relabel] = ncr

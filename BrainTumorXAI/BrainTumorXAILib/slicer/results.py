@@ -25,7 +25,7 @@ ATTR_MISSING = "BrainTumorXAI.MissingSequences"
 ATTR_UNENHANCED = "BrainTumorXAI.UnenhancedEtMl"
 
 
-def unenhancedEtMl(summary: dict) -> float:
+def summaryUnenhancedEtMl(summary: dict) -> float:
     """mL of predicted ET the run's enhancement check relabelled (0 when none, or for runs without the check)."""
     step = (summary.get("postprocessing") or {}).get("enhancement_check") or {}
     return float(step.get("et_ml_relabelled") or 0.0)
@@ -115,7 +115,7 @@ class ResultsMixin:
         runName = shNode.GetItemName(folder)
         shNode.SetItemAttribute(folder, ATTR_OUTPUT, str(outDir))
         missing = [str(s) for s in (summary["case"].get("missing_sequences") or [])]
-        unenhanced = unenhancedEtMl(summary)
+        unenhanced = summaryUnenhancedEtMl(summary)
         notes = {ATTR_MISSING: ",".join(missing), ATTR_UNENHANCED: f"{unenhanced:.3f}" if unenhanced > 0 else ""}
         for attribute, value in notes.items():
             shNode.SetItemAttribute(folder, attribute, value)
