@@ -42,6 +42,32 @@ def keep_sequences(model, sequences: list[str], keep: list[str]):
     return smaller.eval()
 
 
+def widen_sequences(ckpt: dict, sequences: list[str]) -> dict:
+    """``keep_sequences`` undone: the checkpoint's architecture and weights for a network reading ``sequences``
+    (a superset of its own), with zero first-layer weights for the sequences it lacks -- exactly the same
+    network as long as those inputs are zero (a training run that withholds them, as the default's does)."""
+    import torch
+
+    from BrainTumorXAILib.models.factory import build_model_from_config
+
+    own = list(ckpt["sequences"])
+    if own == list(sequences):
+        return ckpt
+    if any(s not in sequences for s in own):
+        raise BrainTumorXAIError(f"cannot widen a checkpoint reading {own} to {list(sequences)}")
+    model = build_model_from_config(dict(ckpt["architecture"]))
+    first = next(n for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Conv3d) and m.in_channels == len(own))
+    state = dict(ckpt["state_dict"])
+    narrow = state[f"{first}.weight"]
+    wide = narrow.new_zeros((narrow.shape[0], len(sequences), *narrow.shape[2:]))
+    for i, seq in enumerate(own):
+        wide[:, sequences.index(seq)] = narrow[:, i]
+    state[f"{first}.weight"] = wide
+    architecture = dict(ckpt["architecture"], in_channels=len(sequences))
+    return dict(ckpt, state_dict=state, architecture=architecture, sequences=list(sequences))
+
+
 def export(run: Path, out: Path, checkpoint: str = "best", note: str | None = None, overwrite: bool = False,
            window: int | None = None, sequences: list[str] | None = None) -> Path:
     source = run / f"{checkpoint}.pt" if checkpoint in ("best", "last") else Path(checkpoint)

@@ -220,8 +220,13 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------
     def _initialise_from(self, path: Path) -> None:
-        """Fine-tuning: the weights of an earlier run's checkpoint; its architecture must be this run's."""
+        """Fine-tuning: the weights of an earlier run's checkpoint; its architecture must be this run's.  An exported
+        checkpoint that reads fewer sequences (``export --sequences``) gets zero weights for the others."""
+        from .export import widen_sequences
+
         ckpt = load_checkpoint(path, map_location="cpu")
+        if list(ckpt["sequences"]) != list(SEQUENCES) and all(s in SEQUENCES for s in ckpt["sequences"]):
+            ckpt = widen_sequences(ckpt, list(SEQUENCES))
         ours = dict(self.model.config)
         if dict(ckpt["architecture"]) != ours:
             raise BrainTumorXAIError(f"{path}: --init checkpoint has architecture {dict(ckpt['architecture'])}, "

@@ -67,6 +67,34 @@ def test_means_randomise_healthy_tissue_but_not_the_signal():
         assert d["t1ce"]["ncr"] < min(d["t1ce"]["gm"], d["t1ce"]["wm"])
 
 
+def test_cystic_necrosis_is_fluid_on_flair_and_t2_and_leaves_other_draws_alone():
+    """cystic_share 1: necrosis between CSF and healthy tissue on FLAIR, fluid-bright on T2, still dark on T1ce;
+    cystic_share 0 consumes no random numbers: the generator's draws stay those of earlier runs."""
+    for seed in range(100):
+        d = draw_means(np.random.default_rng(seed), random_share=0.5, cystic_share=1.0)
+        healthy_lo = min(d["flair"]["gm"], d["flair"]["wm"])
+        assert d["flair"]["csf"] < d["flair"]["ncr"] < healthy_lo
+        assert d["t2"]["ncr"] >= 0.9 * max(d["t2"]["ed"], d["t2"]["csf"])
+        assert d["t1ce"]["ncr"] < min(d["t1ce"]["gm"], d["t1ce"]["wm"])
+        plain = draw_means(np.random.default_rng(seed), random_share=0.5)
+        assert plain == draw_means(np.random.default_rng(seed), random_share=0.5, cystic_share=0.0)
+
+
+def test_cystic_necrosis_setting_makes_flair_dark_necrosis_in_patches():
+    settings = SynthSettings(cystic_necrosis=1.0, kinds={"ring": 1.0}, healthy_prob=0.0, random_contrast_share=0.0)
+    seen = 0
+    for seed in range(6):
+        image, label = synthetic_patch(np.random.default_rng(seed), 48, settings)
+        brain = image[FLAIR] != 0
+        if (label == 1).sum() < 30:
+            continue
+        seen += 1
+        healthy = brain & (label == 0)
+        assert image[FLAIR][label == 1].mean() < np.median(image[FLAIR][healthy])
+        assert image[FLAIR][label == 2].mean() > image[FLAIR][label == 1].mean()
+    assert seen >= 2
+
+
 @pytest.mark.parametrize("kind, present, absent", [
     ("ring", {1, 2, 3}, set()), ("solid", {2, 3}, {1}), ("nonenhancing", {1, 2}, {3}), ("infiltrative", {1, 2}, {3}),
 ])

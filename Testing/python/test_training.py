@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
+from BrainTumorXAILib.io.labels import SEQUENCES
 from training.config import TrainConfig
 from training.data import CaseStore, PatchDataset, make_split
 from training.losses import DiceFocalLoss
@@ -349,3 +350,26 @@ def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(tiny_data, tmp_
     assert train_main(bad) != 0
     err = capsys.readouterr().err
     assert "best.pt: --init checkpoint has architecture" in err and "Traceback" not in err
+
+
+def test_init_from_an_exported_checkpoint_that_reads_fewer_sequences(tiny_data, tmp_path):
+    """Fine-tuning the shipped default: ``export --sequences t1ce,flair`` dropped T1/T2's first-layer weights;
+    ``--init`` gives them back as zeros, the same network wherever T1 and T2 are withheld (zero inputs)."""
+    from training.export import export
+    from training.train import Trainer, parse_args
+
+    first = tmp_path / "first"
+    assert train_main(["--data", str(tiny_data), "--out", str(first), "--epochs", "1", "--steps-per-epoch", "1",
+                       *TINY]) == 0
+    narrow = export(first, tmp_path / "narrow.pt", sequences=["t1ce", "flair"])
+    trainer = Trainer(parse_args(["--data", str(tiny_data), "--out", str(tmp_path / "second"),
+                                  "--init", str(narrow), *TINY])[0], resume=False)
+    small, _ = load_model(narrow)
+    x = torch.randn(1, 2, 32, 32, 32)
+    wide = torch.zeros(1, len(SEQUENCES), 32, 32, 32)
+    wide[:, SEQUENCES.index("t1ce")], wide[:, SEQUENCES.index("flair")] = x[:, 0], x[:, 1]
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(trainer.model(wide), small(x), atol=1e-6)
+        wide[:, SEQUENCES.index("t1")] = 1.0  # the T1 weights are zero: T1 changes nothing either
+        assert torch.allclose(trainer.model(wide), small(x), atol=1e-6)

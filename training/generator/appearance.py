@@ -3,7 +3,8 @@
 What stays fixed is only what carries the diagnosis, as radiologists read it:
 - FLAIR and T2: oedema brighter than healthy grey and white matter; FLAIR suppresses CSF;
 - T1ce: enhancing tumour brighter than healthy tissue and than itself on T1 (enhancement);
-- T1ce/T1: necrosis darker than healthy grey and white matter.
+- T1ce/T1: necrosis darker than healthy grey and white matter; on FLAIR it is either bright (proteinaceous)
+  or, in a share of samples, fluid (cystic): suppressed towards CSF, as in many real glioblastomas.
 Everything else (the order and spacing of GM/WM/CSF intensities, tumour texture,
 blur, slice thickness, bias field, noise, gamma) is randomised, as in SynthSeg.
 The z-units measured on the expert-labelled BRATS 2013 training cases
@@ -31,9 +32,13 @@ REFERENCE: dict[str, dict[str, float]] = {
 }
 
 
-def draw_means(rng: np.random.Generator, random_share: float = 0.35) -> dict[str, dict[str, float]]:
+def draw_means(rng: np.random.Generator, random_share: float = 0.35,
+               cystic_share: float = 0.0) -> dict[str, dict[str, float]]:
     """Mean of each label on each sequence; with ``random_share`` probability a sequence's healthy
-    tissues are drawn at random (any order), otherwise near the reference."""
+    tissues are drawn at random (any order), otherwise near the reference; with ``cystic_share``
+    probability the necrosis is fluid (dark on FLAIR between CSF and healthy tissue, bright on T2)."""
+    # Drawn only when asked for, so that the draws of a generator without it stay as they were.
+    cystic = cystic_share > 0 and rng.random() < cystic_share
     means: dict[str, dict[str, float]] = {}
     for seq in SEQUENCES:
         if rng.random() < random_share:
@@ -49,6 +54,10 @@ def draw_means(rng: np.random.Generator, random_share: float = 0.35) -> dict[str
                 m["ed"] = max(m["ed"], m["csf"] * float(rng.uniform(0.6, 0.9)))
             m["ncr"] = m["ed"] * float(rng.uniform(0.6, 1.3) if seq == "flair" else rng.uniform(0.9, 1.4))
             m["et"] = m["ed"] * float(rng.uniform(0.65, 1.05))
+            if cystic and seq == "flair":  # fluid that FLAIR suppresses: a real GBM's necrotic cavity
+                m["ncr"] = m["csf"] + float(rng.uniform(0.05, 0.9)) * (healthy_lo - m["csf"])
+            elif cystic:  # T2: fluid, as bright as CSF or oedema
+                m["ncr"] = max(m["ed"], m["csf"]) * float(rng.uniform(0.9, 1.15))
         else:
             m["ed"] = (m["gm"] + m["wm"]) / 2 * float(rng.uniform(0.75, 1.05))
             m["ncr"] = healthy_lo * float(rng.uniform(0.3, 0.85))

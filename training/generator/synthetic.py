@@ -28,6 +28,7 @@ class SynthSettings:
     random_contrast_share: float = 0.35
     mimics: bool = True  # vessels / choroid plexus enhancing on T1ce
     resolution: bool = True  # random blur and thick slices
+    cystic_necrosis: float = 0.0  # share of samples whose necrosis is fluid (FLAIR-dark, T2-bright)
     kinds: dict | None = None
 
     def tumour_kinds(self) -> dict:
@@ -85,7 +86,7 @@ def synthetic_patch(rng: np.random.Generator, size: int, settings: SynthSettings
     core = (classes == 1) | (classes == 3)
     tissue = tissue * ~core[None]
     brain_voxels = float((atlas.brain > 0.5).sum())
-    image = render(rng, tissue, brain, classes, weight, draw_means(rng, s.random_contrast_share), s.spacing,
+    image = render(rng, tissue, brain, classes, weight, draw_means(rng, s.random_contrast_share, s.cystic_necrosis), s.spacing,
                    tumour_share=float((classes > 0).sum()) / brain_voxels,
                    mimics=None if s.mimics else np.zeros(shape, bool), resolution=s.resolution)
     classes[~brain] = 0
