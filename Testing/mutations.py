@@ -226,6 +226,14 @@ MUTATIONS: list[Mutation] = [
     M("predict_case_ignores_gradcam_option", "predict_case computes no Grad-CAM unless given classes (evaluate's checks empty)",
       ANA, [("        gradcam_classes = gradcam_class_indices(options.gradcam)\n", "        gradcam_classes = ()\n")],
       [T + "test_uncertainty_quality.py"]),
+    M("cystic_necrosis_bright", "cystic necrosis drawn as bright on FLAIR as the ordinary kind (the setting does nothing)",
+      "training/generator/appearance.py",
+      [('m["ncr"] = m["csf"] + float(rng.uniform(0.05, 0.9)) * (healthy_lo - m["csf"])',
+        'm["ncr"] = m["ed"] * float(rng.uniform(0.6, 1.3))')],
+      [T + "test_generator.py"]),
+    M("init_widen_wrong_channel", "--init puts an exported checkpoint's sequences on the wrong input channels",
+      "training/export.py", [("wide[:, sequences.index(seq)] = narrow[:, i]", "wide[:, i] = narrow[:, i]")],
+      [T + "test_training.py"]),
 ]
 
 
