@@ -69,7 +69,7 @@ def test_means_randomise_healthy_tissue_but_not_the_signal():
 
 def test_cystic_necrosis_is_fluid_on_flair_and_t2_and_leaves_other_draws_alone():
     """cystic_share 1: necrosis between CSF and healthy tissue on FLAIR, fluid-bright on T2, still dark on T1ce;
-    cystic_share 0 consumes no random numbers: the generator's draws stay those of earlier runs."""
+    cystic_share 0 is the default (earlier runs' sources files do not name it)."""
     for seed in range(100):
         d = draw_means(np.random.default_rng(seed), random_share=0.5, cystic_share=1.0)
         healthy_lo = min(d["flair"]["gm"], d["flair"]["wm"])

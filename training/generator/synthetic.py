@@ -86,7 +86,8 @@ def synthetic_patch(rng: np.random.Generator, size: int, settings: SynthSettings
     core = (classes == 1) | (classes == 3)
     tissue = tissue * ~core[None]
     brain_voxels = float((atlas.brain > 0.5).sum())
-    image = render(rng, tissue, brain, classes, weight, draw_means(rng, s.random_contrast_share, s.cystic_necrosis), s.spacing,
+    means = draw_means(rng, s.random_contrast_share, s.cystic_necrosis)
+    image = render(rng, tissue, brain, classes, weight, means, s.spacing,
                    tumour_share=float((classes > 0).sum()) / brain_voxels,
                    mimics=None if s.mimics else np.zeros(shape, bool), resolution=s.resolution)
     classes[~brain] = 0
