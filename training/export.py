@@ -21,10 +21,13 @@ from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save
 from BrainTumorXAILib.errors import BrainTumorXAIError
 
 
+def first_conv_key(state: dict, n_inputs: int) -> str:
+    """The state-dict key of the first convolution's weights (the one that reads the input sequences)."""
+    return next(k for k, v in state.items() if k.endswith(".weight") and v.dim() == 5 and v.shape[1] == n_inputs)
+
+
 def keep_sequences(model, sequences: list[str], keep: list[str]):
     """The same network reading only ``keep`` (first-layer weights of the other channels dropped)."""
-    import torch
-
     from BrainTumorXAILib.models.factory import build_model_from_config
 
     unknown = [s for s in keep if s not in sequences]
@@ -35,9 +38,8 @@ def keep_sequences(model, sequences: list[str], keep: list[str]):
     config["in_channels"] = len(keep)
     smaller = build_model_from_config(config)
     state = model.state_dict()
-    first = next(n for n, m in model.named_modules()
-                 if isinstance(m, torch.nn.Conv3d) and m.in_channels == len(sequences))
-    state[f"{first}.weight"] = state[f"{first}.weight"][:, index].clone()
+    first = first_conv_key(state, len(sequences))
+    state[first] = state[first][:, index].clone()
     smaller.load_state_dict(state)
     return smaller.eval()
 
@@ -46,24 +48,18 @@ def widen_sequences(ckpt: dict, sequences: list[str]) -> dict:
     """``keep_sequences`` undone: the checkpoint's architecture and weights for a network reading ``sequences``
     (a superset of its own), with zero first-layer weights for the sequences it lacks -- exactly the same
     network as long as those inputs are zero (a training run that withholds them, as the default's does)."""
-    import torch
-
-    from BrainTumorXAILib.models.factory import build_model_from_config
-
     own = list(ckpt["sequences"])
     if own == list(sequences):
         return ckpt
     if any(s not in sequences for s in own):
         raise BrainTumorXAIError(f"cannot widen a checkpoint reading {own} to {list(sequences)}")
-    model = build_model_from_config(dict(ckpt["architecture"]))
-    first = next(n for n, m in model.named_modules()
-                 if isinstance(m, torch.nn.Conv3d) and m.in_channels == len(own))
     state = dict(ckpt["state_dict"])
-    narrow = state[f"{first}.weight"]
+    first = first_conv_key(state, len(own))
+    narrow = state[first]
     wide = narrow.new_zeros((narrow.shape[0], len(sequences), *narrow.shape[2:]))
     for i, seq in enumerate(own):
         wide[:, sequences.index(seq)] = narrow[:, i]
-    state[f"{first}.weight"] = wide
+    state[first] = wide
     architecture = dict(ckpt["architecture"], in_channels=len(sequences))
     return dict(ckpt, state_dict=state, architecture=architecture, sequences=list(sequences))
 

@@ -225,7 +225,7 @@ class Trainer:
         from .export import widen_sequences
 
         ckpt = load_checkpoint(path, map_location="cpu")
-        if list(ckpt["sequences"]) != list(SEQUENCES) and all(s in SEQUENCES for s in ckpt["sequences"]):
+        if set(ckpt["sequences"]) <= set(SEQUENCES):  # anything else fails the architecture check below
             ckpt = widen_sequences(ckpt, list(SEQUENCES))
         ours = dict(self.model.config)
         if dict(ckpt["architecture"]) != ours:
