@@ -34,6 +34,7 @@ MONAI is a benchmark-only dependency: pip install 'braintumorxai[bench]'.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -162,7 +163,7 @@ def main() -> None:
 
 
 # -- real-size case against MONAI ------------------------------------------------------------------
-REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / "TCGA-FG-6692"
+REALDATA = Path(os.environ.get("BRAINTUMORXAI_REALDATA") or Path(__file__).resolve().parents[2] / "shared" / "realdata") / "TCGA-FG-6692"
 GiB = 2**30
 
 

@@ -18,9 +18,8 @@ from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.reporting.metrics import segmentation_metrics
 from BrainTumorXAILib.resources import demo_weights_path
+from realdata import REALDATA, needs_realdata
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"  # ../shared/realdata beside the repository
-needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real MRI not present at {REALDATA}")
 
 #: Measured with the shipped weights, deterministic (python -m training.evaluate ... --mc-samples 0), minus a margin.
 #: DU-7294's ET is 1.0 only through the enhancement check (no ET in its labels; the network calls 6 mL of white
