@@ -24,6 +24,7 @@ from BrainTumorXAILib.errors import BrainTumorXAIError, CaseError  # noqa: E402
 from BrainTumorXAILib.io.case_io import scan_case  # noqa: E402
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES  # noqa: E402
 from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer.constants import TERMINOLOGY_TYPES, terminologyEntry  # noqa: E402
 from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
 from BrainTumorXAILib.slicer.process import AnalysisProcess  # noqa: E402
 
@@ -171,10 +172,13 @@ def test_failed_start_export_and_load_leave_nothing_behind(results, scene, tmp_p
     (broken / "prob_ET.nii.gz").unlink()
     logic._labelColorTable("brats2021")  # shared by every run, made once
     nodes_before = scene.GetNumberOfNodes()
-    with pytest.raises(BrainTumorXAIError, match="prob_ET.nii.gz: listed in summary.json but missing"):
+    with pytest.raises(BrainTumorXAIError, match="prob_ET.nii.gz: listed in summary.json but missing") as failed:
         logic.finishRun(finished_process(0, broken), 0)
-    assert list(temp_root.iterdir()) == [] and logic.runFolders() == []
-    assert scene.GetNumberOfNodes() == nodes_before  # no half-loaded run
+    assert logic.runFolders() == [] and scene.GetNumberOfNodes() == nodes_before  # no half-loaded run
+    # Results that cannot be loaded are the user's: kept, and the message names their folder.
+    kept = temp_root / "work0" / "output"
+    assert str(failed.value).endswith(f"they are kept in {kept}") and (kept / "summary.json").is_file()
+    shutil.rmtree(temp_root / "work0")
     folder = logic.finishRun(finished_process(0, out), 0)
     assert list(temp_root.iterdir()) == [] and logic.runFolders() == [folder]
     assert logic.runNodes(folder)["overlays"]["probability:ET"].GetImageData() is not None
@@ -276,3 +280,43 @@ def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def _segment_class(broken: str):
+    """vtkSegment as Slicer 5.6/5.8 declare it (no SetTerminology/GetTerminology/HasTerminology, added in 5.10),
+    with ``broken`` (a method name) failing as well."""
+
+    def missing(self, *args):
+        raise AttributeError("'vtkSegment' object has no attribute (not declared before Slicer 5.10)")
+
+    def failing(self, *args):
+        raise RuntimeError(f"{broken} failed")
+
+    methods = {name: missing for name in ("SetTerminology", "GetTerminology", "HasTerminology")}
+    if broken:
+        methods[broken] = failing
+    return type("vtkSegment58", (slicer.vtkSegment,), methods)
+
+
+def test_segments_get_their_terminology_without_the_5_10_api(results, scene, monkeypatch):
+    """Load case and a run's results work where vtkSegment has no SetTerminology (Slicer 5.6/5.8)."""
+    case_dir, out, _ = results
+    real = slicer.vtkSegment
+    monkeypatch.setattr(slicer, "vtkSegment", _segment_class(""))
+    logic = BrainTumorXAILogic(scene)
+    truth = logic.loadCase(case_dir)["seg"].GetSegmentation()
+    segmentation = logic.runNodes(logic.loadResults(out))["segmentation"].GetSegmentation()
+    assert real.GetTerminologyEntryTagName() == "TerminologyEntry"
+    for seg in (truth, segmentation):
+        for name, (_, code, _) in TERMINOLOGY_TYPES.items():
+            # Read back through the real 5.10+ getter of the wheel: the same tag as SetTerminology writes.
+            entry = real.GetTerminology(seg.GetSegment(seg.GetSegmentIdBySegmentName(name)))
+            assert entry == terminologyEntry(name) and f"SCT^{code}^" in entry
+
+
+def test_a_failed_ground_truth_leaves_no_empty_segmentation(results, scene, monkeypatch):
+    case_dir, _, _ = results
+    monkeypatch.setattr(slicer, "vtkSegment", _segment_class("SetTag"))
+    with pytest.raises(RuntimeError, match="SetTag failed"):
+        BrainTumorXAILogic(scene).loadCase(case_dir)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0 and _volume_count(scene) == 0

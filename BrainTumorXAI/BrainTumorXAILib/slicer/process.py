@@ -313,20 +313,26 @@ class ProcessMixin:
     def finishRun(self, process: AnalysisProcess, code: int) -> int:
         """After the process exited with ``code``: its results as a new run folder (item id).
 
-        The work folder (inputs and outputs) is removed whatever happens: the results live in the
-        scene as in-memory nodes from then on.  A failed run raises one line: the last line the
-        analysis printed (its whole output is ``process.log``).
+        Once the results are loaded the work folder goes: they live in the scene as in-memory nodes
+        from then on.  A failed analysis raises one line (the last line it printed; its whole output
+        is ``process.log``) and its work folder goes too.  Results that cannot be loaded are kept:
+        the error names the folder that holds them.
         """
         work = getattr(process, "workFolder", None)
-        try:
-            if code != 0:
-                lines = [line for line in process.log.splitlines() if line.strip()]
-                raise BrainTumorXAIError(tr("The analysis failed (exit code {code}): {message}").format(
-                    code=code, message=lines[-1].strip() if lines else tr("no output")))
-            return self.loadResults(Path(work) / "output")
-        finally:
+        if code != 0:
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
+            lines = [line for line in process.log.splitlines() if line.strip()]
+            raise BrainTumorXAIError(tr("The analysis failed (exit code {code}): {message}").format(
+                code=code, message=lines[-1].strip() if lines else tr("no output")))
+        output = Path(work) / "output"
+        try:
+            folder = self.loadResults(output)
+        except Exception as exc:
+            raise BrainTumorXAIError(tr("The results could not be loaded ({error}); they are kept in {folder}").format(
+                error=exc, folder=output)) from exc
+        shutil.rmtree(work, ignore_errors=True)
+        return folder
 
     def startAnalysis(self, caseFolder, outDir, cleanupPaths=(), **kwargs) -> AnalysisProcess:
         """Start the analysis; if it cannot start, ``cleanupPaths`` are removed and one line says why."""
