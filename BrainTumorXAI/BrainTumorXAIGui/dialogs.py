@@ -7,7 +7,6 @@ import qt
 import slicer
 
 from BrainTumorXAILib.slicer import extension, session
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
 
 
 def _reportError(panel, status: str, text: str, detail: str) -> None:
@@ -35,5 +34,4 @@ def ensureAnalysisPackages(interactive: bool = True) -> str:
     """Install what the analysis process needs into Slicer's Python, asking first when ``interactive``;
     '' when ready, else why not (:func:`extension.ensureAnalysisPackages`)."""
     return extension.ensureAnalysisPackages(
-        BrainTumorXAILogic.pythonExecutable, slicer.app.temporaryPath,
-        confirm=slicer.util.confirmOkCancelDisplay if interactive else None, busy=waitCursor)
+        slicer.app.temporaryPath, confirm=slicer.util.confirmOkCancelDisplay if interactive else None, busy=waitCursor)

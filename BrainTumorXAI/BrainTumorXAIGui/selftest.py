@@ -5,8 +5,6 @@
 import tempfile
 import unittest
 
-import qt
-
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
@@ -14,22 +12,31 @@ from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES
 from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
 from BrainTumorXAILib.slicer import extension
 from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
+from BrainTumorXAILib.slicer.process import pollUntilDone
 
 from .dialogs import ensureAnalysisPackages
+
+#: Seconds the end-to-end analysis (sample case, CPU, 2 MC samples) may take before it is cancelled.
+END_TO_END_TIMEOUT_S = 1800
 
 
 class BrainTumorXAITest(ScriptedLoadableModuleTest):
     """Loading through Slicer's readers (always), then the real analysis on the bundled sample case with the
-    demo weights on CPU (its packages are installed non-interactively in testing mode, else it is skipped)."""
+    demo weights on CPU: only when the analysis packages are installed, or installed first when
+    ``BRAINTUMORXAI_TEST_INSTALL=1`` (so extension build machines download nothing); else it is skipped."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_BrainTumorXAI_loading()
-        self.setUp()
-        self.test_BrainTumorXAI_endToEnd()
+        """The module's Test button: a skipped part is said so, not reported as "Test failed" (the button's
+        ``tryWithErrorDisplay`` takes any exception for a failure; ScriptedLoadableModule 5.6.2-5.10.0)."""
+        for test in (self.test_BrainTumorXAI_loading, self.test_BrainTumorXAI_endToEnd):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as skipped:
+                self.delayDisplay(f"{test.__name__} skipped: {skipped}")
 
     def test_BrainTumorXAI_loading(self):
         logic = BrainTumorXAILogic()
@@ -41,22 +48,15 @@ class BrainTumorXAITest(ScriptedLoadableModuleTest):
         self.delayDisplay("Loading test passed")
 
     def test_BrainTumorXAI_endToEnd(self):
-        problem = ensureAnalysisPackages(interactive=False) \
-            if slicer.app.testingEnabled() and extension.installInTests() else extension.analysisPackagesProblem()
+        problem = extension.selfTestPackagesProblem(lambda: ensureAnalysisPackages(interactive=False))
         if problem:
             raise unittest.SkipTest(f"analysis packages unavailable: {problem}")
         logic = BrainTumorXAILogic()
         inputs = logic.loadCase(sample_case_path())
         process = logic.startRun({s: inputs[s] for s in SEQUENCES}, tempfile.gettempdir(), groundTruth=inputs["seg"],
                                  weights=demo_weights_path(), device="cpu", mcSamples=2, gradcamClasses=["ET"])
-        fractions = []
-        while True:
-            updates, code = process.poll()
-            fractions += [u["fraction"] for u in updates]
-            if code is not None:
-                break
-            slicer.app.processEvents()
-            qt.QThread.msleep(100)
+        updates, code = pollUntilDone(process, END_TO_END_TIMEOUT_S, pump=slicer.app.processEvents)
+        fractions = [u["fraction"] for u in updates]
         folder = logic.finishRun(process, code)
         self.assertFalse(process.workFolder.exists(), "temporary results must be removed once loaded")
         self.assertTrue(fractions and fractions == sorted(fractions), "progress must move forward")

@@ -320,3 +320,33 @@ def test_a_failed_ground_truth_leaves_no_empty_segmentation(results, scene, monk
     with pytest.raises(RuntimeError, match="SetTag failed"):
         BrainTumorXAILogic(scene).loadCase(case_dir)
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0 and _volume_count(scene) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_the_self_test_loop_has_a_deadline_and_never_leaves_the_analysis_running(tmp_path):
+    """The self-test's wait (``pollUntilDone``): a run past the deadline, or an error while waiting, is cancelled
+    and gone (folders removed) before the error goes on; a finished run hands over all its progress."""
+    from BrainTumorXAILib.slicer.process import pollUntilDone
+
+    def sleeper(name):
+        work = tmp_path / name
+        work.mkdir()
+        code = "import json, time; print(json.dumps({'fraction': 0.1}), flush=True); time.sleep(120)"
+        return AnalysisProcess([sys.executable, "-c", code], cleanupPaths=[work]), work
+
+    slow, work = sleeper("slow")
+    pumps = []
+    with pytest.raises(BrainTumorXAIError, match="did not finish within 1 s"):
+        pollUntilDone(slow, 1.0, pump=lambda: pumps.append(1))
+    assert slow.process.poll() is not None and not work.exists() and pumps
+
+    def broken_pump():
+        raise RuntimeError("the application failed")
+
+    failing, work = sleeper("failing")
+    with pytest.raises(RuntimeError, match="application failed"):
+        pollUntilDone(failing, 60.0, pump=broken_pump)
+    assert failing.process.poll() is not None and not work.exists()
+    quick = AnalysisProcess([sys.executable, "-c", "import json\nfor f in (0.5, 1.0): print(json.dumps({'fraction': f}))"])
+    updates, code = pollUntilDone(quick, 60.0)
+    assert code == 0 and [u["fraction"] for u in updates] == [0.5, 1.0]

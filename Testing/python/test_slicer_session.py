@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -215,8 +216,8 @@ def packages(monkeypatch):
     state = SimpleNamespace(torch="PyTorch is not installed", extension=True, missing=["nibabel>=5.0"],
                             calls=[], fail=None, busy=0)
 
-    def installTorch(python):
-        state.calls.append(("torch", python))
+    def installTorch():
+        state.calls.append(("torch",))
         if state.fail == "torch":
             raise RuntimeError("no network")
         state.torch = ""
@@ -239,14 +240,14 @@ def packages(monkeypatch):
         state.busy += 1
         yield
 
-    state.ensure = lambda confirm=None: extension.ensureAnalysisPackages(lambda: "PythonSlicer", "/tmp", confirm, busy)
+    state.ensure = lambda confirm=None: extension.ensureAnalysisPackages("/tmp", confirm, busy)
     return state
 
 
 def test_install_asks_first_and_installs_torch_then_the_packages(packages):
     questions = []
     assert packages.ensure(confirm=lambda q: questions.append(q) or True) == ""
-    assert packages.calls == [("torch", "PythonSlicer"), ("pip", ["nibabel>=5.0"], "/tmp")] and packages.busy == 2
+    assert packages.calls == [("torch",), ("pip", ["nibabel>=5.0"], "/tmp")] and packages.busy == 2
     assert len(questions) == 2 and "PyTorch >=2.2" in questions[0] and "nibabel>=5.0" in questions[1]
     assert packages.ensure(confirm=lambda q: pytest.fail("nothing left to ask")) == ""
 
@@ -267,6 +268,46 @@ def test_install_declined_failed_or_impossible(packages):
     assert extension.analysisPackagesProblem() == "PyTorch 2.1 is installed"
 
 
-def test_install_in_tests_unless_turned_off():
-    assert extension.installInTests({}) and extension.installInTests({"BRAINTUMORXAI_TEST_NO_INSTALL": ""})
-    assert not extension.installInTests({"BRAINTUMORXAI_TEST_NO_INSTALL": "1"})
+def test_the_self_test_installs_only_when_asked(monkeypatch):
+    """Extension build machines must not download torch: the end-to-end part runs with what is installed,
+    installs first only with BRAINTUMORXAI_TEST_INSTALL=1, else is skipped with the reason."""
+    assert not extension.installInTests({}) and not extension.installInTests({"BRAINTUMORXAI_TEST_INSTALL": "0"})
+    assert extension.installInTests({"BRAINTUMORXAI_TEST_INSTALL": "1"})
+    installs = []
+
+    def install():
+        installs.append(1)
+        return ""
+
+    monkeypatch.setattr(extension, "analysisPackagesProblem", lambda: "PyTorch is not installed")
+    assert extension.selfTestPackagesProblem(install, {}) == "PyTorch is not installed" and installs == []
+    assert extension.selfTestPackagesProblem(install, {"BRAINTUMORXAI_TEST_INSTALL": "1"}) == "" and installs == [1]
+    monkeypatch.setattr(extension, "analysisPackagesProblem", lambda: "")
+    assert extension.selfTestPackagesProblem(install, {"BRAINTUMORXAI_TEST_INSTALL": "1"}) == "" and installs == [1]
+
+
+def test_torch_comes_through_the_pytorch_extension(monkeypatch):
+    """PyTorchUtilsLogic().installTorch with the module's version requirement, as SlicerMONAIAuto3DSeg and
+    SlicerNNUnet call it.  The extension itself exists only in Slicer: its logic is a recorder here."""
+    calls = []
+
+    class PyTorchUtilsLogic:
+        def installTorch(self, **options):
+            calls.append(options)
+            return None if state["declined"] else object()
+
+    state = {"declined": False, "torch": ""}
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    monkeypatch.setattr(extension, "torchProblem", lambda: state["torch"])
+    extension.installTorchWithExtension()
+    assert calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.2"}]
+    state["declined"] = True
+    with pytest.raises(RuntimeError, match="installed nothing"):
+        extension.installTorchWithExtension()
+    state.update(declined=False, torch="PyTorch 2.1.0 is installed; Brain Tumor XAI needs PyTorch >=2.2")
+    with pytest.raises(RuntimeError, match="needs PyTorch >=2.2"):
+        extension.installTorchWithExtension()
+    # Without the extension the user is told, in one line, where to get it.
+    assert "\n" not in extension.PYTORCH_EXTENSION_HINT and "Extensions Manager" in extension.PYTORCH_EXTENSION_HINT
+    source = Path(extension.__file__).read_text(encoding="utf-8")
+    assert "light_the_torch" not in source and "light-the-torch" not in source

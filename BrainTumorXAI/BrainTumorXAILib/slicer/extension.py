@@ -127,27 +127,24 @@ def pytorchExtensionAvailable() -> bool:
     return importlib.util.find_spec("PyTorchUtils") is not None
 
 
-PYTORCH_EXTENSION_HINT = (
-    "Install the PyTorch extension: View > Extensions Manager > Install extensions, search 'PyTorch', "
-    "install it and restart Slicer. Then press Apply again; the matching PyTorch build (CPU or your "
-    "GPU's CUDA) is installed with it.")
+PYTORCH_EXTENSION_HINT = tr("Install the PyTorch extension (View > Extensions Manager, search 'PyTorch'), restart "
+                            "Slicer and press Apply again.")
 
 
-def installTorchWithExtension(pythonSlicer: str) -> None:
-    """torch >= 2.2 the way the PyTorch extension installs it (light-the-torch picks the CPU/CUDA build),
-    in a separate PythonSlicer process: torch is never imported into the GUI process.
+def installTorchWithExtension() -> None:
+    """torch >= 2.2 through the PyTorch extension, as SlicerMONAIAuto3DSeg and SlicerNNUnet install it:
+    ``PyTorchUtilsLogic().installTorch`` picks the build (CPU or the CUDA version the driver supports).
+    Raises when nothing was installed or the installed torch is still not usable.
 
-    ``PyTorchUtilsLogic.installTorch`` would import torch here after installing it, so its two
-    steps are run directly: light-the-torch (installed by pip if missing) then
-    ``python -m light_the_torch install torch>=2.2``.  Raises on failure.
+    The question was asked already (:func:`ensureAnalysisPackages`), so the extension asks none.  Its
+    ``installTorch`` imports torch into Slicer's process once installed: that happens on Apply, never
+    at Slicer's start-up.
     """
-    import slicer
+    import PyTorchUtils
 
-    if importlib.util.find_spec("light_the_torch") is None:
-        slicer.util.pip_install(["light-the-torch>=0.7"])
-    args = [pythonSlicer, "-m", "light_the_torch", "install", f"torch{TORCH_REQUIREMENT}"]
-    process = slicer.util.launchConsoleProcess(args, useStartupEnvironment=False)
-    slicer.util.logProcessOutput(process)  # raises CalledProcessError on a non-zero exit
+    if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                     torchVersionRequirement=TORCH_REQUIREMENT) is None:
+        raise RuntimeError(tr("the PyTorch extension installed nothing"))
     importlib.invalidate_caches()
     problem = torchProblem()
     if problem:
@@ -160,18 +157,27 @@ def analysisPackagesProblem() -> str:
 
 
 def installInTests(environ=os.environ) -> bool:
-    """Whether the self-test may install the analysis packages (``BRAINTUMORXAI_TEST_NO_INSTALL=1``: no)."""
-    return not environ.get("BRAINTUMORXAI_TEST_NO_INSTALL")
+    """Whether the self-test may install the analysis packages: only when asked to (``BRAINTUMORXAI_TEST_INSTALL=1``),
+    so a test run on an extension build machine downloads nothing."""
+    return environ.get("BRAINTUMORXAI_TEST_INSTALL", "") not in ("", "0")
 
 
-def ensureAnalysisPackages(pythonSlicer, constraintsFolder, confirm=None, busy=contextlib.nullcontext) -> str:
+def selfTestPackagesProblem(install, environ=os.environ) -> str:
+    """Why the self-test's end-to-end part cannot run ('' when it can): the packages are installed already,
+    or ``install()`` (returning '' or why not) installs them when :func:`installInTests` allows it."""
+    problem = analysisPackagesProblem()
+    if problem and installInTests(environ):
+        problem = install()
+    return problem
+
+
+def ensureAnalysisPackages(constraintsFolder, confirm=None, busy=contextlib.nullcontext) -> str:
     """Install what the analysis process needs into Slicer's Python; '' when ready, else why not.
 
     torch comes through the PyTorch extension (the CPU/CUDA build that fits), never a bare
-    ``pip install torch``; it is only looked up here, never imported into the GUI process.
+    ``pip install torch``; without the extension the answer says in one line how to get it.
     ``confirm(question) -> bool`` asks before each install (None: install without asking, as the
-    self-test does); ``busy()`` is a context manager around each install (the wait cursor);
-    ``pythonSlicer()`` gives the console Python that installs torch.
+    self-test does); ``busy()`` is a context manager around each install (the wait cursor).
     """
     problem = torchProblem()
     if problem:
@@ -184,7 +190,7 @@ def ensureAnalysisPackages(pythonSlicer, constraintsFolder, confirm=None, busy=c
             return problem
         with busy():
             try:
-                installTorchWithExtension(pythonSlicer())
+                installTorchWithExtension()
             except Exception as exc:
                 return tr("PyTorch installation failed ({error}); see the Python console.").format(error=exc)
     missing = missingRequirements()

@@ -181,6 +181,31 @@ class AnalysisProcess:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def pollUntilDone(process, timeout: float, pump=lambda: None, interval: float = 0.1) -> tuple[list[dict], int]:
+    """(every progress dict, exit code) of ``process``, polled until it exits: the self-test's loop.
+
+    ``pump()`` runs between polls (``slicer.app.processEvents``: the application stays responsive) and
+    ``time.sleep`` waits: ``qt.QThread.msleep`` is not wrapped by the PythonQt of Slicer 5.6.2/5.8.1.
+    Past ``timeout`` seconds, or when anything raises, the process is cancelled and waited for (its
+    folders removed) before the error goes on: no analysis is left running.
+    """
+    updates, code = [], None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            new, code = process.poll()
+            updates += new
+            if code is not None:
+                return updates, code
+            if time.monotonic() > deadline:
+                raise BrainTumorXAIError(tr("The analysis did not finish within {seconds:g} s").format(seconds=timeout))
+            pump()
+            time.sleep(interval)
+    finally:
+        if code is None:
+            process.cancel(grace=2.0, wait=True)
+
+
 def hiddenWindowOptions(newProcessGroup: bool = False) -> dict:
     """``subprocess.Popen`` keyword arguments that open no console window on Windows ({} elsewhere).
 
