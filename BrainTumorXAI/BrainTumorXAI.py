@@ -63,10 +63,12 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget):
     """The module panel (``BrainTumorXAIGui.panel``) over an injectable Logic."""
 
     def __init__(self, parent=None, logic=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
+        # Set before the base __init__: without a parent it calls setup() itself (ScriptedLoadableModule
+        # 5.6.2-5.10.0), whose results must not be overwritten afterwards.
         self.logic = logic
         self.panel = None
         self.ui = None
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -75,7 +77,10 @@ class BrainTumorXAIWidget(ScriptedLoadableModuleWidget):
         self.ui = self.panel.ui
 
     def enter(self) -> None:
-        self.panel.initializeParameterNode()
+        self.panel.enter()
+
+    def exit(self) -> None:
+        self.panel.exit()
 
     def cleanup(self) -> None:
         if self.panel is not None:

@@ -12,7 +12,7 @@ from BrainTumorXAILib.slicer import extension, session
 def _reportError(panel, status: str, text: str, detail: str) -> None:
     panel.ui.statusLabel.text = status
     if not slicer.app.testingEnabled():
-        slicer.util.errorDisplay(text, detailedText=detail or None)
+        slicer.util.errorDisplay(text, **session.errorDisplayOptions(detail))
 
 
 def guarded(message: str):

@@ -16,8 +16,8 @@ from slicer.util import VTKObservationMixin
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES
 from BrainTumorXAILib.slicer.review import REVIEW_KIND, ReviewLogic
 from BrainTumorXAILib.slicer.session import (
-    CANCELLED, CANCELLING, LOADING_RESULTS, OVERLAY_KINDS, STARTING, RunSession, backgroundVolume, bundlePath,
-    caseFields, loadedStatus, overlayUsesClass, savedStatus)
+    CANCELLED, CANCELLING, LOADING_RESULTS, MODEL_FILE_FILTERS, OVERLAY_KINDS, SCENE_CLOSED, STARTING, RunSession,
+    backgroundVolume, bundlePath, caseFields, loadedStatus, overlayUsesClass, refreshSetsOverlay, savedStatus)
 
 from .dialogs import ensureAnalysisPackages, guarded, waitCursor
 from .parameters import BrainTumorXAIParameterNode
@@ -37,6 +37,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         self.review = ReviewLogic(slicer.mrmlScene)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._shown = False  # between enter() and exit(): only then does the panel follow the scene
+        self._loadingCase = False  # Load case sets the inputs itself: no auto-fill from its new volumes
+        self._stale = False  # the scene changed while hidden: refresh on enter()
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._pollProcess)
@@ -49,10 +52,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
 
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
-        self.ui.modelPathLineEdit.nameFilters = [_("PyTorch checkpoint (*.pt *.pth)")]
+        self.ui.modelPathLineEdit.nameFilters = list(MODEL_FILE_FILTERS)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.autoFillButton.connect("clicked(bool)", lambda: self.autoFillInputs(overwrite=True))
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
@@ -76,6 +78,23 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         self.initializeParameterNode()
         self._refreshRuns()
 
+    def enter(self) -> None:
+        """The module is shown: follow the scene again (volumes added fill the inputs)."""
+        self._shown = True
+        # VTKObservationMixin.hasObserver: Slicer 5.6.2-5.10.0 (a second addObserver would only warn).
+        if not self.hasObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded):
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        self.initializeParameterNode()
+        if self._stale:
+            self._stale = False
+            self._refreshRuns()
+
+    def exit(self) -> None:
+        """Another module is shown: stop reacting to its nodes (a running analysis goes on)."""
+        self._shown = False
+        if self.hasObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded):
+            self.removeObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
     def cleanup(self) -> None:
         self._timer.stop()
         self.session.close()
@@ -83,7 +102,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
 
     # ------------------------------------------------------------ scene events
     def onSceneStartClose(self, caller, event) -> None:
-        self.session.forgetRunFolder()
+        if self.session.sceneClosing():  # its inputs are gone: its results must not land in the empty scene
+            self.ui.cancelButton.enabled = False
+            self.ui.statusLabel.text = SCENE_CLOSED
 
     def onSceneEndClose(self, caller, event) -> None:
         self.initializeParameterNode()
@@ -92,14 +113,22 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def onSceneEndImport(self, caller, event) -> None:
         # A scene or .mrb opened: its runs (found from the subject hierarchy) get the presets and overlays.
         self.session.forgetRunFolder()
-        self._refreshRuns()
+        if self._shown:
+            self._refreshRuns()
+        else:
+            self._stale = True
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def onNodeAdded(self, caller, event, node) -> None:
         # Volumes the user loads (Add Data, DICOM, Sample Data) fill empty or repeated selectors by name.
         # Deferred: the node gets its name and attributes after this event.
-        if node.IsA("vtkMRMLScalarVolumeNode") and self._parameterNode and not slicer.mrmlScene.IsImporting():
-            qt.QTimer.singleShot(0, lambda: self.autoFillInputs(overwrite=False))
+        if node.IsA("vtkMRMLScalarVolumeNode") and self._parameterNode and not slicer.mrmlScene.IsImporting() \
+                and not self._loadingCase:
+            qt.QTimer.singleShot(0, self._deferredAutoFill)
+
+    def _deferredAutoFill(self) -> None:
+        if self._shown and not self._loadingCase:
+            self.autoFillInputs(overwrite=False)
 
     # ------------------------------------------------------------ parameter node
     def initializeParameterNode(self) -> None:
@@ -134,6 +163,8 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def _hideResultsFromSelectors(self) -> None:
         for selector in SELECTORS:  # analysis outputs never appear as inputs
             getattr(self.ui, selector).sortFilterProxyModel().hiddenNodeIDs = self.logic.resultVolumeIDs()
+        # nor a run's own segmentation or label map as its ground truth
+        self.ui.groundTruthSelector.sortFilterProxyModel().hiddenNodeIDs = self.logic.runOutputIDs()
 
     def autoFillInputs(self, overwrite: bool) -> None:
         if not self._parameterNode:
@@ -153,15 +184,26 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Select a BraTS case folder"))
         if not folder:
             return
-        with waitCursor():
-            nodes = self.logic.loadCase(folder)
-        self._setFields(caseFields(nodes))
+        self._loadingCase = True
+        try:
+            with waitCursor():
+                nodes = self.logic.loadCase(folder)
+            self._setFields(caseFields(nodes))  # this case's volumes, None for one it lacks
+        finally:
+            self._loadingCase = False
         slicer.util.setSliceViewerLayers(background=backgroundVolume(nodes), fit=True)
         self.ui.statusLabel.text = loadedStatus(nodes)
 
     @guarded(_("Failed to start the analysis."))
     def onApplyButton(self) -> None:
-        problem = self.session.applyProblem(self._parameterNode) or ensureAnalysisPackages()
+        problem = self.session.applyProblem(self._parameterNode)  # also: packages installing already
+        if not problem:
+            with self.session.installingPackages():
+                self._setBusy(True)  # Slicer's pip helpers process events: no second Apply meanwhile
+                try:
+                    problem = ensureAnalysisPackages()
+                finally:
+                    self._setBusy(False)
         if problem:
             self.ui.statusLabel.text = problem
             slicer.util.errorDisplay(problem)
@@ -175,16 +217,20 @@ class BrainTumorXAIPanel(VTKObservationMixin):
             self.ui.cancelButton.enabled = False
             self.ui.statusLabel.text = CANCELLING
 
+    def _setBusy(self, busy: bool) -> None:
+        """Inputs, settings and Load case locked; Apply follows the session (disabled while busy)."""
+        self.ui.inputsCollapsibleButton.enabled = not busy
+        self.ui.settingsCollapsibleButton.enabled = not busy
+        self.ui.loadCaseButton.enabled = not busy
+        self._checkCanApply()
+
     def _setRunning(self, running: bool) -> None:
         self.ui.cancelButton.enabled = running
-        self.ui.inputsCollapsibleButton.enabled = not running
-        self.ui.settingsCollapsibleButton.enabled = not running
-        self.ui.loadCaseButton.enabled = not running
         self.ui.progressBar.setVisible(running)
         if running:
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = STARTING
-        self._checkCanApply()
+        self._setBusy(running)
 
     def _pollProcess(self) -> None:
         if not self.session.running:
@@ -225,7 +271,8 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         if hasRun:
             self.ui.outputsCollapsibleButton.collapsed = False
             self.ui.resultsTableView.setMRMLTableNode(nodes.get("table"))
-            self.onOverlayChanged()
+            if refreshSetsOverlay(self.ui.overlayKindComboBox.currentData):  # "none" keeps the user's overlay
+                self.onOverlayChanged()
         self._showReviewTable(nodes.get(REVIEW_KIND))
         self._hideResultsFromSelectors()
 

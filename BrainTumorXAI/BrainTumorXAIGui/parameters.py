@@ -7,6 +7,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+from BrainTumorXAILib.resources import demo_weights_path
+
 
 @parameterNodeWrapper
 class BrainTumorXAIParameterNode:
@@ -25,7 +27,9 @@ class BrainTumorXAIParameterNode:
     flairVolume: Optional[vtkMRMLScalarVolumeNode]
     groundTruth: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]
     useBundledWeights: bool = True
-    modelPath: Path
+    # The path connector takes a Path only (no Optional; parameterNodeWrapper 5.6.2-5.10.0), whose default "."
+    # the line edit would show: the bundled weights' file is the default, used only when the box is unticked.
+    modelPath: Path = demo_weights_path()
     device: Annotated[str, Choice(["auto", "CPU", "GPU"])] = "auto"
     precision: Annotated[str, Choice(["fp32", "bf16", "auto"])] = "fp32"
     mcSamples: Annotated[int, WithinRange(0, 200)] = 20

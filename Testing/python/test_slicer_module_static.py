@@ -169,3 +169,48 @@ def test_the_self_test_waits_the_way_slicer_5_6_and_5_8_can():
                     if isinstance(n, ast.FunctionDef) and n.name == "runTest")
     handlers = [h for n in ast.walk(run_test) if isinstance(n, ast.Try) for h in n.handlers]
     assert [ast.unparse(h.type) for h in handlers] == ["unittest.SkipTest"]
+
+
+def _function(path, name):
+    return next(n for n in ast.walk(TREES[path]) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_the_widget_keeps_what_setup_made_and_stops_following_the_scene_when_hidden():
+    """Without a parent ScriptedLoadableModuleWidget.__init__ calls setup() (5.6.2-5.10.0): the widget's own
+    attributes are set before it.  exit() hands over to the panel, which observes added nodes only while shown."""
+    widget = next(c for c in TREES[MODULE_FILE].body if isinstance(c, ast.ClassDef) and c.name == "BrainTumorXAIWidget")
+    methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
+    lines = [ast.unparse(s) for s in methods["__init__"].body if not isinstance(s, ast.Expr) or "__init__" in ast.unparse(s)]
+    assert lines[-1] == "ScriptedLoadableModuleWidget.__init__(self, parent)", lines
+    assert {"self.logic = logic", "self.panel = None", "self.ui = None"} <= set(lines)
+    methods = {name: ast.unparse(f) for name, f in methods.items()}
+    assert "self.panel.exit()" in methods["exit"] and "self.panel.enter()" in methods["enter"]
+    panel = MODULE_DIR / "BrainTumorXAIGui" / "panel.py"
+    observed = {fn: [ast.unparse(n) for n in ast.walk(_function(panel, fn)) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Attribute) and n.func.attr in ("addObserver", "removeObserver")]
+                for fn in ("__init__", "enter", "exit")}
+    assert not any("NodeAddedEvent" in c for c in observed["__init__"])
+    assert any("NodeAddedEvent" in c for c in observed["enter"]) and any("NodeAddedEvent" in c for c in observed["exit"])
+
+
+def test_apply_is_locked_while_packages_install_and_a_case_loads_without_auto_fill():
+    panel = MODULE_DIR / "BrainTumorXAIGui" / "panel.py"
+    apply_source = ast.unparse(_function(panel, "onApplyButton"))
+    assert "with self.session.installingPackages():" in apply_source and "self._setBusy(True)" in apply_source
+    assert apply_source.index("installingPackages") < apply_source.index("ensureAnalysisPackages()")
+    load = ast.unparse(_function(panel, "onLoadCase"))
+    assert load.index("self._loadingCase = True") < load.index("self.logic.loadCase(folder)") < load.index(
+        "self._loadingCase = False")
+    assert "not self._loadingCase" in ast.unparse(_function(panel, "onNodeAdded"))
+    assert "not self._loadingCase" in ast.unparse(_function(panel, "_deferredAutoFill"))
+    assert "groundTruthSelector" in ast.unparse(_function(panel, "_hideResultsFromSelectors"))
+
+
+def test_no_error_dialog_gets_none_details_and_the_model_path_has_a_real_default():
+    dialogs = SOURCES[MODULE_DIR / "BrainTumorXAIGui" / "dialogs.py"]
+    assert "detailedText=detail or None" not in dialogs and "errorDisplayOptions(detail)" in dialogs
+    fields = _parameter_fields()
+    assert fields["modelPath"] == "Path"
+    parameters = TREES[MODULE_DIR / "BrainTumorXAIGui" / "parameters.py"]
+    default = next(s.value for s in ast.walk(parameters) if isinstance(s, ast.AnnAssign) and s.target.id == "modelPath")
+    assert ast.unparse(default) == "demo_weights_path()"  # not Path() ("." in the line edit)

@@ -350,3 +350,42 @@ def test_the_self_test_loop_has_a_deadline_and_never_leaves_the_analysis_running
     quick = AnalysisProcess([sys.executable, "-c", "import json\nfor f in (0.5, 1.0): print(json.dumps({'fraction': f}))"])
     updates, code = pollUntilDone(quick, 60.0)
     assert code == 0 and [u["fraction"] for u in updates] == [0.5, 1.0]
+
+
+def test_auto_fill_never_pairs_volumes_of_two_cases(results, scene, tmp_path):
+    """Load case A, then case B without T1: B's inputs stay without T1 (A's T1 is another patient's), whatever
+    auto-fill is asked; volumes of one DICOM study (one subject-hierarchy parent) are paired among themselves."""
+    from BrainTumorXAILib.slicer.session import caseFields
+
+    case_dir, _, _ = results
+    logic = BrainTumorXAILogic(scene)
+    first = logic.loadCase(case_dir)
+    partial = tmp_path / "other" / case_dir.name
+    shutil.copytree(case_dir, partial)
+    (partial / f"{case_dir.name}_t1.nii.gz").unlink()
+    second = logic.loadCase(partial)
+    choose = BrainTumorXAILogic.autoFillChoice
+    assert logic.caseKey(scene, first["t1ce"]) == logic.caseKey(scene, first["flair"]) \
+        != logic.caseKey(scene, second["t1ce"])
+    shown = {s: n for s, n in caseFields(second).items()}  # what Load case put into the selectors
+    current = {s: shown[f"{s}Volume"] for s in SEQS}
+    assert current["t1"] is None
+    assert choose(current, scene) == {}  # the queued auto-fill after loading
+    assert choose(current, scene, overwrite=True) == {}  # the Auto-fill button: B's own volumes again, no T1
+    # Nothing chosen: the case added last, complete in itself.
+    assert {s: n.GetID() for s, n in choose({s: None for s in SEQS}, scene).items()} == \
+        {s: second[s].GetID() for s in ("t1ce", "t2", "flair")}
+    # With A's T1ce shown, A's volumes fill the rest.
+    assert {s: n.GetID() for s, n in choose({"t1ce": first["t1ce"]}, scene).items()} == \
+        {s: first[s].GetID() for s in ("t1", "t2", "flair")}
+    # Volumes without a load batch: paired by their subject-hierarchy folder (a DICOM study), never across two.
+    shNode = scene.GetSubjectHierarchyNode()
+    studies = [shNode.CreateFolderItem(shNode.GetSceneItemID(), f"study {i}") for i in (1, 2)]
+    loose = {}
+    for study, names in zip(studies, (("t1", "t1ce", "t2", "flair"), ("t1ce", "flair"))):
+        for seq in names:
+            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{seq.upper()} series")
+            shNode.CreateItem(study, node)  # the application's subject-hierarchy plugins do this (DICOM import)
+            loose[(study, seq)] = node
+    picked = choose({"t1ce": loose[(studies[1], "t1ce")]}, scene)
+    assert {s: n.GetID() for s, n in picked.items()} == {"flair": loose[(studies[1], "flair")].GetID()}

@@ -311,3 +311,53 @@ def test_torch_comes_through_the_pytorch_extension(monkeypatch):
     assert "\n" not in extension.PYTORCH_EXTENSION_HINT and "Extensions Manager" in extension.PYTORCH_EXTENSION_HINT
     source = Path(extension.__file__).read_text(encoding="utf-8")
     assert "light_the_torch" not in source and "light-the-torch" not in source
+
+
+def test_apply_is_disabled_while_packages_install_and_a_closing_scene_cancels_the_run(loaded):
+    scene, logic, nodes = loaded
+    run = RunSession(logic)
+    params = _params(nodes)
+    with run.installingPackages():
+        assert run.applyProblem(params) == session.INSTALLING  # a second Apply would install again
+    assert run.applyProblem(params) == ""
+    with pytest.raises(RuntimeError), run.installingPackages():
+        raise RuntimeError("pip failed")
+    assert not run.installing
+    # Closing the scene mid-run: its inputs are gone, the run is cancelled (nothing loads into the empty scene).
+    process = _FakeProcess([([], None), ([], -2)])
+    run = RunSession(_FakeLogic(process))
+    run.runFolder = 5
+    assert not run.sceneClosing() and run.runFolder is None  # nothing running: nothing to cancel
+    run.start(_params({}), "/tmp")
+    assert run.sceneClosing() and process.cancels == [(5.0, False)]
+    assert run.poll()[1] is None and run.poll()[1] == (process, -2)
+
+
+def test_ground_truth_is_never_a_run_output(loaded, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from slicer_results_factory import make_case_and_results
+
+    scene, logic, nodes = loaded
+    _, out, _ = make_case_and_results(tmp_path)
+    folder = logic.loadResults(out)
+    outputs = logic.runNodes(folder)
+    hidden = set(logic.runOutputIDs())
+    assert {outputs["segmentation"].GetID(), outputs["labelmap"].GetID(), outputs["table"].GetID()} <= hidden
+    assert nodes["seg"].GetID() not in hidden and not {n.GetID() for n in nodes.values()} & hidden
+    run = RunSession(logic)
+    assert run.applyProblem(_params(nodes, groundTruth=nodes["seg"])) == ""
+    problem = run.applyProblem(_params(nodes, groundTruth=outputs["segmentation"]))
+    assert problem.startswith(f"Ground truth {outputs['segmentation'].GetName()} is a result of BrainTumorXAI")
+    assert run.applyProblem(_params(nodes, groundTruth=outputs["labelmap"])).endswith("not a reference segmentation")
+
+
+def test_overlay_refresh_error_details_and_checkpoint_filters():
+    # Refreshing with the menu on "none" keeps the overlay the user set up; a chosen map is shown.
+    assert not session.refreshSetsOverlay("none") and not session.refreshSetsOverlay(None)
+    assert session.refreshSetsOverlay("entropy")
+    # No details: no detailedText at all ("Show Details…" would read "None").
+    assert session.errorDisplayOptions("") == {} and session.errorDisplayOptions("Traceback") == {
+        "detailedText": "Traceback"}
+    assert "*.ckpt" in session.MODEL_FILE_FILTERS[0] and session.MODEL_FILE_FILTERS[-1].endswith("(*)")

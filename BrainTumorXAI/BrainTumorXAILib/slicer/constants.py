@@ -49,5 +49,6 @@ ATTR_KIND = "BrainTumorXAI.Kind"  # segmentation, labelmap, probability, varianc
 ATTR_CLASS = "BrainTumorXAI.Class"
 ATTR_SEQUENCE = "BrainTumorXAI.Sequence"
 ATTR_OUTPUT = "BrainTumorXAI.OutputFolder"
+ATTR_CASE = "BrainTumorXAI.Case"  # the load batch of a case's volumes (Load case): inputs are paired within one
 RUN_FOLDER_PREFIX = "BrainTumorXAI"
 SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}

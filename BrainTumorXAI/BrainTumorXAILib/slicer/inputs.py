@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import vtk
 
 from ..errors import BrainTumorXAIError
 from ..io.labels import NAMINGS, SEQUENCES, TUMOUR_CLASSES
-from .constants import ATTR_KIND, ATTR_SEQUENCE, SEQUENCE_TITLES
+from .constants import ATTR_CASE, ATTR_KIND, ATTR_RUN, ATTR_SEQUENCE, SEQUENCE_TITLES
 from .i18n import tr
 from .nodes import (arrayFromVtkMatrix, niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers,
                     updateVolumeFromNiftiArray, writeVolumeFile)
@@ -30,11 +31,13 @@ class InputsMixin:
         from ..io.case_io import scan_case
 
         found = scan_case(folder, optional=tuple(optional))
+        batch = f"{found.case_id} {uuid.uuid4().hex[:8]}"  # this load's volumes only are paired by auto-fill
         nodes = {}
         try:
             for seq in SEQUENCES:
                 if seq in found.files:
                     nodes[seq] = self.loadSequenceVolume(found.files[seq], seq, found.case_id)
+                    nodes[seq].SetAttribute(ATTR_CASE, batch)
             if "seg" in found.files:
                 nodes["seg"] = self.loadGroundTruth(found.files["seg"], found.case_id, found.naming)
         except Exception:
@@ -92,8 +95,28 @@ class InputsMixin:
         return [n for n in found if n.GetAttribute(ATTR_KIND) == "ground_truth"]
 
     @staticmethod
-    def findSequenceVolumes(scene) -> dict:
-        """Guess {sequence: node} from volume names in ``scene`` (BraTS 2021 and 2023 names, plain names)."""
+    def caseKey(scene, node) -> str:
+        """The case a volume belongs to, for pairing inputs: its *Load case* batch, else its subject-hierarchy
+        parent (a DICOM study, a folder); '' for volumes loaded loose (Add Data), which count as one case."""
+        batch = node.GetAttribute(ATTR_CASE)
+        if batch:
+            return f"load:{batch}"
+        shNode = scene.GetSubjectHierarchyNode()
+        item = shNode.GetItemByDataNode(node) if shNode is not None else 0
+        parent = shNode.GetItemParent(item) if item else 0
+        return f"item:{parent}" if parent and parent != shNode.GetSceneItemID() else ""
+
+    @staticmethod
+    def _candidateVolumes(scene) -> list:
+        """Scalar volumes that may be inputs (no label maps, no analysis outputs), in the order they were added."""
+        volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        return [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(ATTR_KIND)]
+
+    @classmethod
+    def findSequenceVolumes(cls, scene, caseKey: str | None = None) -> dict:
+        """Guess {sequence: node} from volume names in ``scene`` (BraTS 2021 and 2023 names, plain names);
+        with ``caseKey`` among the volumes of that case only (:meth:`caseKey`)."""
         # Checked in order: the more specific spellings first, so "t1ce" is not taken for "t1".
         patterns = {
             "t1ce": ("t1ce", "t1c", "t1gd", "t1-ce", "t1_ce", "t1post", "t1 ce", "t1+c"),
@@ -102,9 +125,9 @@ class InputsMixin:
             "t1": ("t1n", "t1w", "t1"),
         }
         found: dict = {}
-        volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(ATTR_KIND)]
+        volumes = cls._candidateVolumes(scene)
+        if caseKey is not None:
+            volumes = [v for v in volumes if cls.caseKey(scene, v) == caseKey]
         for v in volumes:  # an explicit tag beats any name
             seq = v.GetAttribute(ATTR_SEQUENCE)
             if seq in SEQUENCES and seq not in found:
@@ -131,15 +154,22 @@ class InputsMixin:
         nodes = [volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())]
         return [n.GetID() for n in nodes if n.GetAttribute(ATTR_KIND)]
 
+    def runOutputIDs(self) -> list[str]:
+        """IDs of every node a run made (its segmentation and label map too): kept out of the ground-truth selector."""
+        nodes = self.scene.GetNodes()
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+        return [n.GetID() for n in found if n.GetAttribute(ATTR_RUN)]
+
     @classmethod
     def autoFillChoice(cls, current: dict, scene, overwrite: bool = False) -> dict:
         """{sequence: node} to set in the input selectors from the volume names in ``scene``.
 
         A selector is (re)filled when it is empty, when it shows the same volume as another one
         (a stale or accidental choice), when it shows an analysis output, or always with ``overwrite``;
-        it is never set to a volume another selector keeps.
+        it is never set to a volume another selector keeps, nor to a volume of another case
+        (:meth:`caseKey`) than the T1ce shown (else the inputs kept, else the volume added last):
+        one patient's T1ce is never paired with another patient's T1.
         """
-        found = cls.findSequenceVolumes(scene)
         chosen = dict(current)
 
         def nodeId(node):
@@ -148,9 +178,18 @@ class InputsMixin:
         def elsewhere(seq, node):
             return node is not None and any(nodeId(chosen.get(o)) == node.GetID() for o in SEQUENCES if o != seq)
 
+        def refilled(seq):
+            node = chosen.get(seq)
+            return overwrite or node is None or bool(node.GetAttribute(ATTR_KIND)) or elsewhere(seq, node)
+
+        anchors = [chosen.get("t1ce")] + [chosen.get(s) for s in SEQUENCES if not refilled(s)]
+        anchors = [n for n in anchors if n is not None and not n.GetAttribute(ATTR_KIND)] \
+            or cls._candidateVolumes(scene)[-1:]
+        found = cls.findSequenceVolumes(scene, cls.caseKey(scene, anchors[0])) if anchors else {}
+
         for seq in SEQUENCES:
             node = chosen.get(seq)
-            if not (overwrite or node is None or node.GetAttribute(ATTR_KIND) or elsewhere(seq, node)):
+            if not refilled(seq):
                 continue
             candidate = found.get(seq)
             if candidate is not None and not elsewhere(seq, candidate):
@@ -212,6 +251,9 @@ class InputsMixin:
         if groundTruth is None:
             return ""
         name = groundTruth.GetName()
+        if groundTruth.GetAttribute(ATTR_RUN):
+            return tr("Ground truth {name} is a result of {run}, not a reference segmentation").format(
+                name=name, run=groundTruth.GetAttribute(ATTR_RUN))
         if groundTruth.IsA("vtkMRMLSegmentationNode"):
             segmentation = groundTruth.GetSegmentation()
             absent = [c for c in TUMOUR_CLASSES if not segmentation.GetSegmentIdBySegmentName(c)]

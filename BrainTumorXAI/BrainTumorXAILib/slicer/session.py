@@ -9,6 +9,7 @@ the module's ``parameterNodeWrapper`` in the application, a ``SimpleNamespace`` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -30,6 +31,10 @@ STARTING = tr("Starting…")
 CANCELLING = tr("Cancelling…")
 CANCELLED = tr("Cancelled; nothing was added to the scene.")
 LOADING_RESULTS = tr("Loading the results…")
+INSTALLING = tr("Installing the analysis packages…")
+SCENE_CLOSED = tr("The scene was closed: the analysis is cancelled.")
+#: The checkpoint file dialog: BrainTumorXAI checkpoints are torch.save files, whatever their suffix.
+MODEL_FILE_FILTERS = (tr("PyTorch checkpoint (*.pt *.pth *.ckpt)"), tr("All files (*)"))
 
 
 def volumeFields(volumes: dict) -> dict:
@@ -72,6 +77,18 @@ def doneStatus(missing, unenhancedMl: float = 0.0) -> str:
 
 def overlayUsesClass(kind) -> bool:
     return kind in CLASS_OVERLAYS
+
+
+def refreshSetsOverlay(kind) -> bool:
+    """Whether refreshing the outputs section (a run loaded, a scene opened) shows the overlay menu's choice:
+    not for "none", which would clear the overlay the user set up in the slice views."""
+    return kind not in (None, "", "none")
+
+
+def errorDisplayOptions(detail: str) -> dict:
+    """Keywords of ``slicer.util.errorDisplay`` for an error's details: none without details (given as None,
+    "Show Details…" reads "None"; slicer.util.messageBox 5.6.2-5.10.0 sets every keyword it gets)."""
+    return {"detailedText": detail} if detail else {}
 
 
 def bundlePath(path: str) -> str:
@@ -118,6 +135,7 @@ class RunSession:
         self.logic = logic
         self.process = None
         self.runFolder = None
+        self.installing = False
 
     @property
     def running(self) -> bool:
@@ -135,6 +153,8 @@ class RunSession:
         """Why Apply is not possible right now ('' when it is); the checks themselves are the Logic's."""
         if params is None:
             return tr("No parameter node")
+        if self.installing:
+            return INSTALLING  # Slicer's pip helpers process events: Apply must not start a second install
         if self.process is not None:
             return tr("An analysis is running")
         problem = self.logic.weightsProblem(params.modelPath, useBundled=params.useBundledWeights)
@@ -158,6 +178,15 @@ class RunSession:
                     device=params.device, precision=params.precision, mcSamples=params.mcSamples,
                     gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")],
                     enhancementCheck=bool(getattr(params, "enhancementCheck", True)))
+
+    @contextlib.contextmanager
+    def installingPackages(self):
+        """While the analysis packages install: :meth:`applyProblem` says so (Apply disabled)."""
+        self.installing = True
+        try:
+            yield
+        finally:
+            self.installing = False
 
     # -- the run
     def start(self, params, tempRoot):
@@ -193,6 +222,12 @@ class RunSession:
             logging.error(process.log)
         self.runFolder = self.logic.finishRun(process, code)
         return doneStatus(self.logic.missingSequences(self.runFolder), self.logic.unenhancedEtMl(self.runFolder))
+
+    def sceneClosing(self) -> bool:
+        """The scene closes under a running analysis: its inputs are gone, so it is cancelled (its results
+        would land in the empty scene).  True when a run was cancelled."""
+        self.forgetRunFolder()
+        return self.cancel()
 
     def close(self) -> None:
         """Slicer is closing (or the module reloads): end the run and its clean-up."""
