@@ -54,9 +54,11 @@ def registerSampleData():
     """Offer the bundled synthetic BraTS case in Sample Data (file names and checksums only: no scipy at start-up)."""
     import SampleData
 
-    source = extension.sampleDataSource(os.path.join(os.path.dirname(__file__), "Resources", "Icons"))
+    register = SampleData.SampleDataLogic.registerCustomSampleDataSource
+    source = extension.sampleDataSource(os.path.join(os.path.dirname(__file__), "Resources", "Icons"),
+                                        extension.sampleDataFileTypesKeyword(register))
     if source is not None:
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(**source)
+        register(**source)
 
 
 class BrainTumorXAIWidget(ScriptedLoadableModuleWidget):

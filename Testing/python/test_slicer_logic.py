@@ -430,6 +430,8 @@ def test_analysis_command_and_export(loaded, tmp_path):
     folder = logic.exportInputs(vols, tmp_path / "case", "Exported", groundTruth=inputs["seg"])
     found = scan_case(folder)
     assert set(found.files) == {"t1", "t1ce", "t2", "flair", "seg"}
+    for path in found.files.values():  # temporary files written on the GUI thread: not compressed
+        assert path.suffix == ".nii" and path.read_bytes()[:2] != b"\x1f\x8b"
     for seq, node in vols.items():
         img = nib.load(str(found.files[seq]))
         assert img.header["qform_code"] > 0 and img.header["sform_code"] > 0

@@ -271,6 +271,20 @@ def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
 
     source = sampleDataSource("/icons")
     assert source is not None and source["thumbnailFileName"] == "/icons/BrainTumorXAI.png"
+    # The file types under the keyword the running Slicer takes (the signatures of 5.6.2 and 5.8.1/5.10.0).
+    from BrainTumorXAILib.slicer.extension import sampleDataFileTypesKeyword
+
+    def register_5_6(category, sampleName, uris, fileNames, nodeNames, loadFileType="VolumeFile", checksums=None):
+        pass
+
+    def register_5_8(category, sampleName, uris, fileNames, nodeNames, loadFileTypes=None, checksums=None,
+                     loadFileType=None):
+        pass
+
+    assert sampleDataFileTypesKeyword(register_5_6) == "loadFileType"
+    assert sampleDataFileTypesKeyword(register_5_8) == "loadFileTypes"
+    assert source["loadFileTypes"] == ["VolumeFile"] * 4 and "loadFileType" not in source
+    assert sampleDataSource("/icons", "loadFileType")["loadFileType"] == ["VolumeFile"] * 4
     assert [n.rsplit("_", 1)[1] for n in source["nodeNames"]] == list(SEQS)
     for uri, checksum in zip(source["uris"], source["checksums"]):
         path = Path(uri.removeprefix("file://"))

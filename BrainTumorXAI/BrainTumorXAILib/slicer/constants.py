@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..io.labels import TUMOUR_CLASSES
+from .i18n import tr
 
 # -- terminology --------------------------------------------------------------------
 # Codes of Slicer's "DICOM master list" segmentation terminology (the same entries
@@ -39,6 +40,9 @@ OVERLAY_COLORS = {  # fallbacks chosen dark/cold at 0 and bright/hot at the maxi
 }
 OVERLAY_TITLES = {"probability": "probability", "variance": "MC variance", "entropy": "entropy",
                   "mutual_information": "mutual information", "gradcam": "Grad-CAM"}
+#: The colour legends' titles (shown in the views: translated; the node names above stay as they are).
+LEGEND_TITLES = {"probability": tr("probability"), "variance": tr("MC variance"), "entropy": tr("entropy"),
+                 "mutual_information": tr("mutual information"), "gradcam": tr("Grad-CAM")}
 BRAIN_COLOR = (0.90, 0.82, 0.76)
 BRAIN_OPACITY = 0.15
 PRESETS = {"tumour": TUMOUR_CLASSES, "tumor": TUMOUR_CLASSES, "ncr": ("NCR",), "ed": ("ED",), "et": ("ET",),

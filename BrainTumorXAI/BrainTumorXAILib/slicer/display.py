@@ -5,7 +5,7 @@ from __future__ import annotations
 import slicer
 
 from ..io.labels import CLASS_COLORS, CLASS_NAMES, CONVENTIONS, TUMOUR_CLASSES
-from .constants import ATTR_CLASS, ATTR_KIND, OVERLAY_COLORS, OVERLAY_TITLES, PRESETS
+from .constants import ATTR_CLASS, ATTR_KIND, LEGEND_TITLES, OVERLAY_COLORS, OVERLAY_TITLES, PRESETS
 
 
 class DisplayMixin:
@@ -104,7 +104,7 @@ class DisplayMixin:
             return None
         kind = volumeNode.GetAttribute(ATTR_KIND)
         className = volumeNode.GetAttribute(ATTR_CLASS)
-        title = OVERLAY_TITLES.get(kind, volumeNode.GetName()) + (f" {className}" if className else "")
+        title = LEGEND_TITLES.get(kind, volumeNode.GetName()) + (f" {className}" if className else "")
         legend.SetName(f"{volumeNode.GetName()} legend")
         legend.SetTitleText(title)
         # Probabilities and Grad-CAM run 0..1; variance, entropy and MI can be small numbers.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -242,7 +243,14 @@ def sampleCaseFiles(folder) -> tuple[str, dict[str, Path]] | None:
     return ids.pop(), files
 
 
-def sampleDataSource(iconsPath) -> dict | None:
+def sampleDataFileTypesKeyword(register) -> str:
+    """The keyword ``SampleDataLogic.registerCustomSampleDataSource`` takes the file types by: ``loadFileTypes``
+    from Slicer 5.8 on (where ``loadFileType`` is deprecated), ``loadFileType`` in 5.6.2 (SampleData.py read at
+    5.6.2, 5.8.1 and 5.10.0)."""
+    return "loadFileTypes" if "loadFileTypes" in inspect.signature(register).parameters else "loadFileType"
+
+
+def sampleDataSource(iconsPath, fileTypesKeyword: str = "loadFileTypes") -> dict | None:
     """Arguments of ``SampleDataLogic.registerCustomSampleDataSource`` for the bundled synthetic case,
     or None when the sample case is absent or incomplete (a broken sample must not break Slicer's start-up).
 
@@ -270,7 +278,6 @@ def sampleDataSource(iconsPath) -> dict | None:
         uris=[Path(f).as_uri() for f in ordered],
         fileNames=[Path(f).name for f in ordered],
         nodeNames=[f"{caseId}_{s}" for s in SEQUENCES],
-        # loadFileType: the name in 5.6.2; 5.8.1 and 5.10.0 call it loadFileTypes and still accept it.
-        loadFileType=["VolumeFile"] * len(ordered),
         checksums=checksums,
+        **{fileTypesKeyword: ["VolumeFile"] * len(ordered)},
     )

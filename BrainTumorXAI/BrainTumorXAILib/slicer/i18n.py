@@ -8,6 +8,7 @@ Qt's lupdate, which sees ``tr("...")`` calls in those files, finds the strings u
 
 from __future__ import annotations
 
+import string
 import sys
 
 try:  # inside the Slicer application
@@ -17,11 +18,24 @@ except ImportError:  # slicer-core wheel, plain Python
     _getContext = _translate = None
 
 
+def placeholders(text: str) -> list[str] | None:
+    """The ``str.format`` fields of ``text``, sorted (None when it is not a valid format string)."""
+    try:
+        return sorted(field for _, field, _, _ in string.Formatter().parse(text) if field is not None)
+    except ValueError:
+        return None
+
+
 def tr(text: str) -> str:
-    """``text`` translated to the application language (unchanged outside Slicer's application)."""
+    """``text`` translated to the application language (unchanged outside Slicer's application).
+
+    A translation whose ``{placeholders}`` differ from the source text's (a field renamed, dropped or
+    mistyped by a translator) is not used: ``.format`` would raise inside an error message or status line.
+    """
     if _translate is None:
         return text
     try:
-        return _translate(_getContext(sys._getframe(1).f_code.co_filename), text)
+        translated = _translate(_getContext(sys._getframe(1).f_code.co_filename), text)
     except Exception:  # no application object yet (imported at start-up), or a scripted test harness
         return text
+    return translated if placeholders(translated) == placeholders(text) else text

@@ -282,8 +282,9 @@ class InputsMixin:
                      optional=()) -> Path:
         """Write the selected nodes as a BraTS 2021-named NIfTI case folder for the background process.
 
-        Written by Slicer's storage nodes (no nibabel in the GUI process).  Sequences in ``optional``
-        left empty are simply not written; the analysis reads the checkpoint and runs without them.
+        Written by Slicer's storage nodes (no nibabel in the GUI process) uncompressed (``.nii``): this runs on
+        the GUI thread and the files live only until the run ends.  Sequences in ``optional`` left empty are
+        simply not written; the analysis reads the checkpoint and runs without them.
         """
         folder = Path(folder)
         missing = [s for s in SEQUENCES if volumes.get(s) is None and s not in optional]
@@ -292,9 +293,9 @@ class InputsMixin:
         folder.mkdir(parents=True, exist_ok=True)
         for seq in SEQUENCES:
             if volumes.get(seq) is not None:
-                writeVolumeFile(volumes[seq], folder / f"{caseId}_{seq}.nii.gz")
+                writeVolumeFile(volumes[seq], folder / f"{caseId}_{seq}.nii", compress=False)
         if groundTruth is not None:
-            self._exportGroundTruth(groundTruth, volumes["t1ce"], folder / f"{caseId}_seg.nii.gz")
+            self._exportGroundTruth(groundTruth, volumes["t1ce"], folder / f"{caseId}_seg.nii")
         return folder
 
     def _exportGroundTruth(self, node, referenceVolume, path) -> Path:
@@ -318,7 +319,7 @@ class InputsMixin:
             else:
                 data, affine = niftiArrayFromVolume(node)
             updateVolumeFromNiftiArray(labelmap, np.asarray(data, dtype=np.uint8), affine)
-            return writeVolumeFile(labelmap, path)
+            return writeVolumeFile(labelmap, path, compress=False)
         finally:
             self.scene.RemoveNode(labelmap)
 

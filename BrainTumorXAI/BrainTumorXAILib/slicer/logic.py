@@ -19,6 +19,7 @@ import slicer
 from ..errors import BrainTumorXAIError
 from .bundle import BundleMixin
 from .display import DisplayMixin
+from .i18n import tr
 from .inputs import InputsMixin
 from .process import ProcessMixin
 from .results import ResultsMixin
@@ -45,7 +46,7 @@ class BrainTumorXAILogic(InputsMixin, ProcessMixin, ResultsMixin, DisplayMixin, 
         _LogicBase.__init__(self)
         self.scene = scene if scene is not None else getattr(slicer, "mrmlScene", None)
         if self.scene is None:
-            raise BrainTumorXAIError("no MRML scene: pass one (slicer.bootstrap.create_headless_scene())")
+            raise BrainTumorXAIError(tr("no MRML scene: pass one (slicer.bootstrap.create_headless_scene())"))
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -288,9 +288,9 @@ class ResultsMixin:
         for title in arrays:
             table.AddColumn(arrays[title])
         table.SetColumnUnitLabel("Volume [cm3]", "cm3")
-        table.SetColumnDescription("Volume [cm3]", "Predicted volume")
+        table.SetColumnDescription("Volume [cm3]", tr("Predicted volume"))
         if metrics:
-            table.SetColumnDescription("Dice", "Dice coefficient against the ground truth")
+            table.SetColumnDescription("Dice", tr("Dice coefficient against the ground truth"))
             table.SetColumnUnitLabel("HD95 [mm]", "mm")
         table.SetUseColumnTitleAsColumnHeader(True)
         return table

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .i18n import tr
+
 COLUMNS = ("rank", "boundary", "volume_ml", "mean_entropy", "peak_R", "peak_A", "peak_S")
-TITLES = {"rank": "#", "boundary": "Boundary", "volume_ml": "Volume [mL]", "mean_entropy": "Mean entropy",
+TITLES = {"rank": "#", "boundary": tr("Boundary"), "volume_ml": tr("Volume [mL]"), "mean_entropy": tr("Mean entropy"),
           "peak_R": "R", "peak_A": "A", "peak_S": "S"}
 #: Subject-hierarchy kind of the review table node (``runNodes()["review"]``).
 REVIEW_KIND = "review"
@@ -57,8 +59,8 @@ class ReviewLogic:
                 table.SetValue(row, col, vtk.vtkVariant(v))
         for col in COLUMNS:
             node.SetColumnTitle(col, TITLES[col])
-        node.SetColumnDescription("mean_entropy", "Mean predictive entropy of the region [nats]")
-        node.SetColumnDescription("peak_R", "Most uncertain voxel, RAS [mm]")
+        node.SetColumnDescription("mean_entropy", tr("Mean predictive entropy of the region [nats]"))
+        node.SetColumnDescription("peak_R", tr("Most uncertain voxel, RAS [mm]"))
         node.SetColumnUnitLabel("volume_ml", "mL")
         # View row = table row (qMRMLTableModel::mrmlTableRowIndex, Slicer v5.6.2-v5.10.0); read-only.
         node.SetUseColumnTitleAsColumnHeader(True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BrainTumorXAIError
+from .i18n import tr
 
 #: The slice views of Slicer's standard layouts (their composite nodes are singletons tagged so).
 SLICE_VIEWS = ("Red", "Yellow", "Green")
@@ -47,7 +48,8 @@ def build_scene_from_results(out_dir, scene=None):
     for seq in [s for s in SEQUENCES if s in files] + [s for s in files if s not in SEQUENCES and s != "seg"]:
         path = Path(files[seq])
         if not path.is_file():
-            raise BrainTumorXAIError(f"{path}: input volume listed in {Path(out_dir) / 'summary.json'} not found")
+            raise BrainTumorXAIError(tr("{path}: input volume listed in {summary} not found").format(
+                path=path, summary=Path(out_dir) / "summary.json"))
         inputs[seq] = logic.loadSequenceVolume(path, seq, case.get("id", "case"))
     folder = logic.loadResults(out_dir)
     background = inputs.get("flair")
