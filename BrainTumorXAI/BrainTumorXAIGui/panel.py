@@ -107,8 +107,11 @@ class BrainTumorXAIPanel(VTKObservationMixin):
             self.ui.statusLabel.text = SCENE_CLOSED
 
     def onSceneEndClose(self, caller, event) -> None:
-        self.initializeParameterNode()
-        self._refreshRuns()
+        if self._shown:  # as Slicer's module template: a hidden module waits for enter()
+            self.initializeParameterNode()
+            self._refreshRuns()
+        else:
+            self._stale = True
 
     def onSceneEndImport(self, caller, event) -> None:
         # A scene or .mrb opened: its runs (found from the subject hierarchy) get the presets and overlays.
@@ -198,12 +201,12 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def onApplyButton(self) -> None:
         problem = self.session.applyProblem(self._parameterNode)  # also: packages installing already
         if not problem:
-            with self.session.installingPackages():
-                self._setBusy(True)  # Slicer's pip helpers process events: no second Apply meanwhile
-                try:
+            try:
+                with self.session.installingPackages():
+                    self._setBusy(True)  # Slicer's pip helpers process events: no second Apply meanwhile
                     problem = ensureAnalysisPackages()
-                finally:
-                    self._setBusy(False)
+            finally:
+                self._setBusy(False)  # after the session's installing flag is down: Apply follows it again
         if problem:
             self.ui.statusLabel.text = problem
             slicer.util.errorDisplay(problem)

@@ -198,6 +198,10 @@ def test_apply_is_locked_while_packages_install_and_a_case_loads_without_auto_fi
     apply_source = ast.unparse(_function(panel, "onApplyButton"))
     assert "with self.session.installingPackages():" in apply_source and "self._setBusy(True)" in apply_source
     assert apply_source.index("installingPackages") < apply_source.index("ensureAnalysisPackages()")
+    # Unlocked in a finally around the with-block: after the session's installing flag is down.
+    tries = [n for n in ast.walk(_function(panel, "onApplyButton")) if isinstance(n, ast.Try)]
+    assert any("installingPackages" in ast.unparse(t.body[0]) and ast.unparse(t.finalbody) == "self._setBusy(False)"
+               for t in tries)
     load = ast.unparse(_function(panel, "onLoadCase"))
     assert load.index("self._loadingCase = True") < load.index("self.logic.loadCase(folder)") < load.index(
         "self._loadingCase = False")
