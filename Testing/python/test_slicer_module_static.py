@@ -159,7 +159,7 @@ def test_the_lib_never_imports_the_gui():
 
 
 def test_the_self_test_waits_the_way_slicer_5_6_and_5_8_can():
-    """``qt.QThread.msleep`` is not wrapped by the PythonQt of Slicer 5.6.2/5.8.1: the self-test waits with
+    """``qt.QThread.msleep`` is not wrapped by the PythonQt of Slicer 5.6/5.8 (issue 27): the self-test waits with
     ``pollUntilDone`` (time.sleep and slicer.app.processEvents, a deadline, the run cancelled on any error)."""
     source = SOURCES[MODULE_DIR / "BrainTumorXAIGui" / "selftest.py"]
     assert "QThread" not in source and "msleep" not in source

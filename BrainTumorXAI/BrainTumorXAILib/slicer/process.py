@@ -185,7 +185,8 @@ def pollUntilDone(process, timeout: float, pump=lambda: None, interval: float = 
     """(every progress dict, exit code) of ``process``, polled until it exits: the self-test's loop.
 
     ``pump()`` runs between polls (``slicer.app.processEvents``: the application stays responsive) and
-    ``time.sleep`` waits: ``qt.QThread.msleep`` is not wrapped by the PythonQt of Slicer 5.6.2/5.8.1.
+    ``time.sleep`` waits: ``qt.QThread.msleep`` is not wrapped by the PythonQt that Slicer 5.6/5.8 build through
+    CTK (found by the review of issue 27; not re-read here), while ``time.sleep`` is there on every version.
     Past ``timeout`` seconds, or when anything raises, the process is cancelled and waited for (its
     folders removed) before the error goes on: no analysis is left running.
     """
