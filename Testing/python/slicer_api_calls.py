@@ -8,8 +8,10 @@ name conventions of :data:`NAME_HINTS`.  A call on a known Slicer class must be 
 bases in ``slicer_api_5_8.json`` (headers of Slicer 5.8.1) and not be new since 5.6.2; on a VTK class, by
 the VTK of this environment (Slicer 5.6-5.10 bundle VTK 9.2/9.4, whose API these calls predate); a
 VTK/MRML-style call (``UpperCamelCase``) on a receiver of unknown class must be declared by at least one class
-in the list or by VTK.  Qt's own methods on Slicer's widgets are listed in :data:`QT_INHERITED` (Qt 5.15 in
-all three Slicer versions; not in Slicer's headers).
+in the list or by VTK.  Attributes of Slicer's Qt classes that are not called (``slicer.app.temporaryPath``,
+``pump=slicer.app.processEvents``) must be a declared method or Qt property.  Qt's own methods and properties
+on Slicer's widgets are listed in :data:`QT_INHERITED` and :data:`QT_PROPERTIES` (Qt 5.15 in all three Slicer
+versions; not in Slicer's headers).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ BY_CLASS_NAME = {"AddNewNodeByClass": 0, "GetFirstNodeByClass": 0, "GetNthNodeBy
 #: Qt 5.15 methods called on Slicer's widgets and application (inherited from QWidget, QTableView, QApplication).
 QT_INHERITED = {"connect", "selectionModel", "processEvents", "setOverrideCursor", "restoreOverrideCursor",
                 "setVisible", "hide", "show", "blockSignals"}
+#: Qt 5.15 properties read or set on Slicer's widgets (QWidget's).
+QT_PROPERTIES = {"enabled", "toolTip", "visible"}
 #: VTK classes whose methods a receiver of unknown class may be calling.
 VTK_FALLBACK = ("vtkObject", "vtkImageData", "vtkPolyData", "vtkPointData", "vtkTable", "vtkVariant", "vtkIdList",
                 "vtkCollection", "vtkMatrix4x4", "vtkStringArray", "vtkDoubleArray", "vtkRenderer", "vtkRenderWindow",
@@ -138,6 +142,8 @@ class _Collector(ast.NodeVisitor):
     def __init__(self, path: str, modules: set[str]):
         self.path, self.modules, self.calls, self.envs = path, modules, [], [{}]
         self.python_names: list[tuple[int, str, str]] = []  # (line, module, name) of slicer.util/i18n uses
+        self.attributes: list[Call] = []  # attributes of Slicer's Qt classes that are not called
+        self.called: set[int] = set()  # the func nodes of calls
 
     def infer(self, node) -> str:
         env = self.envs[-1]
@@ -189,6 +195,7 @@ class _Collector(ast.NodeVisitor):
                     env.pop(name, None)
                 else:
                     env[name] = NAME_HINTS[name]
+        self.called |= {id(n.func) for n in body if isinstance(n, ast.Call)}
         for n in body:
             self._call(n)
         nested = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -201,6 +208,10 @@ class _Collector(ast.NodeVisitor):
             self.python_names += [(node.lineno, node.module, alias.name) for alias in node.names]
         if isinstance(node, ast.Attribute) and _dotted(node.value) in API["python_modules"]:
             self.python_names.append((node.lineno, _dotted(node.value), node.attr))  # called or passed on
+        if isinstance(node, ast.Attribute) and id(node) not in self.called:
+            cls = self.infer(node.value).lstrip("~")
+            if cls.startswith("q") and cls in CLASSES:  # a Qt property read or set, or a method passed on
+                self.attributes.append(Call(self.path, node.lineno, cls, node.attr))
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             return
         receiver = node.func.value
@@ -234,8 +245,8 @@ def _walk_local(node):
 
 
 def collect(sources: dict[str, str]):
-    """(calls, python-module names) of ``{path: source}``."""
-    calls, names = [], []
+    """(calls, python-module names, attributes of Slicer's Qt classes) of ``{path: source}``."""
+    calls, names, attributes = [], [], []
     for path, source in sources.items():
         tree = ast.parse(source)
         modules = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
@@ -244,14 +255,28 @@ def collect(sources: dict[str, str]):
         collector = _Collector(path, modules)
         collector.module(tree)
         calls += collector.calls
+        attributes += collector.attributes
         names += [(path, *entry) for entry in collector.python_names]
-    return calls, names
+    return calls, names, attributes
+
+
+def attribute_problem(attribute: Call) -> str:
+    """Why an attribute of a Slicer Qt class (a property, or a method passed on) is not there in 5.6/5.8."""
+    declared, _ = chain(attribute.receiver)
+    for name in declared:
+        if attribute.method in CLASSES[name].get("properties", []):
+            return ""
+        if attribute.method in CLASSES[name]["methods"]:
+            return problem(attribute)  # a method passed on (slicer.app.processEvents): as if called
+    if attribute.method in QT_INHERITED | QT_PROPERTIES:
+        return ""
+    return f"{attribute}: Slicer 5.8.1 declares no method or property {attribute.method} in {' / '.join(declared)}"
 
 
 def problems(sources: dict[str, str]) -> list[str]:
     """Every call of ``sources`` that Slicer 5.6.2/5.8.1 would not have, one line each."""
-    calls, names = collect(sources)
-    found = [p for p in map(problem, calls) if p]
+    calls, names, attributes = collect(sources)
+    found = [p for p in map(problem, calls) if p] + [p for p in map(attribute_problem, attributes) if p]
     for path, line, module, name in names:
         entry = API["python_modules"][module]
         if name not in entry["names"]:

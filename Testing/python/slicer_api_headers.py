@@ -6,7 +6,7 @@ Run once against a clone of Slicer's source (it needs the tags v5.8.1 and v5.6.2
 
 For each class of :data:`CLASSES` (and each of its bases that Slicer declares) the header is found at v5.8.1 and
 read: its public methods (declarations, ``vtkSet/Get...Macro``, ``vtkBooleanMacro``, public slots, and what the
-PythonQt decorators of ``Base/`` add), its first public base, and the class each method returns by pointer (so ``a.GetB().C()`` can be followed).  The same
+PythonQt decorators of ``Base/`` add), its Qt properties, its first public base, and the class each method returns by pointer (so ``a.GetB().C()`` can be followed).  The same
 header at v5.6.2 gives ``missing_in_5_6_2``: methods 5.8.1 declares and 5.6.2 does not.  ``slicer.util`` and
 ``slicer.i18n`` get their top-level names at both tags.  ``test_slicer_api_guard.py`` checks the module's calls
 against the file; nothing here runs in the test suite.
@@ -100,6 +100,7 @@ def parse_class(text: str, name: str) -> dict:
     if access == "public":
         public.append(body[pos:])
     methods, returns = set(), {}
+    properties = sorted(set(re.findall(r"Q_PROPERTY\s*\(\s*[\w:<>*& ]+?\s*\*?\s*(\w+)\s+READ", body)))
     for section in public:
         for macro, kind, member in _MACRO_CALL.findall(section):
             if macro == "vtkBooleanMacro":
@@ -121,7 +122,10 @@ def parse_class(text: str, name: str) -> dict:
             pointer = re.search(r"(\w+)\s*\*\s*$", statement[:found.start()])
             if pointer and re.match(r"(vtk|q|Q|ctk)[A-Z]\w+$", pointer.group(1)):
                 returns[method] = pointer.group(1)
-    return {"base": base, "methods": sorted(methods), "returns": dict(sorted(returns.items()))}
+    parsed = {"base": base, "methods": sorted(methods), "returns": dict(sorted(returns.items()))}
+    if properties:  # Qt properties: attributes in Python (PythonQt)
+        parsed["properties"] = properties
+    return parsed
 
 
 def decorated_methods(text: str) -> set[tuple[str, str]]:

@@ -27,12 +27,15 @@ def test_every_slicer_call_of_the_module_is_declared_in_slicer_5_8_and_5_6():
 
 def test_the_guard_knows_the_class_of_most_slicer_calls():
     """It must see the receivers, or it would check little: the main classes are followed through the code."""
-    calls, names = guard.collect(guard.slicer_side_sources())
+    calls, names, attributes = guard.collect(guard.slicer_side_sources())
     known = {c.receiver.lstrip("~") for c in calls if c.receiver}
     assert {"vtkSegment", "vtkSegmentation", "vtkMRMLScene", "vtkMRMLSubjectHierarchyNode", "vtkMRMLTableNode",
             "vtkMRMLSliceCompositeNode", "qMRMLTableView", "qSlicerApplication", "qSlicerLayoutManager"} <= known
     assert sum(1 for c in calls if c.receiver.lstrip("~") in guard.CLASSES) > 150
     assert {("slicer.util", "errorDisplay"), ("slicer.util", "confirmOkCancelDisplay")} <= {n[2:] for n in names}
+    # Not called but passed on or read: slicer.app.processEvents (the self-test's pump), slicer.app.temporaryPath.
+    assert {("qSlicerApplication", "processEvents"), ("qSlicerApplication", "temporaryPath")} <= {
+        (a.receiver, a.method) for a in attributes}
 
 
 def test_set_terminology_added_back_is_caught():
@@ -57,6 +60,8 @@ def test_set_terminology_added_back_is_caught():
     ("import slicer\nslicer.util.pip_ensure(['x'])\n", "slicer.util of Slicer 5.8.1 has no pip_ensure"),
     # a Slicer widget method that does not exist
     ("def f(self):\n    self.ui.reviewTableView.setMRMLTableNodes(None)\n", "qMRMLTableView"),
+    # an application attribute that is neither a method nor a property
+    ("import slicer\nwait = slicer.app.msleep\n", "no method or property msleep"),
 ])
 def test_calls_slicer_5_8_lacks_are_caught(snippet, expected):
     found = guard.problems({"snippet.py": snippet})
@@ -71,7 +76,7 @@ def test_declared_calls_pass():
                "    node.GetDisplayNode().SetSegmentVisibility('ET', True)\n"
                "    slicer.vtkSegment().SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), 'x')\n"
                "    slicer.app.processEvents()\n")
-    calls, _ = guard.collect({"snippet.py": snippet})
+    calls, _, _ = guard.collect({"snippet.py": snippet})
     assert [c.receiver for c in calls][:2] == ["vtkMRMLScene", "vtkMRMLSegmentationNode"]
     assert guard.problems({"snippet.py": snippet}) == []
 
