@@ -334,9 +334,6 @@ def test_apply_is_disabled_while_packages_install_and_a_closing_scene_cancels_th
 
 
 def test_ground_truth_is_never_a_run_output(loaded, tmp_path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from slicer_results_factory import make_case_and_results
 
     scene, logic, nodes = loaded
