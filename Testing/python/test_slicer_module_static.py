@@ -208,6 +208,7 @@ def test_apply_is_locked_while_packages_install_and_a_case_loads_without_auto_fi
     assert "not self._loadingCase" in ast.unparse(_function(panel, "onNodeAdded"))
     assert "not self._loadingCase" in ast.unparse(_function(panel, "_deferredAutoFill"))
     assert "groundTruthSelector" in ast.unparse(_function(panel, "_hideResultsFromSelectors"))
+    assert "self.session.sceneClosing()" in ast.unparse(_function(panel, "onSceneStartClose"))  # cancels a run
 
 
 def test_no_error_dialog_gets_none_details_and_the_model_path_has_a_real_default():
