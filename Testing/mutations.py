@@ -34,7 +34,7 @@ UNC = f"{LIB}/inference/uncertainty.py"
 SW = f"{LIB}/inference/sliding_window.py"
 GC = f"{LIB}/inference/gradcam.py"
 ANA = f"{LIB}/analyze.py"
-PRE = f"{LIB}/io/preprocessing.py"
+PRE = f"{LIB}/io/network_grid.py"
 UPL = f"{LIB}/web/uploads.py"
 UI = "BrainTumorXAI/Resources/UI/BrainTumorXAI.ui"
 
@@ -42,7 +42,7 @@ T = "Testing/python/"
 INFERENCE_TESTS = [T + "test_window_statistics.py", T + "test_output_content.py", T + "test_predictor.py",
                    T + "test_sliding_window_uncertainty.py"]
 ANALYZE_TESTS = [T + "test_output_content.py", T + "test_analyze.py"]
-GEOMETRY_TESTS = [T + "test_output_content.py", T + "test_preprocessing.py"]
+GEOMETRY_TESTS = [T + "test_output_content.py", T + "test_network_grid.py"]
 UPLOAD_TESTS = [T + "test_upload_limits.py", T + "test_web_uploads.py"]
 UI_TESTS = [T + "test_slicer_module_static.py"]
 
@@ -225,7 +225,7 @@ MUTATIONS: list[Mutation] = [
       [T + "test_uncertainty_estimators.py"]),
     M("predict_case_ignores_gradcam_option", "predict_case computes no Grad-CAM unless given classes (evaluate's checks empty)",
       ANA, [("        gradcam_classes = gradcam_class_indices(options.gradcam)\n", "        gradcam_classes = ()\n")],
-      [T + "test_uncertainty_quality.py"]),
+      [T + "test_region_uncertainty_quality.py"]),
     M("cystic_necrosis_bright", "cystic necrosis drawn as bright on FLAIR as the ordinary kind (the setting does nothing)",
       "training/generator/appearance.py",
       [('m["ncr"] = m["csf"] + float(rng.uniform(0.05, 0.9)) * (healthy_lo - m["csf"])',

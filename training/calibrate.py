@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.reporting.calibration import region_ece
+from BrainTumorXAILib.reporting.calibration_metrics import region_ece
 
 from .io_utils import refuse_in_place
 

@@ -29,7 +29,7 @@ from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import REGIONS
 from BrainTumorXAILib.reporting.metrics import segmentation_metrics
 from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
-from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
+from BrainTumorXAILib.reporting.region_uncertainty_quality import table_columns
 
 ESTIMATORS = ("deterministic", "mc", "tta", "mc+tta", "ensemble", "ensemble+mc")
 #: The columns of the comparison table (means over cases), in this order.

@@ -188,7 +188,7 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     row.update(postprocessing_columns(pred.grid.get("postprocessing") or {}))
     # Trust report: per-region ECE, AUROC/AUPRC and QU-BraTS score of each uncertainty measure and baseline.
     from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
-    from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
+    from BrainTumorXAILib.reporting.region_uncertainty_quality import table_columns
     row.update(table_columns(case_uncertainty_quality(case, pred)))
     if options.explanation_checks:  # Grad-CAM energy, randomisation Spearman, deletion area (extra passes)
         from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns

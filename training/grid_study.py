@@ -37,7 +37,7 @@ from BrainTumorXAILib.analyze import AnalysisOptions, network_input, optional_se
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.io.case_io import list_cases, load_case
 from BrainTumorXAILib.io.labels import CLASS_NAMES
-from BrainTumorXAILib.io.preprocessing import invert_stack
+from BrainTumorXAILib.io.network_grid import invert_stack
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.reporting.metrics import class_argmax, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device

@@ -20,7 +20,7 @@ from BrainTumorXAILib.io.case_io import save_volume
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 
 from .generator.synthetic import SynthSettings, synthetic_patch
-from .generator.tumour import KINDS
+from .generator.tumour_labels import KINDS
 
 
 def write_case(folder: Path, image: np.ndarray, label: np.ndarray, spacing: float) -> Path:

@@ -53,7 +53,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="", help="BraTS-layout case folders, or a training.preprocess cache "
+    p.add_argument("--data", default="", help="BraTS-layout case folders, or a training.build_cache cache "
                    "(not needed with --sources)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--model", default=defaults.model, choices=("unet", "resunet", "attunet"))

@@ -1,7 +1,7 @@
 """Attach a trust card to a checkpoint: ``python -m training.trust_card --checkpoint CKPT --eval EVAL_DIR
 --out NEW.pt --source TEXT``.
 
-The card (``BrainTumorXAILib.reporting.trust_card``) holds the mean uncertainty-quality figures of a
+The card (``BrainTumorXAILib.reporting.checkpoint_trust``) holds the mean uncertainty-quality figures of a
 ``training.evaluate`` run on validation cases — ECE, entropy AUROC/AUPRC, the QU-BraTS score of the entropy
 and of both baselines, per region — so that every analysis shows the reader how far the maps were found
 trustworthy.  The card is written into a copy's ``provenance["trust"]``; the original stays as it was.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.reporting.trust_card import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
+from BrainTumorXAILib.reporting.checkpoint_trust import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
 
 from .io_utils import refuse_in_place
 

@@ -6,8 +6,8 @@ import qt
 
 import slicer
 
-from BrainTumorXAILib.slicer import extension, session
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
+from BrainTumorXAILib.slicer_bridge import extension, session
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic
 
 
 def _reportError(panel, status: str, text: str, detail: str) -> None:

@@ -177,7 +177,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         }
         (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if options.scene is not None:
-        from .slicer.scene import write_scene_from_results
+        from .slicer_bridge.mrb_from_results import write_scene_from_results
 
         write_scene_from_results(out_dir, options.scene)
         summary["scene"] = str(options.scene)
@@ -204,7 +204,8 @@ def network_input(case, meta: dict):
 
     A missing optional sequence is a channel of zeros after normalisation, as in training.
     """
-    from .io.preprocessing import brain_mask, preprocess
+    from .io.intensity import brain_mask
+    from .io.network_grid import preprocess
 
     norm = dict(meta.get("normalisation", {}))
     sequences = list(meta.get("sequences", list(SEQUENCES)))
@@ -362,7 +363,7 @@ def _reorder_channels(images: np.ndarray, model_sequences) -> np.ndarray:
 
 def _back_to_input_grid(maps, transform, brain: np.ndarray) -> dict:
     """Every network-grid map onto the case grid; probabilities stay a partition of unity."""
-    from .io.preprocessing import invert_stack
+    from .io.network_grid import invert_stack
 
     n_cls = maps.probabilities.shape[0]
     fills = [1.0] + [0.0] * (n_cls - 1)  # outside the crop: background for sure
@@ -506,7 +507,7 @@ def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
     result: dict = {"volumes_cm3": volumes_cm3(grid["classes"], spacing), "metrics": None,
                     "uncertainty_quality": None}
     if case.label is not None:
-        from .reporting.calibration import uncertainty_quality
+        from .reporting.calibration_metrics import uncertainty_quality
 
         result["metrics"] = segmentation_metrics(grid["classes"], case.label, spacing)
         result["metrics"]["mc_accuracy"] = mc_accuracy(grid["probabilities"], case.label, mask=brain)
@@ -528,7 +529,7 @@ def _write_figures(folder: Path, case, grid: dict) -> list[str]:
 
 
 def _model_summary(weights: Path, meta: dict, model) -> dict:
-    from .reporting.trust_card import checkpoint_trust
+    from .reporting.checkpoint_trust import checkpoint_trust
 
     return {"weights": str(weights), "architecture": meta.get("architecture"),
             "sequences": meta.get("sequences"), "normalisation": meta.get("normalisation"),

@@ -16,7 +16,7 @@ from BrainTumorXAILib.io.labels import SEQUENCES
 from training.generator.appearance import draw_means
 from training.generator.atlas import load_atlas
 from training.generator.synthetic import SynthSettings, synthetic_patch
-from training.generator.tumour import draw_spec, tumour_labels
+from training.generator.tumour_labels import draw_spec, tumour_labels
 
 T1, T1CE, T2, FLAIR = (SEQUENCES.index(s) for s in ("t1", "t1ce", "t2", "flair"))
 

@@ -23,9 +23,9 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from BrainTumorXAILib.errors import BrainTumorXAIError, CaseError  # noqa: E402
 from BrainTumorXAILib.io.case_io import scan_case  # noqa: E402
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
-from BrainTumorXAILib.slicer.process import AnalysisProcess  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.process import AnalysisProcess  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import assert_same_world_array, flipped_oblique_affine, make_case_and_results  # noqa: E402
@@ -192,7 +192,7 @@ def test_checkpoint_optional_sequences_are_read_without_torch(tmp_path):
     plain = save_checkpoint(tmp_path / "plain.pt", build_model("unet", base_channels=4, depth=2),
                             normalisation={"method": "zscore"}, provenance={"seed": 0})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    code = ("import sys; from BrainTumorXAILib.slicer.checkpoint_info import checkpointOptionalSequences as f; "
+    code = ("import sys; from BrainTumorXAILib.slicer_bridge.checkpoint_info import checkpointOptionalSequences as f; "
             f"print(f({str(path)!r}), f({str(plain)!r}), f({str(tmp_path / 'junk.pt')!r}), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -246,7 +246,7 @@ def test_poll_never_blocks_while_a_launcher_child_holds_the_pipe():
 
 
 def test_analysis_command_environment_and_install_helpers():
-    from BrainTumorXAILib.slicer import extension
+    from BrainTumorXAILib.slicer_bridge import extension
 
     logic_cls = BrainTumorXAILogic
     argv = logic_cls.analysisCommand(logic_cls.__new__(logic_cls), "/in", "/out")
@@ -263,7 +263,7 @@ def test_analysis_command_environment_and_install_helpers():
 
 
 def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
-    from BrainTumorXAILib.slicer.extension import sampleDataSource, sha256
+    from BrainTumorXAILib.slicer_bridge.extension import sampleDataSource, sha256
 
     source = sampleDataSource("/icons")
     assert source is not None and source["thumbnailFileName"] == "/icons/BrainTumorXAI.png"
@@ -271,7 +271,7 @@ def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
     for uri, checksum in zip(source["uris"], source["checksums"]):
         path = Path(uri.removeprefix("file://"))
         assert checksum == f"SHA256:{sha256(path)}" and path.name in source["fileNames"]
-    code = ("import sys; from BrainTumorXAILib.slicer.extension import sampleDataSource; "
+    code = ("import sys; from BrainTumorXAILib.slicer_bridge.extension import sampleDataSource; "
             "assert sampleDataSource('/icons'); print(sorted(m for m in ('scipy', 'nibabel', 'torch', 'skimage') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)

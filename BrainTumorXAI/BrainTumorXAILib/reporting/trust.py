@@ -1,6 +1,6 @@
 """The trust report of one analysed case: ``summary.json["trust_report"]`` and its figures.
 
-- ``uncertainty_quality``: per region (WT, TC, ET), only with a ground truth (``uncertainty_quality.py``).
+- ``uncertainty_quality``: per region (WT, TC, ET), only with a ground truth (``region_uncertainty_quality.py``).
 - ``review``: the ranked high-uncertainty regions (``review_regions.py``), always; the figure
   ``figures/where_to_look.png`` and the label map ``review_regions.nii.gz`` (1 = first region).
 - ``explanation_checks``: only on request (``analyze --explanation-checks``; extra forward passes),
@@ -17,7 +17,7 @@ import numpy as np
 
 def deterministic_entropy_on_case_grid(prediction) -> np.ndarray | None:
     """Entropy of the dropout-free softmax, mapped onto the case grid like every other map (None if not kept)."""
-    from ..io.preprocessing import invert_stack
+    from ..io.network_grid import invert_stack
 
     det = getattr(prediction.maps, "deterministic", None)
     if det is None:
@@ -31,7 +31,7 @@ def deterministic_entropy_on_case_grid(prediction) -> np.ndarray | None:
 
 def case_uncertainty_quality(case, prediction) -> dict | None:
     """Per-region uncertainty quality of a case with a ground truth (None without one)."""
-    from .uncertainty_quality import region_uncertainty_quality
+    from .region_uncertainty_quality import region_uncertainty_quality
 
     if getattr(case, "label", None) is None:
         return None

@@ -15,7 +15,7 @@ from ..io.labels import NAMINGS, SEQUENCES, from_internal
 from .anatomy import _atlas, _brain_crop, _grid_to_template, _mass_effect, _pick_centre, _resample_anatomy, default_affine
 from .contrasts import _render
 from .params import CaseParams, _apply_overrides, _draw_params, _equivalent_radius
-from .tumour import _tumour
+from .phantom_tumour import _tumour
 
 
 #: Grid presets for the command line: (shape, isotropic spacing in mm).

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from .jobs import is_complete
-from .scene import VIEW_PRESETS
+from .results_scene import VIEW_PRESETS
 from .uploads import GIB
 
 
