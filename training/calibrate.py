@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
+from BrainTumorXAILib.inference.case_prediction import network_input, optional_sequences
+from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
 from BrainTumorXAILib.reporting.calibration_metrics import region_ece
 
 from .io_utils import refuse_in_place
@@ -132,10 +135,6 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
             overlap: float = 0.5, device: str = "cpu", seed: int = 0, log=print):
     """(raw checkpoint dict, logits, labels, case ids, voxels per case) — the network itself, without any stored
     temperature or class bias (the fits take them from the checkpoint dict)."""
-    from BrainTumorXAILib.analyze import network_input, optional_sequences
-    from BrainTumorXAILib.io.case_io import list_cases, load_case
-    from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
-
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     raw = dict(ckpt)
     raw["normalisation"] = {k: v for k, v in ckpt["normalisation"].items() if k not in FITS.values()}

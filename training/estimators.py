@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import pool_checkpoints, predict_case
+from BrainTumorXAILib.analysis_options import resolved_flips
+from BrainTumorXAILib.inference.case_prediction import pool_checkpoints, predict_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import REGIONS
 from BrainTumorXAILib.reporting.metrics import segmentation_metrics
@@ -53,9 +54,6 @@ class EstimatorComparison:
 
     def __init__(self, names, model, meta: dict, device, options, flips: int = 8, members=()):
         self.names, self.model, self.meta, self.device = tuple(names), model, meta, device
-        # No Grad-CAM, no checks: only the maps the uncertainty quality reads.
-        from BrainTumorXAILib.analyze import resolved_flips
-
         # evaluate's own prediction is the mc row when evaluate ran plain MC (the default might add flips)
         self.reuse_mc = resolved_flips(options) == 1
         self.options = replace(options, gradcam="none", explanation_checks=False, keep_deterministic=False, tta=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.inference.case_prediction import network_input
 from BrainTumorXAILib.io.labels import SEQUENCES
 
 BRATS2013_FILES = {"flair": "Flair_subtrMeanDivStd", "t1ce": "T1c_subtrMeanDivStd"}
@@ -93,8 +94,6 @@ def read_real(folder: Path, optional: tuple[str, ...] = ("t1", "t2")) -> RealCas
 def prepare_real(case: RealCase, normalisation: dict):
     """(image (4, ...) float32 on the network grid, label uint8, transform): exactly what ``analyze`` feeds the
     network (``network_input``), absent channels 0."""
-    from BrainTumorXAILib.analyze import network_input
-
     image, _, transform, _ = network_input(case, {"sequences": list(SEQUENCES), "normalisation": normalisation})
     label = transform.apply(case.label, order=0).astype(np.uint8)
     return image, label, transform
