@@ -1,0 +1,150 @@
+"""The package's layering, read from the source with ``ast`` (nothing is imported):
+
+- no import circle between the modules of ``BrainTumorXAILib`` (imports inside functions count too: they are
+  the same dependency, only later);
+- the core (everything but the Slicer bridge, the web viewer and the command line) imports neither of them;
+- the Slicer GUI process starts without torch: what the module file and its GUI package import at module level,
+  followed through the package, never imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
+PACKAGE = "BrainTumorXAILib"
+#: The packages (and module) above the core: they may import the core, never the other way round.
+OUTER = ("BrainTumorXAILib.slicer_bridge", "BrainTumorXAILib.web", "BrainTumorXAILib.cli")
+
+
+def _module_name(path: Path, source: Path = SOURCE) -> str:
+    parts = list(path.relative_to(source).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules(source: Path = SOURCE) -> dict[str, Path]:
+    return {_module_name(p, source): p for p in sorted((source / PACKAGE).rglob("*.py")) if "__pycache__" not in p.parts}
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _imports(path: Path, name: str, top_level_only: bool = False) -> set[str]:
+    """Absolute names of what ``path`` imports (``from X import y`` gives ``X.y`` and ``X``: y may be a module)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if _is_package(path) else name.rpartition(".")[0]
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module or ""
+            found.add(origin)
+            found.update(f"{origin}.{alias.name}" for alias in node.names)
+    return found
+
+
+def import_graph(modules: dict[str, Path], top_level_only: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (a name that is not a module of ours is left out)."""
+    return {name: {m for m in _imports(path, name, top_level_only) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a path [a, b, ..., a], or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _outer(name: str) -> bool:
+    return any(name == o or name.startswith(o + ".") for o in OUTER)
+
+
+@pytest.fixture(scope="module")
+def modules():
+    found = _modules()
+    assert f"{PACKAGE}.analyze" in found and f"{PACKAGE}.slicer_bridge.logic" in found
+    return found
+
+
+def test_no_import_circle(modules):
+    cycle = find_cycle(import_graph(modules))
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_core_imports_neither_the_slicer_bridge_nor_the_web_viewer(modules):
+    graph = import_graph(modules)
+    upward = {name: sorted(m for m in targets if _outer(m)) for name, targets in graph.items() if not _outer(name)}
+    assert {name: found for name, found in upward.items() if found} == {}
+
+
+def test_the_slicer_gui_starts_without_torch(modules):
+    """Module-level imports only: a function-local import runs when the analysis does, not at start-up."""
+    graph = import_graph(modules, top_level_only=True)
+    gui = [SOURCE / "BrainTumorXAI.py", *sorted((SOURCE / "BrainTumorXAIGui").glob("*.py"))]
+    todo = sorted({m for p in gui for m in _imports(p, _module_name(p), top_level_only=True) if m in modules})
+    assert todo, "the module file imports nothing from the package?"
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parent = name.rpartition(".")[0]
+        todo += [m for m in graph[name] | ({parent} if parent in modules else set()) if m not in seen]
+    with_torch = sorted(n for n in seen if any(m == "torch" or m.startswith("torch.")
+                                               for m in _imports(modules[n], n, top_level_only=True)))
+    assert with_torch == []
+
+
+# -- the checks themselves catch what they are for ----------------------------------------------------------
+def test_find_cycle_finds_a_circle_and_only_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_imports_resolve_relative_names(tmp_path):
+    pkg = tmp_path / PACKAGE
+    (pkg / "reporting").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "reporting" / "__init__.py").write_text("")
+    (pkg / "reporting" / "trust.py").write_text("def f():\n    from ..analyze import network_input\n")
+    (pkg / "analyze.py").write_text("from .reporting import trust\nfrom .slicer_bridge.scene import write\n")
+    found = _modules(tmp_path)
+    graph = import_graph(found)
+    assert graph[f"{PACKAGE}.analyze"] == {f"{PACKAGE}.reporting", f"{PACKAGE}.reporting.trust"}
+    assert find_cycle(graph) == [f"{PACKAGE}.analyze", f"{PACKAGE}.reporting.trust", f"{PACKAGE}.analyze"]
+    assert f"{PACKAGE}.slicer_bridge.scene" in _imports(found[f"{PACKAGE}.analyze"], f"{PACKAGE}.analyze")
