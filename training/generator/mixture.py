@@ -73,13 +73,14 @@ def _cases(items, base: Path, where: str) -> list:
     return out
 
 
-def load_sources(path: Path) -> SourceSpec:
+def load_sources(path: Path, data_root: Path) -> SourceSpec:
+    """The sources file ``path``; its real cases' paths are relative to ``data_root``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BrainTumorXAIError(f"{path}: cannot read the sources file ({exc})") from None
-    base = path.parent
+    base = Path(data_root)
     synth = data.get("synthetic", {})
     real = data.get("real", {})
     inserted = data.get("inserted", {})
