@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from BrainTumorXAILib.io.case_io import list_cases
+from BrainTumorXAILib.io.case_files import list_cases
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 
 from .config import TrainConfig

@@ -33,7 +33,8 @@ import torch
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.inference.case_prediction import network_input, optional_sequences
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
 from BrainTumorXAILib.reporting.calibration_metrics import region_ece
 

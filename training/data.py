@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.intensity import brain_mask
 from BrainTumorXAILib.io.network_grid import PreprocessTransform, preprocess

@@ -30,7 +30,8 @@ import numpy as np
 
 from BrainTumorXAILib.analysis_options import AnalysisOptions
 from BrainTumorXAILib.inference.case_prediction import optional_sequences, predict_case
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.io.labels import SEQUENCES

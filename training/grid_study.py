@@ -37,7 +37,8 @@ from BrainTumorXAILib.analysis_options import AnalysisOptions
 from BrainTumorXAILib.analyze import resolve_weights
 from BrainTumorXAILib.inference.case_prediction import network_input, optional_sequences, predict_case
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.io.labels import CLASS_NAMES
 from BrainTumorXAILib.io.network_grid import invert_stack
 from BrainTumorXAILib.models.checkpoint import load_model

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.io.case_io import save_volume
+from BrainTumorXAILib.io.nifti_writer import save_volume
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 
 from .generator.synthetic import SynthSettings, synthetic_patch

@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from BrainTumorXAILib.io import grid
-from BrainTumorXAILib.io.case_io import (find_case_files, list_cases, load_case, load_volume, save_label_map,
-                                      save_volume, scan_case)
+from BrainTumorXAILib.io.case_files import find_case_files, list_cases, scan_case
+from BrainTumorXAILib.io.case_io import load_case, load_volume
+from BrainTumorXAILib.io.nifti_writer import save_label_map, save_volume
 from BrainTumorXAILib.errors import CaseError
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 from nifti_factory import (case_files, folder_hashes, lps_affine, make_case, oblique_affine, phantom,

@@ -424,7 +424,7 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert fast[fast.index("--precision") + 1] == "bf16"
     assert "--no-enhancement-check" not in argv  # the check is on unless switched off
     assert "--no-enhancement-check" in logic.analysisCommand("/in", "/out", enhancementCheck=False)
-    from BrainTumorXAILib.io.case_io import scan_case
+    from BrainTumorXAILib.io.case_files import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}
     folder = logic.exportInputs(vols, tmp_path / "case", "Exported", groundTruth=inputs["seg"])

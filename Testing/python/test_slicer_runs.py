@@ -21,7 +21,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, CaseError  # noqa: E402
-from BrainTumorXAILib.io.case_io import scan_case  # noqa: E402
+from BrainTumorXAILib.io.case_files import scan_case  # noqa: E402
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES  # noqa: E402
 from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
 from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.case_io import save_label_map, save_volume
+from ..io.nifti_writer import save_label_map, save_volume
 from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..runtime import JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality

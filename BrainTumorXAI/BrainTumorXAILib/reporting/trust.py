@@ -16,7 +16,7 @@ import numpy as np
 
 from ..analysis_options import AnalysisOptions
 from ..inference.case_prediction import CasePrediction, network_input
-from ..io.case_io import save_volume
+from ..io.nifti_writer import save_volume
 from ..io.labels import SEQUENCES
 from ..io.network_grid import invert_stack
 from .explanation_checks import explanation_checks

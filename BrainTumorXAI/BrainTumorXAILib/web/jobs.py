@@ -51,7 +51,7 @@ class JobOptions:
 
 
 def case_fingerprint(case_dir: Path) -> dict:
-    from ..io.case_io import find_case_files
+    from ..io.case_files import find_case_files
 
     _, files = find_case_files(case_dir)
     return {k: [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for k, p in sorted(files.items())}

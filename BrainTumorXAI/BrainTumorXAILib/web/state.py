@@ -46,7 +46,7 @@ class StateMixin:
         s.change("show_seg")(lambda show_seg, **_: self._update(self.results.set_segmentation_visible, show_seg))
 
     def _scan_cases(self) -> list[dict]:
-        from ..io.case_io import list_cases
+        from ..io.case_files import list_cases
 
         self._cases = {}
         if self.data_dir is None:
