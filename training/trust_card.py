@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, save_checkpoint_dict
+from BrainTumorXAILib.models.head_calibration import checkpoint_temperature
 from BrainTumorXAILib.reporting.checkpoint_trust import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
 
 from .io_utils import refuse_in_place
@@ -53,8 +55,6 @@ def card_from_evaluation(eval_dir: Path, source: str, estimator: str = "mc_dropo
 
 
 def attach(checkpoint: Path, card: dict, out: Path) -> None:
-    from BrainTumorXAILib.models.checkpoint import load_checkpoint, save_checkpoint_dict
-
     ckpt = load_checkpoint(checkpoint)
     save_checkpoint_dict({**ckpt, "provenance": {**ckpt["provenance"], "trust": card}}, out)
 
@@ -71,8 +71,6 @@ def main(argv=None) -> int:
     refuse_in_place(p, a.out, a.checkpoint)
 
     def run() -> None:
-        from BrainTumorXAILib.models.checkpoint import checkpoint_temperature, load_checkpoint
-
         card = card_from_evaluation(a.eval, a.source, a.estimator,
                                     checkpoint_temperature(load_checkpoint(a.checkpoint), a.checkpoint))
         attach(a.checkpoint, card, a.out)
