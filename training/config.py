@@ -75,10 +75,10 @@ class TrainConfig:
     warmup_steps: int = 200
     clip_grad: float = 1.0
     amp: bool | None = None  # mixed precision; None: on when training on CUDA, off on the CPU (config.json records which)
-    # channels-last 3D tensors: oneDNN / cuDNN convolutions run ~1.4x faster (measured on CPU)
+    # channels-last 3D tensors: oneDNN / cuDNN convolutions run faster
     channels_last: bool = True
     workers: int = 0  # DataLoader worker processes (samples are seeded per index, so results do not change)
-    # CPU threads (0: PyTorch's default).  On a shared machine 1 thread can be >10x faster than
+    # CPU threads (0: PyTorch's default).  On a shared machine 1 thread can be much faster than
     # an oversubscribed 2 (OpenMP threads spin while waiting for each other).
     threads: int = 0
     # data split and validation

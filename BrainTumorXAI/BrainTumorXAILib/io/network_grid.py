@@ -309,9 +309,8 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
 
 def _plain_pages_empty(shape) -> np.ndarray:
     """An uninitialised float32 array in memory that numpy has not advised for transparent huge pages
-    (torch's allocator does not advise).  The maps back on the case grid are ~0.5 GB for a real-size
-    case; touched first as huge pages they cost 0.8-1.1 s where the kernel must compact memory to get
-    them (an idle 2-core machine after a training run: resample 1.7 s -> 0.7 s), as plain pages 0.2 s."""
+    (torch's allocator does not advise).  The maps back on the case grid are large for a real-size case;
+    touched first as huge pages they are slow where the kernel must compact memory to get them."""
     import torch
 
     return torch.empty(tuple(int(n) for n in shape), dtype=torch.float32).numpy()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-# The VTK modules used, not the ``vtk`` package (which loads all ~150 of them: 0.7 s of every analysis).
+# The VTK modules used, not the ``vtk`` package (which loads all ~150 of them, a noticeable start-up cost).
 from vtkmodules.util import numpy_support
 from vtkmodules.util.vtkConstants import VTK_UNSIGNED_CHAR
 from vtkmodules.vtkCommonCore import vtkStringArray
@@ -132,9 +132,8 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     normals.SetInputData(surface)
     # Flying edges already winds every component outward (cavities included), so no
     # AutoOrientNormals: it would point a hollow shell's inner wall into the solid, and no
-    # consistency pass: its ordering is already consistent (measured: identical triangles and
-    # normals with and without it on a real brain and on noisy 760k-point tumour surfaces,
-    # where the pass took 0.85 s of 1.9 s).
+    # consistency pass: its ordering is already consistent (identical triangles and normals
+    # with and without it on a real brain and on noisy tumour surfaces), and the pass is slow.
     normals.ConsistencyOff()
     normals.AutoOrientNormalsOff()
     normals.SplittingOff()
@@ -213,9 +212,8 @@ def write_surface(polydata: vtkPolyData, path, coordinate_system: str = "LPS") -
     header = f"3D Slicer output. SPACE={system}"
     if suffix == ".vtp":
         writer = vtkXMLPolyDataWriter()
-        # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) took 3.4x longer for a
-        # 113k-point brain (1.0 s against 0.30 s) and wrote 1.3x bigger files; zlib keeps every reader
-        # (Slicer, ParaView, vtk.js, meshio) able to open it.
+        # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) are slower and write bigger
+        # files; zlib keeps every reader (Slicer, ParaView, vtk.js, meshio) able to open it.
         writer.SetCompressorTypeToZLib()
         writer.SetCompressionLevel(1)
         writer.EncodeAppendedDataOff()
