@@ -32,6 +32,8 @@ from BrainTumorXAILib.reporting.metrics import segmentation_metrics
 from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
 from BrainTumorXAILib.reporting.region_uncertainty_quality import table_columns
 
+from .io_utils import atomic_write_text
+
 ESTIMATORS = ("deterministic", "mc", "tta", "mc+tta", "ensemble", "ensemble+mc")
 #: The columns of the comparison table (means over cases), in this order.
 TABLE = ([f"dice_{r}" for r in REGIONS] + [f"ece_{r}" for r in REGIONS]
@@ -132,8 +134,6 @@ class EstimatorComparison:
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path, title: str, csv_text) -> None:
-        from .io_utils import atomic_write_text
-
         atomic_write_text(out / "estimators.csv", csv_text(self.rows))
         atomic_write_text(out / "estimators.md", self.markdown(title))
 

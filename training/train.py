@@ -29,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
 
 from BrainTumorXAILib import __version__
 from BrainTumorXAILib.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -42,6 +43,7 @@ from BrainTumorXAILib.inference.precision import autocast
 from . import distributed as ddp
 from .config import TrainConfig, default_data_root
 from .data import CaseStore, PatchDataset, make_split
+from .export import widen_sequences
 from .generator.mixture import MixtureDataset, RealStore, load_sources
 from .io_utils import atomic_write_text
 from .losses import DiceFocalLoss
@@ -260,8 +262,6 @@ class Trainer:
     def _initialise_from(self, path: Path) -> None:
         """Fine-tuning: the weights of an earlier run's checkpoint; its architecture must be this run's.  An exported
         checkpoint that reads fewer sequences (``export --sequences``) gets zero weights for the others."""
-        from .export import widen_sequences
-
         ckpt = load_checkpoint(path, map_location="cpu")
         if set(ckpt["sequences"]) <= set(SEQUENCES):  # anything else fails the architecture check below
             ckpt = widen_sequences(ckpt, list(SEQUENCES))
@@ -370,8 +370,6 @@ class Trainer:
     def _bar(self, total: int, desc: str):
         if not self.dist.main or self.cfg.quiet:
             return None
-        from tqdm import tqdm
-
         return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def _write_logs(self) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.inference.case_prediction import network_input
 from BrainTumorXAILib.io.labels import SEQUENCES
 
@@ -51,8 +53,6 @@ def is_brats2013(folder: Path) -> bool:
 
 
 def read_brats2013(folder: Path) -> RealCase:
-    import nibabel as nib
-
     folder = Path(folder)
     paths = {seq: _nifti(folder, stem) for seq, stem in BRATS2013_FILES.items()}
     for name, path in [*paths.items(), ("labels", _nifti(folder, BRATS2013_LABELS)),
@@ -77,8 +77,6 @@ def read_brats2013(folder: Path) -> RealCase:
 
 
 def read_brats(folder: Path, optional: tuple[str, ...] = ()) -> RealCase:
-    from BrainTumorXAILib.io.case_io import load_case
-
     case = load_case(folder, optional=optional)
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground-truth segmentation (_seg / -seg) to train on")

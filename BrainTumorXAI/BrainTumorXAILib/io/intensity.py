@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from skimage.filters import threshold_otsu
 
 from .mask_ops import fill_holes, largest_component
 
@@ -23,8 +24,6 @@ def _as_channels(images) -> np.ndarray:
 
 def _thresholded_brain(images: np.ndarray) -> np.ndarray:
     """Fallback for a noisy background: Otsu on the mean robust-scaled intensity, largest blob, holes filled."""
-    from skimage.filters import threshold_otsu
-
     # The mean of |channel| / its 99th percentile, accumulated in place: the same float32 sums in the same
     # order as np.mean over the stacked channels, without the stack or a second |channel| per channel.
     signal = None

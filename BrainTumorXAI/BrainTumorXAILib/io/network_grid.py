@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from nibabel import orientations as nio
 
-from .grid import resample_to_grid, resampled_affine, same_grid
+from .grid import mask_box, resample_to_grid, resampled_affine, same_grid, voxel_to_voxel
 from .intensity import NORMALISATIONS, _as_channels, brain_mask, normalise
 
 CROP_MODES = ("brain", "fixed", "none")
@@ -190,8 +191,6 @@ def _spacing_triple(spacing) -> tuple[float, float, float] | None:
 
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[start, stop) of the mask's non-zero voxels per axis."""
-    from .grid import mask_box
-
     box = mask_box(mask)
     if box is None:
         raise ValueError("the brain mask is empty: no brain to crop around")
@@ -278,8 +277,6 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
     Same values (scipy's order 1, mode 'nearest', cval outside the half-voxel
     margin) up to float rounding; anything else takes ``transform.invert``.
     """
-    from .grid import voxel_to_voxel
-
     volumes = [np.asarray(v, np.float32) for v in volumes]
     if not volumes:
         return np.zeros((0, *transform.input_shape), np.float32)
@@ -311,8 +308,6 @@ def _plain_pages_empty(shape) -> np.ndarray:
     """An uninitialised float32 array in memory that numpy has not advised for transparent huge pages
     (torch's allocator does not advise).  The maps back on the case grid are large for a real-size case;
     touched first as huge pages they are slow where the kernel must compact memory to get them."""
-    import torch
-
     return torch.empty(tuple(int(n) for n in shape), dtype=torch.float32).numpy()
 
 
@@ -329,8 +324,6 @@ class _AxisTaps:
 
     def matrix(self):
         """(output rows x source rows) float32 interpolation matrix, as a torch tensor."""
-        import torch
-
         w = np.zeros((self.lo.size, self.src[1] - self.src[0]), np.float64)
         rows = np.arange(self.lo.size)
         np.add.at(w, (rows, self.lo), 1.0 - self.weight)
@@ -359,8 +352,6 @@ def _axis_taps(scale: float, offset: float, n_src: int, n_dst: int, crop_start: 
 
 def _interpolate_box(cropped: np.ndarray, plan, weights, fill: float) -> np.ndarray:
     """The network crop (fill around it) interpolated onto the output rows of ``plan``, axis by axis."""
-    import torch
-
     src = torch.full(tuple(p.src[1] - p.src[0] for p in plan), fill, dtype=torch.float32)
     # The crop rows the taps read (all of them when upsampling; a coarser output may skip some).
     used = [(max(p.crop[0], p.src[0]), min(p.crop[1], p.src[1])) for p in plan]

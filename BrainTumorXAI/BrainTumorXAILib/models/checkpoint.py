@@ -40,8 +40,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
 from ..errors import CheckpointError
 from ..io.labels import CLASS_NAMES, CONVENTIONS, SEQUENCES
+from .factory import build_model_from_config
 from .head_calibration import apply_class_bias, apply_temperature, checkpoint_class_bias, checkpoint_temperature
 
 FORMAT = "BrainTumorXAI-checkpoint"
@@ -62,8 +64,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sequences: Seq
     unless given.  Values that ``torch.load(weights_only=True)`` could not read
     raise TypeError naming their place (numpy arrays and scalars are converted).
     """
-    from .. import __version__
-
     path = Path(path)
     config = dict(model.config)
     sequences, class_names = [str(s) for s in sequences], [str(c) for c in class_names]
@@ -335,8 +335,6 @@ class _SkipRandomFillsOnMeta(torch.overrides.TorchFunctionMode):
 
 
 def _build(arch: Mapping[str, Any], path, device: str | torch.device | None = None) -> nn.Module:
-    from .factory import build_model_from_config
-
     try:
         if device is None:
             return build_model_from_config(arch)

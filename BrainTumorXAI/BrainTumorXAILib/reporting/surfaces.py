@@ -16,6 +16,7 @@ whose header is lost by another tool still lands in the right place.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLPolyDataWriter
 
 from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
+from ..runtime import usable_cpus
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 SPACE_ARRAY = "SPACE"  # Slicer's tag name ("following NRRD naming convention")
@@ -156,10 +158,6 @@ def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5,
 def _in_threads(jobs: dict) -> dict:
     """{name: job()} with the jobs run in threads: VTK releases the GIL inside its filters and
     writers, so independent surfaces build and write on several cores at once."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..runtime import usable_cpus
-
     workers = max(1, min(len(jobs), usable_cpus()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surface") as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}

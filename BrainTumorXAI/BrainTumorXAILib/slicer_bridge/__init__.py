@@ -14,4 +14,8 @@ job, the headless bootstrap, scene bundles.
   ``extension``: the analysis packages (what to install, when to ask), the sample data source
 - ``bootstrap``: a headless MRML scene on the slicer-core wheel; ``render``: off-screen screenshots;
   ``mrb_from_results``: ``analyze --scene`` (a results folder as a .mrb; the command line calls it)
+
+The Slicer application imports this package when it starts, before the analysis packages (torch, nibabel,
+scipy, ...) may be installed: its modules import those, and the core modules that need them, inside the
+functions that use them (Testing/python/test_layering.py holds the rule).
 """
