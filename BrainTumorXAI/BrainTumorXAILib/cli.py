@@ -13,8 +13,11 @@ import re
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .errors import BrainTumorXAIError, exit_code
 from .inference.precision import PRECISIONS
+from .runtime import Cancelled, JobControl, json_progress_printer
 
 DEVICES = ("auto", "cpu", "cuda")
 _DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
@@ -70,7 +73,6 @@ def _flips_arg(text: str) -> int:
 
 def _cmd_analyze(args) -> int:
     from .analyze import STAGE_WEIGHTS, AnalysisOptions, analyze_case
-    from .runtime import JobControl, json_progress_printer
 
     if args.scene is not None:
         _check_scene_target(args.scene, args.overwrite)
@@ -146,8 +148,6 @@ def _cmd_view(args) -> int:
 def _progress_bar(total: int, desc: str, quiet: bool):
     if quiet:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -224,8 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .runtime import Cancelled
-
     prog = f"braintumorxai {args.command}"
     try:
         return exit_code(prog, lambda: args.func(args))

@@ -5,7 +5,8 @@
 - the core (everything but the Slicer bridge, the web viewer and the command line) imports neither of them;
 - the Slicer GUI process starts without the analysis packages (torch, nibabel, scipy, ...): what the module file
   and its GUI package import at module level, followed through the package, imports at module level only the
-  standard library and what Slicer's own Python has.
+  standard library and what Slicer's own Python has;
+- the command line imports torch only in the subcommands that run the network.
 """
 
 from __future__ import annotations
@@ -115,13 +116,10 @@ def test_the_core_imports_neither_the_slicer_bridge_nor_the_web_viewer(modules):
     assert {name: found for name, found in upward.items() if found} == {}
 
 
-def test_the_slicer_gui_starts_without_the_analysis_packages(modules):
-    """Module-level imports only: a function-local import runs when the analysis does, not at start-up."""
+def _module_level_closure(modules, start) -> set[str]:
+    """The package's modules imported at module level from ``start``, followed through the package."""
     graph = import_graph(modules, top_level_only=True)
-    gui = [SOURCE / "BrainTumorXAI.py", *sorted((SOURCE / "BrainTumorXAIGui").glob("*.py"))]
-    todo = sorted({m for p in gui for m in _imports(p, _module_name(p), top_level_only=True) if m in modules})
-    assert todo, "the module file imports nothing from the package?"
-    seen: set[str] = set()
+    todo, seen = sorted(start), set()
     while todo:
         name = todo.pop()
         if name in seen:
@@ -129,9 +127,30 @@ def test_the_slicer_gui_starts_without_the_analysis_packages(modules):
         seen.add(name)
         parent = name.rpartition(".")[0]
         todo += [m for m in graph[name] | ({parent} if parent in modules else set()) if m not in seen]
-    external = {n: sorted({m.split(".")[0] for m in _imports(modules[n], n, top_level_only=True)}
-                          - IN_SLICER - set(sys.stdlib_module_names) - {PACKAGE, ""}) for n in seen}
+    return seen
+
+
+def _third_party(modules, names) -> dict[str, list[str]]:
+    """Module -> the third-party packages it imports at module level (the standard library left out)."""
+    found = {n: sorted({m.split(".")[0] for m in _imports(modules[n], n, top_level_only=True)}
+                       - set(sys.stdlib_module_names) - {PACKAGE, ""}) for n in names}
+    return {n: f for n, f in found.items() if f}
+
+
+def test_the_slicer_gui_starts_without_the_analysis_packages(modules):
+    """Module-level imports only: a function-local import runs when the analysis does, not at start-up."""
+    gui = [SOURCE / "BrainTumorXAI.py", *sorted((SOURCE / "BrainTumorXAIGui").glob("*.py"))]
+    start = {m for p in gui for m in _imports(p, _module_name(p), top_level_only=True) if m in modules}
+    assert start, "the module file imports nothing from the package?"
+    external = {n: [m for m in found if m not in IN_SLICER]
+                for n, found in _third_party(modules, _module_level_closure(modules, start)).items()}
     assert {n: found for n, found in external.items() if found} == {}
+
+
+def test_the_command_line_starts_without_torch(modules):
+    """``braintumorxai view`` serves pages, ``info`` reads a case: torch is imported by the subcommands that run it."""
+    found = _third_party(modules, _module_level_closure(modules, {f"{PACKAGE}.cli"}))
+    assert {n: f for n, f in found.items() if "torch" in f} == {}
 
 
 # -- the checks themselves catch what they are for ----------------------------------------------------------
