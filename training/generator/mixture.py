@@ -3,12 +3,12 @@
 A sources file (JSON) says what to mix::
 
     {"synthetic": {"weight": 0.5, "settings": {"spacing": 2.0, ...}},
-     "real": {"weight": 0.3, "cases": [{"path": "…/BRATS2013/pat0001", "labels": "expert"}, …]},
+     "real": {"weight": 0.3, "cases": [{"path": "BRATS2013/pat0001", "labels": "expert"}, …]},
      "inserted": {"weight": 0.2, "settings": {"kinds": {...}}},
-     "validation": [{"path": "…/BRATS2013/pat0005", "labels": "expert"}, …],
+     "validation": [{"path": "BRATS2013/pat0005", "labels": "expert"}, …],
      "sequence_dropout": {"t1": 0.3, "t2": 0.3}}
 
-Paths are relative to the sources file.  Each sample picks a source by weight (seeded per
+Case paths are relative to the data root (``training.train --data-root``).  Each sample picks a source by weight (seeded per
 (seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
 a patch cut with tumour oversampling and augmented as in ``training.data``; an ``inserted`` sample
 paints a generator tumour into a real training case away from its own tumour (``insertion``) and is
