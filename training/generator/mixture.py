@@ -8,8 +8,8 @@ A sources file (JSON) says what to mix::
      "validation": [{"path": "BRATS2013/pat0005", "labels": "expert"}, …],
      "sequence_dropout": {"t1": 0.3, "t2": 0.3}}
 
-Case paths are relative to the data root (``training.train --data-root``).  Each sample picks a source by weight (seeded per
-(seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
+Case paths are relative to the data root (``training.train --data-root``).  Each sample picks a source by
+weight (seeded per (seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
 a patch cut with tumour oversampling and augmented as in ``training.data``; an ``inserted`` sample
 paints a generator tumour into a real training case away from its own tumour (``insertion``) and is
 augmented as a real patch.  Sequence dropout
