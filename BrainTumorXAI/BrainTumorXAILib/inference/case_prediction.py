@@ -145,7 +145,8 @@ def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], case
     pooled = pool(members)
     classes = class_argmax(pooled.probabilities)
     classes[~primary.brain] = 0
-    steps = postprocess_segmentation(classes, case, primary.brain, options)  # the same steps, on the pooled segmentation
+    # The same steps, on the pooled segmentation.
+    steps = postprocess_segmentation(classes, case, primary.brain, options)
     grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
                 variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=steps)
     return CasePrediction(grid, primary.maps, primary.transform, primary.brain, dict(primary.timings))
