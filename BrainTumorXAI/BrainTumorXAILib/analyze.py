@@ -7,11 +7,11 @@ folder, and return the summary (also written as ``summary.json``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import time
 from functools import partial
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +144,7 @@ def _predict(case, model, meta: dict, members: list, device, options: AnalysisOp
 def _require_vtk() -> None:
     """Fail before any heavy work when VTK is not installed (found, not imported: the surfaces job imports
     the few VTK modules it uses)."""
-    if find_spec("vtkmodules") is None:
+    if importlib.util.find_spec("vtkmodules") is None:
         raise BrainTumorXAIError("surface meshes need VTK: pip install vtk (or pass --no-surfaces)")
 
 
