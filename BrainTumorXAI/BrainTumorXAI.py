@@ -3,7 +3,7 @@
 The module, its widget and the developer Reload.  The panel's wiring and dialogs are in the GUI-only
 ``BrainTumorXAIGui/`` (the parameter node, the panel, the self-test); its decisions, texts and the
 run bookkeeping, like everything else that can be tested without Qt, are in the Logic,
-``BrainTumorXAILib/slicer/`` (``BrainTumorXAILogic``, ``RunSession``), which the test suite runs on
+``BrainTumorXAILib/slicer_bridge/`` (``BrainTumorXAILogic``, ``RunSession``), which the test suite runs on
 the slicer-core wheel.  Slicer APIs used here were checked against Slicer's source at v5.6.2, v5.8.1
 and v5.10.0 (notes at each use).
 """
@@ -19,8 +19,8 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from BrainTumorXAIGui.panel import BrainTumorXAIPanel
 from BrainTumorXAIGui.parameters import BrainTumorXAIParameterNode  # noqa: F401 (the template's place for it)
 from BrainTumorXAIGui.selftest import BrainTumorXAITest  # noqa: F401 (Slicer finds <Module>Test here)
-from BrainTumorXAILib.slicer import extension
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
+from BrainTumorXAILib.slicer_bridge import extension
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic
 
 #: The packages next to this file that Reload imports anew.
 RELOADED_PACKAGES = ("BrainTumorXAILib", "BrainTumorXAIGui")

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 from BrainTumorXAILib.inference import gradcam as gc
-from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, network_input, resolve_weights
+from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, resolve_weights
+from BrainTumorXAILib.inference.case_prediction import network_input
 from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode

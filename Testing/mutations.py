@@ -33,8 +33,10 @@ PRED = f"{LIB}/inference/predictor.py"
 UNC = f"{LIB}/inference/uncertainty.py"
 SW = f"{LIB}/inference/sliding_window.py"
 GC = f"{LIB}/inference/gradcam.py"
-ANA = f"{LIB}/analyze.py"
-PRE = f"{LIB}/io/preprocessing.py"
+CASE = f"{LIB}/inference/case_prediction.py"
+OUT = f"{LIB}/reporting/case_outputs.py"
+PRE = f"{LIB}/io/network_grid.py"
+INT = f"{LIB}/io/intensity.py"
 UPL = f"{LIB}/web/uploads.py"
 UI = "BrainTumorXAI/Resources/UI/BrainTumorXAI.ui"
 
@@ -42,7 +44,7 @@ T = "Testing/python/"
 INFERENCE_TESTS = [T + "test_window_statistics.py", T + "test_output_content.py", T + "test_predictor.py",
                    T + "test_sliding_window_uncertainty.py"]
 ANALYZE_TESTS = [T + "test_output_content.py", T + "test_analyze.py"]
-GEOMETRY_TESTS = [T + "test_output_content.py", T + "test_preprocessing.py"]
+GEOMETRY_TESTS = [T + "test_output_content.py", T + "test_network_grid.py"]
 UPLOAD_TESTS = [T + "test_upload_limits.py", T + "test_web_uploads.py"]
 UI_TESTS = [T + "test_slicer_module_static.py"]
 
@@ -70,10 +72,10 @@ MUTATIONS: list[Mutation] = [
     M("mi_zero", "mutual information := H[mean] - H[mean]", PRED,
       [('mi = mutual_information(mean, blend.result("sample_entropy")[0])', "mi = mutual_information(mean, entropy(mean))")],
       INFERENCE_TESTS, True),
-    M("gradcam_swap_files", "gradcam_NCR and gradcam_ET files swapped", ANA,
+    M("gradcam_swap_files", "gradcam_NCR and gradcam_ET files swapped", OUT,
       [('write(f"gradcam_{CLASS_NAMES[c]}.nii.gz", m)', 'write(f"gradcam_{CLASS_NAMES[{1: 3, 3: 1}.get(c, c)]}.nii.gz", m)')],
       ANALYZE_TESTS, True),
-    M("variance_flipped_i", "variance volumes flipped along i on the case grid (header still right)", ANA,
+    M("variance_flipped_i", "variance volumes flipped along i on the case grid (header still right)", CASE,
       [('out["variance"] = clipped(inverted[k:k + n_cls])', 'out["variance"] = clipped(inverted[k:k + n_cls])[:, ::-1]')],
       ANALYZE_TESTS, True),
     M("uniform_blending", "Gaussian blending weights replaced by uniform ones", PRED,
@@ -93,7 +95,7 @@ MUTATIONS: list[Mutation] = [
       INFERENCE_TESTS, True,
       alternatives=[[("region = None if brain is None else torch.stack([brain[box] for box in group]).float()",
                       "region = None")]]),
-    M("analyze_no_reorient", "analyze passes reorient=False (the network sees un-reoriented input)", ANA,
+    M("analyze_no_reorient", "analyze passes reorient=False (the network sees un-reoriented input)", CASE,
       [('reorient=bool(norm.get("reorient", True))', "reorient=False")], ANALYZE_TESTS, True),
     M("ui_mcsamples_renamed", ".ui SlicerParameterName mcSamples renamed", UI,
       [("<string>mcSamples</string>", "<string>mcSampleCount</string>")], UI_TESTS, True),
@@ -161,23 +163,23 @@ MUTATIONS: list[Mutation] = [
     M("score_region_everything", "class score summed over every voxel, not the predicted class", GC,
       [("region = prediction == cls", "region = torch.ones_like(prediction, dtype=torch.bool)")], INFERENCE_TESTS),
     # ---- analyze outputs
-    M("mi_file_is_entropy", "mutual_information.nii.gz holds the entropy", ANA,
+    M("mi_file_is_entropy", "mutual_information.nii.gz holds the entropy", OUT,
       [('write("mutual_information.nii.gz", grid["mutual_information"])', 'write("mutual_information.nii.gz", grid["entropy"])')],
       ANALYZE_TESTS),
-    M("prob_files_reversed", "probability files written in reversed class order", ANA,
+    M("prob_files_reversed", "probability files written in reversed class order", OUT,
       [('for n, p in zip(CLASS_NAMES, grid["probabilities"])}', 'for n, p in zip(CLASS_NAMES, grid["probabilities"][::-1])}')],
       ANALYZE_TESTS),
-    M("mc_accuracy_unmasked", "MC accuracy counted over the whole image", ANA,
+    M("mc_accuracy_unmasked", "MC accuracy counted over the whole image", OUT,
       [("mc_accuracy(grid[\"probabilities\"], case.label, mask=brain)", "mc_accuracy(grid[\"probabilities\"], case.label, mask=None)")],
       ANALYZE_TESTS),
-    M("seg_outside_not_cleared", "segmentation not cleared outside the brain", ANA,
+    M("seg_outside_not_cleared", "segmentation not cleared outside the brain", CASE,
       [("classes[~brain] = 0", "pass")], ANALYZE_TESTS),
     # ---- geometry / preprocessing inverse
     M("unreorient_wrong_direction", "inverse reorientation applies the forward transform", PRE,
       [("nio.ornt_transform(nio.axcodes2ornt(NETWORK_AXCODES), nio.io_orientation(\n            self.input_affine))",
         "nio.ornt_transform(nio.io_orientation(\n            self.input_affine), nio.axcodes2ornt(NETWORK_AXCODES))")],
       GEOMETRY_TESTS),
-    M("zscore_scale_off", "z-score divides by 1.1 x the standard deviation", PRE,
+    M("zscore_scale_off", "z-score divides by 1.1 x the standard deviation", INT,
       [("shift, scale = values.mean(), values.std()", "shift, scale = values.mean(), values.std() * 1.1")],
       GEOMETRY_TESTS),
     M("padding_swapped", "round-up padding split swapped (before/after)", PRE,
@@ -224,8 +226,8 @@ MUTATIONS: list[Mutation] = [
       f"{LIB}/inference/postprocess.py", [("structure=np.ones((3, 3, 3), bool)", "structure=None")],
       [T + "test_uncertainty_estimators.py"]),
     M("predict_case_ignores_gradcam_option", "predict_case computes no Grad-CAM unless given classes (evaluate's checks empty)",
-      ANA, [("        gradcam_classes = gradcam_class_indices(options.gradcam)\n", "        gradcam_classes = ()\n")],
-      [T + "test_uncertainty_quality.py"]),
+      CASE, [("        gradcam_classes = gradcam_class_indices(options.gradcam)\n", "        gradcam_classes = ()\n")],
+      [T + "test_region_uncertainty_quality.py"]),
     M("cystic_necrosis_bright", "cystic necrosis drawn as bright on FLAIR as the ordinary kind (the setting does nothing)",
       "training/generator/appearance.py",
       [('m["ncr"] = m["csf"] + float(rng.uniform(0.05, 0.9)) * (healthy_lo - m["csf"])',

@@ -4,9 +4,10 @@
 # dropout-free on all six expert-labelled BRATS 2013 cases (no arm trains on any real case).
 #
 #   bash scripts/ablation.sh OUT [ARM ...]     # default: every arm; a cut-off run continues (--resume)
-# Settings by environment: SEED (0; another seed writes OUT/ARM_seedN, to measure the training noise
-# between arms), EPOCHS (default 10), STEPS (per epoch, 100), THREADS (2), AMP (--amp: bf16
-# autocast on a CPU with AMX, fp16 on CUDA; AMP= for fp32), REALDATA (../shared/realdata).
+# The recipe is training/recipes/ablation.json (bf16 autocast on a CPU with AMX, fp16 on CUDA). Settings by
+# environment: SEED (0; another seed writes OUT/ARM_seedN, to measure the training noise between arms), and
+# overrides of the recipe: EPOCHS, STEPS (per epoch), THREADS, AMP (--no-amp for fp32); REALDATA (the data
+# root: $BRAINTUMORXAI_REALDATA, else ../shared/realdata).
 # Prints one line per arm: mean Dice WT / TC / ET and per case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,24 +16,26 @@ shift
 ARMS=("$@")
 [ ${#ARMS[@]} -gt 0 ] || ARMS=($(cd training/sources/ablation && ls *.json | sed 's/\.json$//'))
 PY="${PY:-.venv/bin/python}"
-REALDATA="${REALDATA:-../shared/realdata}"
-AMP="${AMP---amp}"
+REALDATA="${REALDATA:-${BRAINTUMORXAI_REALDATA:-../shared/realdata}}"
 mkdir -p "$OUT"
 [ -d "$REALDATA/BRATS2013" ] || { echo "ablation: $REALDATA/BRATS2013 not found (the real cases it is measured on)"; exit 2; }
 [ -d "$OUT/brats2013" ] || $PY -m training.convert_brats2013 "$REALDATA/BRATS2013" "$OUT/brats2013"
 
 SEED="${SEED:-0}"
+# The recipe's settings (training/recipes/ablation.json); the environment overrides what it names.
+OVERRIDES=()
+[ -z "${EPOCHS:-}" ] || OVERRIDES+=(--epochs "$EPOCHS")
+[ -z "${STEPS:-}" ] || OVERRIDES+=(--steps-per-epoch "$STEPS")
+[ -z "${THREADS:-}" ] || OVERRIDES+=(--threads "$THREADS")
+[ -z "${AMP:-}" ] || OVERRIDES+=("$AMP")
 SUFFIX=""
 [ "$SEED" = 0 ] || SUFFIX="_seed$SEED"
 for arm in "${ARMS[@]}"; do
     run="$OUT/$arm$SUFFIX"
     resume=()
     [ -f "$run/last.pt" ] && resume=(--resume)
-    $PY -m training.train --sources "training/sources/ablation/$arm.json" --out "$run" "${resume[@]}" \
-        --model unet --base-channels 16 --depth 4 --dropout 0.1 --decoder light --norm instance \
-        --spacing 2.0 --patch 64 --batch 2 --steps-per-epoch "${STEPS:-100}" --foreground-fraction 0.5 \
-        --epochs "${EPOCHS:-10}" --lr 0.002 --warmup-steps 100 --val-mc-samples 0 --workers 1 \
-        --threads "${THREADS:-2}" $AMP --seed "$SEED" --quiet
+    $PY -m training.train --config training/recipes/ablation.json --sources "training/sources/ablation/$arm.json" \
+        --data-root "$REALDATA" --out "$run" "${resume[@]}" "${OVERRIDES[@]}" --seed "$SEED" --quiet
     # the last epoch, not the best on validation: no arm is picked by the cases it is measured on
     $PY -m training.export --run "$run" --checkpoint "$run/last.pt" --sequences t1ce,flair --window 96 \
         --out "$run/export.pt" --note "generator ablation arm $arm (synthetic data only); not a product model"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the default model on one CUDA GPU in a few minutes: the recipe of the shipped weights
-# (training/sources/default.json: synthetic cases made on the fly + the real BRATS 2013 training
-# cases, sequence dropout), with a larger batch.  The held-out TCGA pair is never used here;
+# (training/recipes/default.json, its sources: synthetic cases made on the fly + the real BRATS 2013
+# training cases, sequence dropout), with a larger batch.  The held-out TCGA pair is never used here;
 # evaluate the result where the data is (python -m training.evaluate, see the model card).
 #
 # On a machine with the data (here):
@@ -9,18 +9,21 @@
 #                                         # the GPU image lacks (nibabel, nilearn); both git-ignored
 # On the GPU machine (device tool: carry [".realdata", ".whl"]; it has torch with CUDA, numpy, scipy):
 #   bash scripts/gpu_train.sh             # -> $OUT (or gpu_run/): best.pt, last.pt, metrics.csv, config.json, log
-# Settings by environment: MINUTES (wall-clock budget, default 8), EPOCHS, STEPS (per epoch), BATCH,
-# PATCH, DEVICE (default cuda; DEVICE=cpu STEPS=2 EPOCHS=1 BATCH=1 smoke-tests the script on a CPU).
+# Settings by environment: RECIPE, SOURCES, MINUTES (wall-clock budget, default 8), EPOCHS, STEPS (per epoch),
+# BATCH, PATCH, WORKERS, DEVICE (default cuda; DEVICE=cpu STEPS=2 EPOCHS=1 BATCH=1 smoke-tests the script on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SOURCES="${SOURCES:-training/sources/default.json}"  # an ablation: a copy with e.g. "mimics": false
-REALDATA_SRC="${REALDATA_SRC:-../shared/realdata}"
+RECIPE="${RECIPE:-training/recipes/default.json}"
+# An ablation: SOURCES=a copy of the recipe's sources file with e.g. "mimics": false.
+SOURCES="${SOURCES:-$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['sources'])" "$RECIPE")}"
+REALDATA_SRC="${BRAINTUMORXAI_REALDATA:-../shared/realdata}"
 
 if [ "${1:-}" = "--stage" ]; then
     mkdir -p .realdata .whl
     grep -qx '/.realdata/' .git/info/exclude 2>/dev/null || echo '/.realdata/' >> .git/info/exclude
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-    for case in $(python3 -c "import json; d=json.load(open('$SOURCES')); print(' '.join(c['path'].split('shared/realdata/')[1] for c in d['real']['cases'] + d['validation']))"); do
+    # The sources name their real cases relative to the data root: the same names under .realdata/.
+    for case in $(python3 -c "import json, sys; d=json.load(open(sys.argv[1])); print(' '.join(c['path'] for c in d['real']['cases'] + d['validation']))" "$SOURCES"); do
         mkdir -p ".realdata/$case"
         # the BRATS 2013 files the reader needs (not the weight maps: they would not fit the transfer limit)
         for f in "$REALDATA_SRC/$case"/*; do
@@ -41,25 +44,19 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD/BrainTumorXAI:$PWD:${PYTHONPATH:-}"
-# The sources name ../shared/realdata; on the GPU machine the staged copy is .realdata/.
+# On the GPU machine the staged copy .realdata/ is the data root.
 REAL="$PWD/.realdata"
-[ -d "$REAL" ] || REAL="$(cd "$REALDATA_SRC" && pwd)"
-python3 - "$SOURCES" "$REAL" > /tmp/gpu_sources.json <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-fix = lambda c: {**c, "path": sys.argv[2] + "/" + c["path"].split("shared/realdata/")[1]}
-data["real"]["cases"] = [fix(c) for c in data["real"]["cases"]]
-data["validation"] = [fix(c) for c in data["validation"]]
-print(json.dumps(data))
-PY
+[ -d "$REAL" ] || REAL="$REALDATA_SRC"
+# The recipe's settings, with a larger batch for the GPU; the environment overrides what it names.
+OVERRIDES=(--device "${DEVICE:-cuda}" --batch "${BATCH:-16}" --epochs "${EPOCHS:-20}" --workers "${WORKERS:-12}")
+[ -z "${PATCH:-}" ] || OVERRIDES+=(--patch "$PATCH")
+[ -z "${STEPS:-}" ] || OVERRIDES+=(--steps-per-epoch "$STEPS")
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 RUN=/tmp/gpu_run_dir
 rm -rf "$RUN"
 set -o pipefail
-timeout $(( ${MINUTES:-8} * 60 )) python3 -m training.train --sources /tmp/gpu_sources.json --out "$RUN" \
-    --device "${DEVICE:-cuda}" --spacing 2 --patch "${PATCH:-64}" --batch "${BATCH:-16}" \
-    --steps-per-epoch "${STEPS:-100}" --epochs "${EPOCHS:-20}" --base-channels 16 --decoder light \
-    --lr 2e-3 --warmup-steps 100 --val-mc-samples 2 --foreground-fraction 0.5 --workers "${WORKERS:-12}" \
+timeout $(( ${MINUTES:-8} * 60 )) python3 -m training.train --config "$RECIPE" --sources "$SOURCES" \
+    --data-root "$REAL" --out "$RUN" "${OVERRIDES[@]}" \
     --quiet 2>&1 | tee "$OUT/log.txt" || echo "stopped at the time budget (the last finished epoch is saved)"
 cp "$RUN"/best.pt "$RUN"/metrics.csv "$RUN"/config.json "$OUT"/ 2>/dev/null || true
 cat "$RUN/metrics.csv"

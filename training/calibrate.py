@@ -32,7 +32,13 @@ import numpy as np
 import torch
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.reporting.calibration import region_ece
+from BrainTumorXAILib.inference.case_prediction import network_input, optional_sequences
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
+from BrainTumorXAILib.inference.sliding_window import make_tiling
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save_checkpoint_dict
+from BrainTumorXAILib.models.head_calibration import checkpoint_class_bias, checkpoint_temperature
+from BrainTumorXAILib.reporting.calibration_metrics import region_ece
 
 from .io_utils import refuse_in_place
 
@@ -43,8 +49,6 @@ REGION_NAMES = ("WT", "TC", "ET")
 def window_logits(model, volume: np.ndarray, mask: np.ndarray, label: np.ndarray, window: int, overlap: float,
                   max_voxels: int, rng: np.random.Generator, device="cpu") -> tuple[np.ndarray, np.ndarray]:
     """(logits (N, C) float32, labels (N,)) of brain voxels of every window, subsampled to ``max_voxels``."""
-    from BrainTumorXAILib.inference.sliding_window import make_tiling
-
     tiling = make_tiling(volume.shape[1:], (window,) * 3, overlap)
     per_window = max(1, max_voxels // max(1, len(tiling)))
     xs, ys = [], []
@@ -132,10 +136,6 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
             overlap: float = 0.5, device: str = "cpu", seed: int = 0, log=print):
     """(raw checkpoint dict, logits, labels, case ids, voxels per case) — the network itself, without any stored
     temperature or class bias (the fits take them from the checkpoint dict)."""
-    from BrainTumorXAILib.analyze import network_input, optional_sequences
-    from BrainTumorXAILib.io.case_io import list_cases, load_case
-    from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model
-
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     raw = dict(ckpt)
     raw["normalisation"] = {k: v for k, v in ckpt["normalisation"].items() if k not in FITS.values()}
@@ -163,8 +163,6 @@ def collect(checkpoint: Path, data: Path, max_cases: int | None = None, voxels_p
 
 def stored_calibration(ckpt: dict) -> tuple[float, np.ndarray | None]:
     """(temperature, class bias) as the checkpoint stores them (1 and None when absent)."""
-    from BrainTumorXAILib.models.checkpoint import checkpoint_class_bias, checkpoint_temperature
-
     t = checkpoint_temperature(ckpt)
     b = checkpoint_class_bias(ckpt)
     return (1.0 if t is None else t), (None if b is None else np.asarray(b, np.float64))
@@ -200,8 +198,6 @@ def calibrate(checkpoint: Path, data: Path, out: Path, log=print, fit: str = "te
               loo: bool = False, **options) -> dict:
     """Fit T or the class bias, write the calibrated checkpoint to ``out``; the report (also stored in its
     provenance["calibration"])."""
-    from BrainTumorXAILib.models.checkpoint import save_checkpoint_dict
-
     if fit not in FITS:
         raise BrainTumorXAIError(f"--fit {fit!r}: expected one of {', '.join(FITS)}")
     ckpt, logits, labels, ids, sizes = collect(Path(checkpoint), Path(data), log=log, **options)

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .io_utils import atomic_write_text
+
+#: The repository (the sources files' real cases lie under the data root, beside it by default).
+REPOSITORY = Path(__file__).resolve().parents[1]
+DATA_ROOT_ENV = "BRAINTUMORXAI_REALDATA"
+
+
+def default_data_root() -> Path:
+    """Where real cases are read from: ``$BRAINTUMORXAI_REALDATA``, else ``../shared/realdata`` beside the repository."""
+    configured = os.environ.get(DATA_ROOT_ENV)
+    return Path(configured).expanduser() if configured else REPOSITORY.parent / "shared" / "realdata"
 
 
 @dataclass
@@ -29,6 +42,9 @@ class TrainConfig:
     # mixed sources (synthetic on the fly + real cases, sequence dropout): a JSON file, see
     # training.generator.mixture; empty: train on --data alone
     sources: str = ""
+    # the folder the sources' real case paths are relative to (empty: default_data_root(); config.json records
+    # the folder used)
+    data_root: str = ""
     # sequences the network can do without (zero channels); set from the sources' sequence dropout
     optional_sequences: tuple = ()
     # fine-tuning: start from this checkpoint's weights (same architecture) with a fresh optimiser and
@@ -59,10 +75,10 @@ class TrainConfig:
     warmup_steps: int = 200
     clip_grad: float = 1.0
     amp: bool | None = None  # mixed precision; None: on when training on CUDA, off on the CPU (config.json records which)
-    # channels-last 3D tensors: oneDNN / cuDNN convolutions run ~1.4x faster (measured on CPU)
+    # channels-last 3D tensors: oneDNN / cuDNN convolutions run faster
     channels_last: bool = True
     workers: int = 0  # DataLoader worker processes (samples are seeded per index, so results do not change)
-    # CPU threads (0: PyTorch's default).  On a shared machine 1 thread can be >10x faster than
+    # CPU threads (0: PyTorch's default).  On a shared machine 1 thread can be much faster than
     # an oversubscribed 2 (OpenMP threads spin while waiting for each other).
     threads: int = 0
     # data split and validation
@@ -80,8 +96,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        from .io_utils import atomic_write_text
-
         atomic_write_text(path, json.dumps(dataclasses.asdict(self), indent=2))
 
     @classmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.io.case_io import save_volume
+from BrainTumorXAILib.io.nifti_writer import save_volume
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 
 from .generator.real import is_brats2013, read_brats2013

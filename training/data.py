@@ -1,7 +1,7 @@
 """Cases for training: discovery, the deterministic split, preprocessing cache, patch sampling, augmentation.
 
 A case is preprocessed exactly as ``analyze`` will preprocess it at inference
-(BrainTumorXAILib.io.preprocessing), once, and kept in memory.  Every random
+(BrainTumorXAILib.io.network_grid), once, and kept in memory.  Every random
 choice of a training sample comes from a generator seeded by
 (seed, epoch, index), so a resumed run draws the very same batches.
 """
@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
-from BrainTumorXAILib.io.preprocessing import PreprocessTransform, brain_mask, preprocess
+from BrainTumorXAILib.io.intensity import brain_mask
+from BrainTumorXAILib.io.network_grid import PreprocessTransform, preprocess
 
 CACHE_INDEX = "index.json"
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from BrainTumorXAILib.runtime import resolve_device
+
 
 @dataclass
 class Dist:
@@ -32,8 +34,6 @@ def setup(device_name: str, timeout_min: float = 120.0) -> tuple[Dist, torch.dev
     PyTorch's default (10 min for NCCL) is shorter than rank 0's checkpoint and log writing plus an uneven
     share of whole-case validation can take on large BraTS cases, so the default here is 2 hours.
     """
-    from BrainTumorXAILib.runtime import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(), resolve_device(device_name)

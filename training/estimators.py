@@ -24,12 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import pool_checkpoints, predict_case
+from BrainTumorXAILib.analysis_options import resolved_flips
+from BrainTumorXAILib.inference.case_prediction import pool_checkpoints, predict_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.labels import REGIONS
 from BrainTumorXAILib.reporting.metrics import segmentation_metrics
 from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
-from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
+from BrainTumorXAILib.reporting.region_uncertainty_quality import table_columns
+
+from .io_utils import atomic_write_text
 
 ESTIMATORS = ("deterministic", "mc", "tta", "mc+tta", "ensemble", "ensemble+mc")
 #: The columns of the comparison table (means over cases), in this order.
@@ -53,9 +56,6 @@ class EstimatorComparison:
 
     def __init__(self, names, model, meta: dict, device, options, flips: int = 8, members=()):
         self.names, self.model, self.meta, self.device = tuple(names), model, meta, device
-        # No Grad-CAM, no checks: only the maps the uncertainty quality reads.
-        from BrainTumorXAILib.analyze import resolved_flips
-
         # evaluate's own prediction is the mc row when evaluate ran plain MC (the default might add flips)
         self.reuse_mc = resolved_flips(options) == 1
         self.options = replace(options, gradcam="none", explanation_checks=False, keep_deterministic=False, tta=1)
@@ -134,8 +134,6 @@ class EstimatorComparison:
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path, title: str, csv_text) -> None:
-        from .io_utils import atomic_write_text
-
         atomic_write_text(out / "estimators.csv", csv_text(self.rows))
         atomic_write_text(out / "estimators.md", self.markdown(title))
 

@@ -28,14 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import AnalysisOptions, optional_sequences, predict_case
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.analysis_options import AnalysisOptions
+from BrainTumorXAILib.inference.case_prediction import optional_sequences, predict_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 from BrainTumorXAILib.io.labels import SEQUENCES
+from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns
 from BrainTumorXAILib.reporting.metrics import mc_accuracy, segmentation_metrics
+from BrainTumorXAILib.reporting.region_uncertainty_quality import table_columns
+from BrainTumorXAILib.reporting.trust import case_explanation_checks, case_uncertainty_quality
 from BrainTumorXAILib.runtime import resolve_device
 
+from .estimators import EstimatorComparison, parse_estimators
 from .io_utils import atomic_write_text
 from .plots import violins
 
@@ -128,8 +134,6 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
                               enhancement_check=enhancement_check)
     comparison = None
     if estimators:
-        from .estimators import EstimatorComparison, parse_estimators
-
         members = [load_model(Path(p), device=dev) for p in ensemble]
         comparison = EstimatorComparison(parse_estimators(estimators, members), model, meta, dev, options, tta,
                                          members)
@@ -187,12 +191,8 @@ def evaluate_case(folder: Path, model, meta: dict, dev, options: AnalysisOptions
     row = case_row(case.case_id, metrics, acc, 0.0, labels, case.missing)
     row.update(postprocessing_columns(pred.grid.get("postprocessing") or {}))
     # Trust report: per-region ECE, AUROC/AUPRC and QU-BraTS score of each uncertainty measure and baseline.
-    from BrainTumorXAILib.reporting.trust import case_uncertainty_quality
-    from BrainTumorXAILib.reporting.uncertainty_quality import table_columns
     row.update(table_columns(case_uncertainty_quality(case, pred)))
     if options.explanation_checks:  # Grad-CAM energy, randomisation Spearman, deletion area (extra passes)
-        from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns
-        from BrainTumorXAILib.reporting.trust import case_explanation_checks
         row.update(cam_columns(case_explanation_checks(case, pred, model, dev, meta, options)))
     if comparison is not None:  # the other uncertainty estimators on the same case (mc: this prediction)
         comparison.add_case(case, labels, pred, predict_seconds)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from BrainTumorXAILib.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from BrainTumorXAILib.models.factory import build_model_from_config
 from BrainTumorXAILib.errors import BrainTumorXAIError
 
 
@@ -28,8 +29,6 @@ def first_conv_key(state: dict, n_inputs: int) -> str:
 
 def keep_sequences(model, sequences: list[str], keep: list[str]):
     """The same network reading only ``keep`` (first-layer weights of the other channels dropped)."""
-    from BrainTumorXAILib.models.factory import build_model_from_config
-
     unknown = [s for s in keep if s not in sequences]
     if unknown or not keep:
         raise BrainTumorXAIError(f"cannot keep sequences {keep}: the checkpoint reads {sequences}")

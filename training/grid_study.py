@@ -33,11 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from BrainTumorXAILib.analyze import AnalysisOptions, network_input, optional_sequences, predict_case
+from BrainTumorXAILib.analysis_options import AnalysisOptions
+from BrainTumorXAILib.analyze import resolve_weights
+from BrainTumorXAILib.inference.case_prediction import network_input, optional_sequences, predict_case
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.io.case_io import list_cases, load_case
+from BrainTumorXAILib.io.case_files import list_cases
+from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.io.labels import CLASS_NAMES
-from BrainTumorXAILib.io.preprocessing import invert_stack
+from BrainTumorXAILib.io.network_grid import invert_stack
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.reporting.metrics import class_argmax, segmentation_metrics
 from BrainTumorXAILib.runtime import resolve_device
@@ -149,8 +152,6 @@ def parse_spacings(text: str) -> list[float]:
 
 
 def main(argv=None) -> int:
-    from BrainTumorXAILib.analyze import resolve_weights
-
     p = argparse.ArgumentParser(prog="python -m training.grid_study", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, action="append", required=True, help="folder of labelled cases (repeatable)")
     p.add_argument("--spacings", default="1,1.5,2,2.5,3", help="candidate network grids in mm, comma-separated")

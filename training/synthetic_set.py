@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.io.case_io import save_volume
+from BrainTumorXAILib.io.nifti_writer import save_volume
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 
 from .generator.synthetic import SynthSettings, synthetic_patch
-from .generator.tumour import KINDS
+from .generator.tumour_labels import KINDS
 
 
 def write_case(folder: Path, image: np.ndarray, label: np.ndarray, spacing: float) -> Path:

@@ -1,4 +1,6 @@
-"""Headless training: ``python -m training.train --data DIR --out RUN_DIR [...]`` (or under torchrun).
+"""Headless training: ``python -m training.train --config training/recipes/default.json --out RUN_DIR [...]``
+(or ``--data DIR`` / ``--sources FILE`` and flags; under torchrun too).  A recipe file holds the settings of a
+run (``TrainConfig`` fields); flags given with it override it.
 
 The recipe: deterministic 75/15/10 split saved in the run folder; random patches
 with foreground oversampling; flips, small rotation/scaling, intensity
@@ -27,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
 
 from BrainTumorXAILib import __version__
 from BrainTumorXAILib.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -38,8 +41,9 @@ from BrainTumorXAILib.inference.predictor import Predictor
 from BrainTumorXAILib.inference.precision import autocast
 
 from . import distributed as ddp
-from .config import TrainConfig
+from .config import TrainConfig, default_data_root
 from .data import CaseStore, PatchDataset, make_split
+from .export import widen_sequences
 from .generator.mixture import MixtureDataset, RealStore, load_sources
 from .io_utils import atomic_write_text
 from .losses import DiceFocalLoss
@@ -49,11 +53,32 @@ CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_dice_WT", "val_dice_
               "val_iou_WT", "val_iou_TC", "val_iou_ET", "val_mc_accuracy", "epoch_time_s"]
 
 
+#: TrainConfig fields a recipe may not set: where the run goes, and what training derives itself.
+NOT_IN_RECIPES = ("out", "extra", "optional_sequences")
+
+
+def read_recipe(path: Path) -> dict:
+    """A recipe: a JSON object of ``TrainConfig`` fields (keys starting with ``_`` are comments)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BrainTumorXAIError(f"{path}: cannot read the recipe ({exc})") from None
+    if not isinstance(data, dict):
+        raise BrainTumorXAIError(f"{path}: a recipe is a JSON object of training settings")
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - set(NOT_IN_RECIPES)
+    unknown = sorted(k for k in data if not k.startswith("_") and k not in known)
+    if unknown:
+        raise BrainTumorXAIError(f"{path}: not a training setting: {', '.join(unknown)}")
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
 def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="", help="BraTS-layout case folders, or a training.preprocess cache "
+    p.add_argument("--config", type=Path, help="recipe file (JSON; e.g. training/recipes/default.json); the other "
+                   "flags override it")
+    p.add_argument("--data", default="", help="BraTS-layout case folders, or a training.build_cache cache "
                    "(not needed with --sources)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--model", default=defaults.model, choices=("unet", "resunet", "attunet"))
@@ -71,15 +96,28 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool, int | None]:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help="mixed precision: fp16 on CUDA, bf16 on the CPU (default: on when training on CUDA, off on "
                            "the CPU; bf16 pays only on CPUs with AMX or AVX512-BF16)")
+        elif f.name == "data_root":
+            p.add_argument(flag, default=default, metavar="DIR", help="the folder the sources' real case paths are "
+                           "relative to (default: $BRAINTUMORXAI_REALDATA, else ../shared/realdata beside the repository)")
         elif f.name in ("spacing", "max_cases"):
             p.add_argument(flag, type=float if f.name == "spacing" else int, default=default)
         else:
             p.add_argument(flag, type=type(default), default=default)
+    config, _ = p.parse_known_args(argv)
+    recipe = {}
+    if config.config is not None:
+        try:
+            recipe = read_recipe(config.config)
+        except BrainTumorXAIError as exc:
+            p.error(str(exc))
+        p.set_defaults(**{k: v for k, v in recipe.items() if k != "split"})
     args = p.parse_args(argv)
     if not args.data and not args.sources:
         p.error("give --data or --sources")
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if f.name not in ("split", "extra", "optional_sequences")}
+    if "split" in recipe:
+        values["split"] = tuple(recipe["split"])
     return TrainConfig(**values), args.resume, args.stop_after_epochs
 
 
@@ -98,7 +136,7 @@ def resolve_amp(amp: bool | None, device: torch.device) -> bool:
 
 def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of mixed precision: float16 with a GradScaler on CUDA, bfloat16 on the CPU
-    (bf16 keeps float32's exponent range, so no loss scaling; on a CPU with AMX a step is 2.4x faster)."""
+    (bf16 keeps float32's exponent range, so no loss scaling)."""
     if not amp or device.type not in ("cuda", "cpu"):
         return None
     return torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -173,7 +211,9 @@ class Trainer:
         """The mixture of synthetic and real sources (--sources), or None to train on --data alone."""
         if not self.cfg.sources:
             return None
-        spec = load_sources(Path(self.cfg.sources))
+        root = Path(self.cfg.data_root) if self.cfg.data_root else default_data_root()
+        self.cfg.data_root = str(root)  # config.json records the folder used
+        spec = load_sources(Path(self.cfg.sources), root)
         if spec.synthetic_weight > 0:
             if self.cfg.spacing is None:
                 raise BrainTumorXAIError(f"{self.cfg.sources}: synthetic data needs --spacing (the grid it is made on)")
@@ -222,8 +262,6 @@ class Trainer:
     def _initialise_from(self, path: Path) -> None:
         """Fine-tuning: the weights of an earlier run's checkpoint; its architecture must be this run's.  An exported
         checkpoint that reads fewer sequences (``export --sequences``) gets zero weights for the others."""
-        from .export import widen_sequences
-
         ckpt = load_checkpoint(path, map_location="cpu")
         if set(ckpt["sequences"]) <= set(SEQUENCES):  # anything else fails the architecture check below
             ckpt = widen_sequences(ckpt, list(SEQUENCES))
@@ -332,8 +370,6 @@ class Trainer:
     def _bar(self, total: int, desc: str):
         if not self.dist.main or self.cfg.quiet:
             return None
-        from tqdm import tqdm
-
         return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def _write_logs(self) -> None:
@@ -372,7 +408,7 @@ class Trainer:
 
 
 #: What a resumed run may change; everything else comes from the run's config.json.
-RESUME_OVERRIDES = ("data", "epochs", "device", "quiet", "workers", "threads", "ddp_timeout_min")
+RESUME_OVERRIDES = ("data", "data_root", "epochs", "device", "quiet", "workers", "threads", "ddp_timeout_min")
 
 
 def resumed_config(cli: TrainConfig) -> TrainConfig:

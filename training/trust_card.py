@@ -1,7 +1,7 @@
 """Attach a trust card to a checkpoint: ``python -m training.trust_card --checkpoint CKPT --eval EVAL_DIR
 --out NEW.pt --source TEXT``.
 
-The card (``BrainTumorXAILib.reporting.trust_card``) holds the mean uncertainty-quality figures of a
+The card (``BrainTumorXAILib.reporting.checkpoint_trust``) holds the mean uncertainty-quality figures of a
 ``training.evaluate`` run on validation cases — ECE, entropy AUROC/AUPRC, the QU-BraTS score of the entropy
 and of both baselines, per region — so that every analysis shows the reader how far the maps were found
 trustworthy.  The card is written into a copy's ``provenance["trust"]``; the original stays as it was.
@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
-from BrainTumorXAILib.reporting.trust_card import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
+from BrainTumorXAILib.models.checkpoint import load_checkpoint, save_checkpoint_dict
+from BrainTumorXAILib.models.head_calibration import checkpoint_temperature
+from BrainTumorXAILib.reporting.checkpoint_trust import ESTIMATORS, REGION_NAMES, TRUST_FORMAT, validate_trust
 
 from .io_utils import refuse_in_place
 
@@ -53,8 +55,6 @@ def card_from_evaluation(eval_dir: Path, source: str, estimator: str = "mc_dropo
 
 
 def attach(checkpoint: Path, card: dict, out: Path) -> None:
-    from BrainTumorXAILib.models.checkpoint import load_checkpoint, save_checkpoint_dict
-
     ckpt = load_checkpoint(checkpoint)
     save_checkpoint_dict({**ckpt, "provenance": {**ckpt["provenance"], "trust": card}}, out)
 
@@ -71,8 +71,6 @@ def main(argv=None) -> int:
     refuse_in_place(p, a.out, a.checkpoint)
 
     def run() -> None:
-        from BrainTumorXAILib.models.checkpoint import checkpoint_temperature, load_checkpoint
-
         card = card_from_evaluation(a.eval, a.source, a.estimator,
                                     checkpoint_temperature(load_checkpoint(a.checkpoint), a.checkpoint))
         attach(a.checkpoint, card, a.out)

@@ -5,7 +5,7 @@
 - ``panel``: the module panel (``Resources/UI/BrainTumorXAI.ui``): widget wiring and slots
 - ``selftest``: ``BrainTumorXAITest``, the module's self-test
 
-Decisions, texts and run bookkeeping are in the Qt-free ``BrainTumorXAILib.slicer`` (``session``,
+Decisions, texts and run bookkeeping are in the Qt-free ``BrainTumorXAILib.slicer_bridge`` (``session``,
 ``extension``, the Logic), which the test suite runs on the slicer-core wheel.  Nothing in the Lib
 imports this package.
 """

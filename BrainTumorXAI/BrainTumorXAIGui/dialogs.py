@@ -6,7 +6,7 @@ import qt
 
 import slicer
 
-from BrainTumorXAILib.slicer import extension, session
+from BrainTumorXAILib.slicer_bridge import extension, session
 
 
 def _reportError(panel, status: str, text: str, detail: str) -> None:

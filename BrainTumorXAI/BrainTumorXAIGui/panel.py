@@ -1,7 +1,7 @@
 """The module panel: the widgets of ``Resources/UI/BrainTumorXAI.ui`` wired to the Logic.
 
 Only what needs Qt is here; what Apply needs, the run bookkeeping and every status text are the
-Qt-free :class:`BrainTumorXAILib.slicer.session.RunSession`'s.  Slicer APIs used here were checked
+Qt-free :class:`BrainTumorXAILib.slicer_bridge.session.RunSession`'s.  Slicer APIs used here were checked
 against Slicer's source at v5.6.2, v5.8.1 and v5.10.0 (notes at each use).
 """
 
@@ -14,8 +14,8 @@ from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES
-from BrainTumorXAILib.slicer.review import REVIEW_KIND, ReviewLogic
-from BrainTumorXAILib.slicer.session import (
+from BrainTumorXAILib.slicer_bridge.review import REVIEW_KIND, ReviewLogic
+from BrainTumorXAILib.slicer_bridge.session import (
     CANCELLED, CANCELLING, LOADING_RESULTS, MODEL_FILE_FILTERS, OVERLAY_KINDS, SCENE_CLOSED, STARTING, RunSession,
     backgroundVolume, bundlePath, caseFields, loadedStatus, overlayUsesClass, refreshSetsOverlay, savedStatus)
 

@@ -10,9 +10,9 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES
 from BrainTumorXAILib.resources import demo_weights_path, sample_case_path
-from BrainTumorXAILib.slicer import extension
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
-from BrainTumorXAILib.slicer.process import pollUntilDone
+from BrainTumorXAILib.slicer_bridge import extension
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic
+from BrainTumorXAILib.slicer_bridge.process import pollUntilDone
 
 from .dialogs import ensureAnalysisPackages
 

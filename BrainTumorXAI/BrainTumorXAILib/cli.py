@@ -1,4 +1,9 @@
-"""The ``braintumorxai`` command line: synth, info, analyze, view."""
+"""The ``braintumorxai`` command line: synth, info, analyze, view.
+
+Each subcommand imports what it needs when it runs: ``view`` serves pages without torch (its analyses run in a
+child process), and ``analyze --scene`` and ``view`` need the optional slicer/web extras, which the other
+subcommands must run without.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ import re
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .errors import BrainTumorXAIError, exit_code
 from .inference.precision import PRECISIONS
+from .runtime import Cancelled, JobControl, json_progress_printer
 
 DEVICES = ("auto", "cpu", "cuda")
 _DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
@@ -65,15 +73,16 @@ def _flips_arg(text: str) -> int:
 
 def _cmd_analyze(args) -> int:
     from .analyze import STAGE_WEIGHTS, AnalysisOptions, analyze_case
-    from .runtime import JobControl, json_progress_printer
 
+    if args.scene is not None:
+        _check_scene_target(args.scene, args.overwrite)
     weights = args.weights or [None]  # --weights repeated: a checkpoint ensemble, the first one explains
     options = AnalysisOptions(
         weights=weights[0], ensemble=tuple(weights[1:]), tta=args.tta, min_et_ml=args.min_et_ml,
         enhancement_check=not args.no_enhancement_check,
         device=args.device, precision=args.precision, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
         gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
-        surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite, scene=args.scene,
+        surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite,
         explanation_checks=args.explanation_checks,
     )
     bar = None
@@ -91,12 +100,26 @@ def _cmd_analyze(args) -> int:
     control = JobControl(callback, stage_weights=STAGE_WEIGHTS)
     try:
         summary = analyze_case(args.case_dir, args.out, options, control)
+        if args.scene is not None:
+            from .slicer_bridge.mrb_from_results import write_scene_from_results
+
+            write_scene_from_results(args.out, args.scene)
     finally:
         if bar:
             bar.close()
     if not args.quiet and not args.progress_json:
         _print_analysis(summary, args.out)
     return 0
+
+
+def _check_scene_target(scene: Path, overwrite: bool) -> None:
+    """``--scene``: fail before any heavy work when slicer-core is missing or the file would be replaced."""
+    try:
+        import slicer  # noqa: F401  (the slicer-core wheel: an optional extra)
+    except ImportError as exc:
+        raise BrainTumorXAIError("--scene needs the slicer-core wheel: pip install 'braintumorxai[slicer]'") from exc
+    if Path(scene).exists() and not overwrite:
+        raise BrainTumorXAIError(f"{scene}: scene file exists (use --overwrite to replace it)")
 
 
 def _print_analysis(summary: dict, out: Path) -> None:
@@ -125,8 +148,6 @@ def _cmd_view(args) -> int:
 def _progress_bar(total: int, desc: str, quiet: bool):
     if quiet:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -203,8 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .runtime import Cancelled
-
     prog = f"braintumorxai {args.command}"
     try:
         return exit_code(prog, lambda: args.func(args))

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from BrainTumorXAILib.io.case_io import NAMINGS
-from BrainTumorXAILib.io.labels import SEQUENCES, from_internal
+from BrainTumorXAILib.io.labels import NAMINGS, SEQUENCES, from_internal
 
 DEFAULT_SHAPE = (20, 22, 18)
 # Per-sequence intensity of (brain, NCR, ED, ET): distinct so that channel mix-ups show.

@@ -1,6 +1,6 @@
 """Which Slicer, MRML and VTK methods the Slicer-side code calls, on which class, and whether Slicer 5.8 declares them.
 
-The Slicer-side code is the module file, ``BrainTumorXAIGui/`` and ``BrainTumorXAILib/slicer/``.  Calls are read
+The Slicer-side code is the module file, ``BrainTumorXAIGui/`` and ``BrainTumorXAILib/slicer_bridge/``.  Calls are read
 with ``ast``; the class of a receiver is followed where the code says it: a constructor (``slicer.vtkSegment()``),
 ``AddNewNodeByClass("vtkMRML...")`` and its kin, a method whose declared return type is known
 (``shNode = scene.GetSubjectHierarchyNode()``), a widget of the ``.ui`` (``self.ui.reviewTableView``), or the
@@ -67,7 +67,7 @@ class Call:
 
 def slicer_side_files() -> list[Path]:
     return [MODULE_DIR / "BrainTumorXAI.py", *sorted((MODULE_DIR / "BrainTumorXAIGui").glob("*.py")),
-            *sorted((MODULE_DIR / "BrainTumorXAILib" / "slicer").glob("*.py"))]
+            *sorted((MODULE_DIR / "BrainTumorXAILib" / "slicer_bridge").glob("*.py"))]
 
 
 def _dotted(node) -> str:

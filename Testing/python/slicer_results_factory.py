@@ -148,7 +148,7 @@ def assert_same_world_array(node, array, affine, atol: float = 1e-4) -> None:
     Slicer's readers turn a left-handed voxel grid into the equivalent right-handed one (k reversed),
     so the node's grid may differ from the file's by an index flip; compared through the index map.
     """
-    from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume
+    from BrainTumorXAILib.slicer_bridge.nodes import niftiArrayFromVolume
 
     data, m = niftiArrayFromVolume(node)
     t = np.linalg.inv(np.asarray(affine, float)) @ m  # node index -> file index

@@ -170,7 +170,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, small_case, tiny_ch
 
 
 def test_output_jobs_get_threads_by_cpu_count():
-    from BrainTumorXAILib.analyze import OUTPUT_THREADS_MIN_CPUS, _output_workers
+    from BrainTumorXAILib.reporting.case_outputs import OUTPUT_THREADS_MIN_CPUS, _output_workers
 
     assert _output_workers(4, cpus=1) == 1
     # Write, figures and the trust report together, then the rest.

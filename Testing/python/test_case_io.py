@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from BrainTumorXAILib.io import grid
-from BrainTumorXAILib.io.case_io import (find_case_files, list_cases, load_case, load_volume, save_label_map,
-                                      save_volume, scan_case)
+from BrainTumorXAILib.io.case_files import find_case_files, list_cases, scan_case
+from BrainTumorXAILib.io.case_io import load_case, load_volume
+from BrainTumorXAILib.io.nifti_writer import save_label_map, save_volume
 from BrainTumorXAILib.errors import CaseError
 from BrainTumorXAILib.io.labels import CONVENTIONS, SEQUENCES
 from nifti_factory import (case_files, folder_hashes, lps_affine, make_case, oblique_affine, phantom,
@@ -354,21 +355,21 @@ def test_save_volume_ignores_reference_scaling(tmp_path):
 def test_gzipped_volumes_are_standard_gzip_of_what_nibabel_writes(tmp_path, monkeypatch):
     """Chunked, threaded compression (zero-heavy chunks run-length coded, dense ones not): any gzip reader
     gets exactly nibabel's uncompressed file, and the bytes do not depend on the number of threads."""
-    from BrainTumorXAILib.io import case_io
+    from BrainTumorXAILib.io import nifti_writer
 
-    monkeypatch.setattr(case_io, "GZIP_CHUNK", 4096)  # many chunks on a small volume
+    monkeypatch.setattr(nifti_writer, "GZIP_CHUNK", 4096)  # many chunks on a small volume
     rng = np.random.default_rng(0)
     values = np.zeros((30, 26, 21), np.float32)
     values[5:25, 4:20, 3:18] = rng.random((20, 16, 15), dtype=np.float32)  # zero outside, dense inside
     values[:, :, -2:] = 1.0  # a non-zero fill: the default strategy
     written = {}
     for workers in (1, 3):
-        monkeypatch.setattr(case_io, "_compress_workers", lambda w=workers: w)
+        monkeypatch.setattr(nifti_writer, "_compress_workers", lambda w=workers: w)
         path = save_volume(values, lps_affine(), tmp_path / f"w{workers}.nii.gz", dtype=np.float32)
         written[workers] = path.read_bytes()
     assert written[1] == written[3]
     nib.save(nib.Nifti1Image(values, lps_affine(),
-                             header=case_io._output_header(None, lps_affine(), np.float32)), tmp_path / "ref.nii")
+                             header=nifti_writer._output_header(None, lps_affine(), np.float32)), tmp_path / "ref.nii")
     assert gzip.decompress(written[1]) == (tmp_path / "ref.nii").read_bytes()
     np.testing.assert_array_equal(nib.load(tmp_path / "w1.nii.gz").get_fdata(dtype=np.float32), values)
 

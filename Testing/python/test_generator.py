@@ -16,7 +16,7 @@ from BrainTumorXAILib.io.labels import SEQUENCES
 from training.generator.appearance import draw_means
 from training.generator.atlas import load_atlas
 from training.generator.synthetic import SynthSettings, synthetic_patch
-from training.generator.tumour import draw_spec, tumour_labels
+from training.generator.tumour_labels import draw_spec, tumour_labels
 
 T1, T1CE, T2, FLAIR = (SEQUENCES.index(s) for s in ("t1", "t1ce", "t2", "flair"))
 
@@ -200,7 +200,7 @@ def test_mixture_draws_both_sources_and_drops_sequences(tmp_path):
     from training.generator.mixture import MixtureDataset, RealStore, load_sources
 
     _brats2013_case(tmp_path / "pat0001")
-    spec = load_sources(_sources(tmp_path))
+    spec = load_sources(_sources(tmp_path), tmp_path)
     assert spec.optional_sequences == ("t1", "t2")
     norm = {"method": "zscore", "crop": "brain", "window": 32, "spacing": [2.0] * 3, "multiple_of": 16}
     store = RealStore(spec.real, norm)
@@ -226,7 +226,7 @@ def test_sources_file_errors_are_one_line(tmp_path, bad, message):
     from training.generator.mixture import load_sources
 
     with pytest.raises(BrainTumorXAIError, match=message):
-        load_sources(_sources(tmp_path, **bad))
+        load_sources(_sources(tmp_path, **bad), tmp_path)
 
 
 # --------------------------------------------------------------------------- tumours inserted into real brains
@@ -286,7 +286,7 @@ def test_mixture_draws_inserted_tumours_and_records_their_settings(tmp_path):
 
     _brats2013_case(tmp_path / "pat0001")
     spec = load_sources(_sources(tmp_path, synthetic={"weight": 0.0}, real={"weight": 0.0, "cases": ["pat0001"]},
-                                 inserted={"weight": 1.0, "settings": {"kinds": {"solid": 1.0}}}))
+                                 inserted={"weight": 1.0, "settings": {"kinds": {"solid": 1.0}}}), tmp_path)
     assert spec.record()["inserted"] == {"weight": 1.0, "settings": {"spacing": 2.0, "margin_mm": 12.0,
                                                                      "kinds": {"solid": 1.0}}}
     norm = {"method": "zscore", "crop": "brain", "window": 32, "spacing": [2.0] * 3, "multiple_of": 16}
@@ -331,9 +331,9 @@ def test_training_on_sources_records_the_recipe_and_resumes_on_another_mixture(t
     _brats2013_case(tmp_path / "pat0002", seed=1)
     sources = _sources(tmp_path, validation=[{"path": "pat0002", "labels": "expert"}])
     run = tmp_path / "run"
-    common = ["--out", str(run), "--spacing", "2", "--patch", "32", "--batch", "1", "--steps-per-epoch", "2",
-              "--base-channels", "4", "--depth", "2", "--val-mc-samples", "0", "--quiet", "--warmup-steps", "1",
-              "--keep-epochs"]
+    common = ["--out", str(run), "--data-root", str(tmp_path), "--spacing", "2", "--patch", "32", "--batch", "1",
+              "--steps-per-epoch", "2", "--base-channels", "4", "--depth", "2", "--val-mc-samples", "0", "--quiet",
+              "--warmup-steps", "1", "--keep-epochs"]
     assert train_main(["--sources", str(sources), "--epochs", "1", *common]) == 0
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["normalisation"]["spacing"] == [2.0, 2.0, 2.0]
@@ -389,13 +389,13 @@ def test_ablation_arms_are_synthetic_only_and_each_switches_off_one_part():
     from training.generator.mixture import load_sources
 
     folder = Path(__file__).resolve().parents[2] / "training" / "sources" / "ablation"
-    full = asdict(load_sources(folder / "synthetic_only.json").synth)
+    full = asdict(load_sources(folder / "synthetic_only.json", folder).synth)
     expected = {"no_mimics": {"mimics": False}, "no_random_contrast": {"random_contrast_share": 0.0},
                 "no_mass_effect": {"mass_effect": False}, "no_resolution": {"resolution": False},
                 "no_deformation": {"rotate_deg": 0.0, "scale": [1.0, 1.0], "elastic_vox": 0.0}, "synthetic_only": {}}
     assert sorted(p.stem for p in folder.glob("*.json")) == sorted(expected)
     for name, change in expected.items():
-        spec = load_sources(folder / f"{name}.json")
+        spec = load_sources(folder / f"{name}.json", folder)
         assert spec.real == [] and spec.real_weight == 0 and spec.inserted_weight == 0 and spec.synthetic_weight == 1
         assert [Path(c["path"]).name for c in spec.validation] == ["pat0005", "pat0006"]
         settings = asdict(spec.synth)

@@ -55,7 +55,7 @@ def test_dropout_checkpoint_runs_without_t1_t2_and_reports_it(small_case, tmp_pa
 
 def test_missing_sequence_equals_a_zero_channel_after_normalisation(small_case, tmp_path):
     """What the network sees for an absent T2 is exactly a zero channel, whatever the T2 file held."""
-    from BrainTumorXAILib.analyze import network_input
+    from BrainTumorXAILib.inference.case_prediction import network_input
     from BrainTumorXAILib.io.case_io import load_case
 
     meta = {"sequences": ["t1", "t1ce", "t2", "flair"], "normalisation": {**NORM, "optional_sequences": ["t2"]}}

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from BrainTumorXAILib.analyze import AnalysisOptions, predict_case
+from BrainTumorXAILib.analysis_options import AnalysisOptions
+from BrainTumorXAILib.inference.case_prediction import predict_case
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model

@@ -74,7 +74,7 @@ def test_float32_maps_are_thresholded_in_float64():
 
 def test_trust_figures_are_written(tmp_path):
     from BrainTumorXAILib.reporting.trust_figures import reliability_figure, where_to_look_figure
-    from BrainTumorXAILib.reporting.uncertainty_quality import region_uncertainty_quality
+    from BrainTumorXAILib.reporting.region_uncertainty_quality import region_uncertainty_quality
 
     u, probs = _case()
     regions, labels = review_regions(u, probs, AFFINE, threshold=0.693, return_labels=True)

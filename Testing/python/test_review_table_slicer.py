@@ -11,8 +11,8 @@ slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not inst
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.review import ReviewLogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.review import ReviewLogic  # noqa: E402
 
 
 def test_table_rows_and_jump(tmp_path):
@@ -46,9 +46,9 @@ def _with_trust_report(out, regions, card=None) -> dict:
 
 
 def test_loaded_run_has_its_review_table_and_the_preset_shows_entropy_there(tmp_path):
-    from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
-    from BrainTumorXAILib.slicer.review import REVIEW_KIND, TRUST_COLUMN
-    from BrainTumorXAILib.reporting.trust_card import NOT_MEASURED, TRUST_FORMAT
+    from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic
+    from BrainTumorXAILib.slicer_bridge.review import REVIEW_KIND, TRUST_COLUMN
+    from BrainTumorXAILib.reporting.checkpoint_trust import NOT_MEASURED, TRUST_FORMAT
     from slicer_results_factory import make_case_and_results
 
     _, out, _ = make_case_and_results(tmp_path)
@@ -103,9 +103,9 @@ def test_loaded_run_has_its_review_table_and_the_preset_shows_entropy_there(tmp_
 
 
 def test_results_without_a_trust_report_have_no_review_table_and_say_not_measured(tmp_path):
-    from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic
-    from BrainTumorXAILib.slicer.review import TRUST_COLUMN
-    from BrainTumorXAILib.reporting.trust_card import NOT_MEASURED
+    from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic
+    from BrainTumorXAILib.slicer_bridge.review import TRUST_COLUMN
+    from BrainTumorXAILib.reporting.checkpoint_trust import NOT_MEASURED
     from slicer_results_factory import make_case_and_results
 
     _, out, _ = make_case_and_results(tmp_path)

@@ -16,11 +16,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from BrainTumorXAILib.cli import main  # noqa: E402
 from BrainTumorXAILib.io.labels import SEQUENCES, TUMOUR_CLASSES, to_internal  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.constants import ATTR_KIND  # noqa: E402
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
-from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume  # noqa: E402
-from BrainTumorXAILib.slicer.scene import SLICE_VIEWS, ensure_slice_views  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.constants import ATTR_KIND  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.nodes import niftiArrayFromVolume  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.mrb_from_results import SLICE_VIEWS, ensure_slice_views  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import assert_segmentation_on_grid  # noqa: E402

@@ -18,7 +18,7 @@ pytest.importorskip("vtk", reason="VTK (from the slicer-core wheel) checks the V
 import slicer_api_calls as guard  # noqa: E402
 from slicer_api_headers import decorated_methods, parse_class  # noqa: E402
 
-RESULTS = "BrainTumorXAI/BrainTumorXAILib/slicer/results.py"
+RESULTS = "BrainTumorXAI/BrainTumorXAILib/slicer_bridge/results.py"
 
 
 def test_every_slicer_call_of_the_module_is_declared_in_slicer_5_8_and_5_6():

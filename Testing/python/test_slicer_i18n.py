@@ -6,12 +6,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from BrainTumorXAILib.slicer import i18n
+from BrainTumorXAILib.slicer_bridge import i18n
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "BrainTumorXAI"
 #: The self-test's messages stay untranslated (as Slicer's own self-tests); everything else is the module's.
 FILES = [p for p in [MODULE_DIR / "BrainTumorXAI.py", *sorted((MODULE_DIR / "BrainTumorXAIGui").glob("*.py")),
-                     *sorted((MODULE_DIR / "BrainTumorXAILib" / "slicer").glob("*.py"))] if p.name != "selftest.py"]
+                     *sorted((MODULE_DIR / "BrainTumorXAILib" / "slicer_bridge").glob("*.py"))] if p.name != "selftest.py"]
 TREES = {p: ast.parse(p.read_text(encoding="utf-8")) for p in FILES}
 #: Calls whose text arguments reach the user: errors the panel shows, dialogs, legend titles, table tooltips.
 SINKS = {"BrainTumorXAIError", "CaseError", "errorDisplay", "confirmOkCancelDisplay", "SetTitleText"}

@@ -15,11 +15,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
 from BrainTumorXAILib.io.labels import CLASS_COLORS, TUMOUR_CLASSES  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.constants import ATTR_RUN, TERMINOLOGY_TYPES  # noqa: E402
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
-from BrainTumorXAILib.slicer.nodes import niftiArrayFromVolume  # noqa: E402
-from BrainTumorXAILib.slicer.render import render_views  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.constants import ATTR_RUN, TERMINOLOGY_TYPES  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.nodes import niftiArrayFromVolume  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.render import render_views  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import (assert_same_world_array, assert_segmentation_on_grid,  # noqa: E402
@@ -207,7 +207,7 @@ def test_ground_truth_is_outlined_in_2d_and_kept_out_of_the_3d_presets(loaded):
 
 def test_overlay_colour_legend(loaded):
     scene, logic, inputs, folder, _, _ = loaded
-    from BrainTumorXAILib.slicer.scene import ensure_slice_views
+    from BrainTumorXAILib.slicer_bridge.mrb_from_results import ensure_slice_views
 
     ensure_slice_views(scene)
     overlays = logic.runNodes(folder)["overlays"]
@@ -244,7 +244,7 @@ def test_overlay_colour_legend(loaded):
 
 
 def _volume(scene, name, shape=(8, 9, 10), affine=None, fill=None, dtype=np.float32):
-    from BrainTumorXAILib.slicer.nodes import updateVolumeFromNiftiArray
+    from BrainTumorXAILib.slicer_bridge.nodes import updateVolumeFromNiftiArray
 
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     data = np.arange(np.prod(shape), dtype=dtype).reshape(shape) if fill is None else np.full(shape, fill, dtype)
@@ -290,7 +290,7 @@ def test_input_problem_reasons():
         other.GetSegmentation().AddEmptySegment("tumor")
         assert "no segment named NCR, ED, ET" in problem(vols, other)
         labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
-        from BrainTumorXAILib.slicer.nodes import updateVolumeFromNiftiArray
+        from BrainTumorXAILib.slicer_bridge.nodes import updateVolumeFromNiftiArray
 
         updateVolumeFromNiftiArray(labels, classes, np.eye(4))
         assert problem(vols, labels) == ""
@@ -305,7 +305,7 @@ def test_input_problem_reasons():
 def test_apply_check_overlap_matches_the_analysis():
     """The numpy-only overlap test of inputProblem agrees with the one the analysis applies."""
     from BrainTumorXAILib.io.grid import grids_overlap
-    from BrainTumorXAILib.slicer.inputs import _gridsOverlap
+    from BrainTumorXAILib.slicer_bridge.inputs import _gridsOverlap
 
     rng = np.random.default_rng(5)
     results = []
@@ -424,7 +424,7 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert fast[fast.index("--precision") + 1] == "bf16"
     assert "--no-enhancement-check" not in argv  # the check is on unless switched off
     assert "--no-enhancement-check" in logic.analysisCommand("/in", "/out", enhancementCheck=False)
-    from BrainTumorXAILib.io.case_io import scan_case
+    from BrainTumorXAILib.io.case_files import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}
     folder = logic.exportInputs(vols, tmp_path / "case", "Exported", groundTruth=inputs["seg"])
@@ -474,7 +474,7 @@ def test_background_process_progress_and_cancel_kills_the_group(tmp_path):
     polls that follow see the child and its children stop and the work folder removed."""
     import time
 
-    from BrainTumorXAILib.slicer.process import AnalysisProcess
+    from BrainTumorXAILib.slicer_bridge.process import AnalysisProcess
 
     work = tmp_path / "work"
     (work / "output").mkdir(parents=True)
@@ -512,7 +512,7 @@ def test_cancel_escalates_to_kill_after_the_grace_period(tmp_path):
     """A child that ignores SIGINT is killed by a later poll once the grace period has passed."""
     import time
 
-    from BrainTumorXAILib.slicer.process import AnalysisProcess
+    from BrainTumorXAILib.slicer_bridge.process import AnalysisProcess
 
     work = tmp_path / "work"
     work.mkdir()
@@ -539,7 +539,7 @@ def test_cancel_escalates_to_kill_after_the_grace_period(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_cancel_can_wait(tmp_path):
     """``cancel(wait=True)`` (module cleanup, scripts) returns only when the process is gone."""
-    from BrainTumorXAILib.slicer.process import AnalysisProcess
+    from BrainTumorXAILib.slicer_bridge.process import AnalysisProcess
 
     work = tmp_path / "work"
     work.mkdir()
@@ -551,8 +551,8 @@ def test_cancel_can_wait(tmp_path):
 
 def test_module_helpers_moved_into_the_logic():
     """What the module file delegates: case ids for export, the chosen weights, the sample data source."""
-    from BrainTumorXAILib.slicer.extension import REQUIREMENTS, missingRequirements, sampleDataSource
-    from BrainTumorXAILib.slicer.inputs import safeCaseId
+    from BrainTumorXAILib.slicer_bridge.extension import REQUIREMENTS, missingRequirements, sampleDataSource
+    from BrainTumorXAILib.slicer_bridge.inputs import safeCaseId
 
     assert safeCaseId("BraTS2021_00001_t1ce") == "BraTS2021-00001"
     assert safeCaseId("BraTS-GLI-00002-000-t1c") == "BraTS-GLI-00002-000"

@@ -21,12 +21,12 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
 from BrainTumorXAILib.errors import BrainTumorXAIError, CaseError  # noqa: E402
-from BrainTumorXAILib.io.case_io import scan_case  # noqa: E402
+from BrainTumorXAILib.io.case_files import scan_case  # noqa: E402
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.constants import TERMINOLOGY_TYPES, terminologyEntry  # noqa: E402
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
-from BrainTumorXAILib.slicer.process import AnalysisProcess  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.constants import TERMINOLOGY_TYPES, terminologyEntry  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.process import AnalysisProcess  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_results_factory import assert_same_world_array, flipped_oblique_affine, make_case_and_results  # noqa: E402
@@ -196,7 +196,7 @@ def test_checkpoint_optional_sequences_are_read_without_torch(tmp_path):
     plain = save_checkpoint(tmp_path / "plain.pt", build_model("unet", base_channels=4, depth=2),
                             normalisation={"method": "zscore"}, provenance={"seed": 0})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    code = ("import sys; from BrainTumorXAILib.slicer.checkpoint_info import checkpointOptionalSequences as f; "
+    code = ("import sys; from BrainTumorXAILib.slicer_bridge.checkpoint_info import checkpointOptionalSequences as f; "
             f"print(f({str(path)!r}), f({str(plain)!r}), f({str(tmp_path / 'junk.pt')!r}), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -250,7 +250,7 @@ def test_poll_never_blocks_while_a_launcher_child_holds_the_pipe():
 
 
 def test_analysis_command_environment_and_install_helpers():
-    from BrainTumorXAILib.slicer import extension
+    from BrainTumorXAILib.slicer_bridge import extension
 
     logic_cls = BrainTumorXAILogic
     argv = logic_cls.analysisCommand(logic_cls.__new__(logic_cls), "/in", "/out")
@@ -267,12 +267,12 @@ def test_analysis_command_environment_and_install_helpers():
 
 
 def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
-    from BrainTumorXAILib.slicer.extension import sampleDataSource, sha256
+    from BrainTumorXAILib.slicer_bridge.extension import sampleDataSource, sha256
 
     source = sampleDataSource("/icons")
     assert source is not None and source["thumbnailFileName"] == "/icons/BrainTumorXAI.png"
     # The file types under the keyword the running Slicer takes (the signatures of 5.6.2 and 5.8.1/5.10.0).
-    from BrainTumorXAILib.slicer.extension import sampleDataFileTypesKeyword
+    from BrainTumorXAILib.slicer_bridge.extension import sampleDataFileTypesKeyword
 
     def register_5_6(category, sampleName, uris, fileNames, nodeNames, loadFileType="VolumeFile", checksums=None):
         pass
@@ -289,7 +289,7 @@ def test_sample_data_source_has_checksums_and_imports_no_scipy(tmp_path):
     for uri, checksum in zip(source["uris"], source["checksums"]):
         path = Path(uri.removeprefix("file://"))
         assert checksum == f"SHA256:{sha256(path)}" and path.name in source["fileNames"]
-    code = ("import sys; from BrainTumorXAILib.slicer.extension import sampleDataSource; "
+    code = ("import sys; from BrainTumorXAILib.slicer_bridge.extension import sampleDataSource; "
             "assert sampleDataSource('/icons'); print(sorted(m for m in ('scipy', 'nibabel', 'torch', 'skimage') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -340,7 +340,7 @@ def test_a_failed_ground_truth_leaves_no_empty_segmentation(results, scene, monk
 def test_the_self_test_loop_has_a_deadline_and_never_leaves_the_analysis_running(tmp_path):
     """The self-test's wait (``pollUntilDone``): a run past the deadline, or an error while waiting, is cancelled
     and gone (folders removed) before the error goes on; a finished run hands over all its progress."""
-    from BrainTumorXAILib.slicer.process import pollUntilDone
+    from BrainTumorXAILib.slicer_bridge.process import pollUntilDone
 
     def sleeper(name):
         work = tmp_path / name
@@ -369,7 +369,7 @@ def test_the_self_test_loop_has_a_deadline_and_never_leaves_the_analysis_running
 def test_auto_fill_never_pairs_volumes_of_two_cases(results, scene, tmp_path):
     """Load case A, then case B without T1: B's inputs stay without T1 (A's T1 is another patient's), whatever
     auto-fill is asked; volumes of one DICOM study (one subject-hierarchy parent) are paired among themselves."""
-    from BrainTumorXAILib.slicer.session import caseFields
+    from BrainTumorXAILib.slicer_bridge.session import caseFields
 
     case_dir, _, _ = results
     logic = BrainTumorXAILogic(scene)

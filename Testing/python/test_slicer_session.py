@@ -1,4 +1,4 @@
-"""The module panel's Qt-free part (``BrainTumorXAILib.slicer.session`` and the install decisions of
+"""The module panel's Qt-free part (``BrainTumorXAILib.slicer_bridge.session`` and the install decisions of
 ``extension``): what Apply needs, the run bookkeeping, the status texts, the slot guard."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("'slicer' is not the slicer-core MRML package", allow_module_level=True)
 
 from BrainTumorXAILib.errors import BrainTumorXAIError  # noqa: E402
-from BrainTumorXAILib.slicer import extension, session  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.logic import BrainTumorXAILogic  # noqa: E402
-from BrainTumorXAILib.slicer.session import RunSession  # noqa: E402
+from BrainTumorXAILib.slicer_bridge import extension, session  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.logic import BrainTumorXAILogic  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.session import RunSession  # noqa: E402
 
 SEQS = ("t1", "t1ce", "t2", "flair")
 

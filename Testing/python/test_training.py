@@ -161,7 +161,7 @@ def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
 
 def test_evaluate_and_preprocess_cache(tiny_data, tmp_path):
     from training.evaluate import main as eval_main
-    from training.preprocess import main as cache_main
+    from training.build_cache import main as cache_main
 
     cache = tmp_path / "cache"
     assert cache_main(["--data", str(tiny_data), "--out", str(cache), "--patch", "32", "--depth", "2", "--quiet"]) == 0
@@ -182,7 +182,7 @@ def test_evaluate_and_preprocess_cache(tiny_data, tmp_path):
 
 
 def test_cache_preprocessing_wins_and_cases_keep_their_folder_names(tiny_data, tmp_path):
-    from training.preprocess import main as cache_main
+    from training.build_cache import main as cache_main
     from training.train import Trainer
 
     data = tmp_path / "data"

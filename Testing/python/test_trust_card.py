@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from BrainTumorXAILib.reporting.trust_card import (NOT_MEASURED, TRUST_FORMAT, checkpoint_trust, region_text, side_file,
+from BrainTumorXAILib.reporting.checkpoint_trust import (NOT_MEASURED, TRUST_FORMAT, checkpoint_trust, region_text, side_file,
                                          summary_trust, validate_trust)
 
 CARD = {"format": TRUST_FORMAT, "source": "evaluate, 8 validation cases", "cases": 8, "estimator": "mc_dropout",
@@ -54,7 +54,7 @@ def test_training_trust_card_attaches_the_validation_means(small_case, tiny_chec
     import csv
 
     from BrainTumorXAILib.models.checkpoint import load_model
-    from BrainTumorXAILib.reporting.trust_card import checkpoint_trust
+    from BrainTumorXAILib.reporting.checkpoint_trust import checkpoint_trust
     from training.evaluate import main as eval_main
     from training.trust_card import main as card_main
 

@@ -34,7 +34,7 @@ def _deadline(request):
 
 
 def _serve(tmp_path, trust):
-    from BrainTumorXAILib.reporting.trust_card import TRUST_FORMAT
+    from BrainTumorXAILib.reporting.checkpoint_trust import TRUST_FORMAT
     from BrainTumorXAILib.web.jobs import JobOptions, cache_folder
     from slicer_results_factory import make_case_and_results
 

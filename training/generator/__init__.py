@@ -8,7 +8,7 @@ carry the signal (enhancement on T1ce relative to T1, oedema bright on
 FLAIR/T2, necrosis dark on T1ce).
 
 - ``atlas``: tissue probability maps (CSF, GM, WM) on the network grid.
-- ``tumour``: tumour label maps of many kinds (ring-enhancing, solid,
+- ``tumour_labels``: tumour label maps of many kinds (ring-enhancing, solid,
   non-enhancing, multifocal, small and large) with mass effect.
 - ``appearance``: per-label intensities per sequence and the image artefacts.
 - ``synthetic``: one synthetic patch = atlas + deformation + tumour + appearance.

@@ -13,6 +13,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from BrainTumorXAILib.synth.anatomy import load_templates
+
 TISSUES: tuple[str, ...] = ("csf", "gm", "wm")
 
 
@@ -32,8 +34,6 @@ class Atlas:
 
 @lru_cache(maxsize=4)
 def load_atlas(spacing: float = 2.0) -> Atlas:
-    from BrainTumorXAILib.synth.anatomy import load_templates
-
     t1, gm, wm, affine = load_templates()
     zooms = np.abs(np.diag(affine)[:3])
     brain = (t1 > 0.2).astype(np.float32)

@@ -25,7 +25,7 @@ from BrainTumorXAILib.io.labels import SEQUENCES
 
 from ..data import cut_patch, patch_start
 from .fields import smooth_noise
-from .tumour import KINDS, draw_spec, tumour_labels
+from .tumour_labels import KINDS, draw_spec, tumour_labels
 
 #: z-unit ranges (low, high) per class, relative to the healthy median around the insertion; on FLAIR
 #: and T2, necrosis and enhancing tumour are offsets from the oedema level drawn for that sample.

@@ -3,13 +3,13 @@
 A sources file (JSON) says what to mix::
 
     {"synthetic": {"weight": 0.5, "settings": {"spacing": 2.0, ...}},
-     "real": {"weight": 0.3, "cases": [{"path": "…/BRATS2013/pat0001", "labels": "expert"}, …]},
+     "real": {"weight": 0.3, "cases": [{"path": "BRATS2013/pat0001", "labels": "expert"}, …]},
      "inserted": {"weight": 0.2, "settings": {"kinds": {...}}},
-     "validation": [{"path": "…/BRATS2013/pat0005", "labels": "expert"}, …],
+     "validation": [{"path": "BRATS2013/pat0005", "labels": "expert"}, …],
      "sequence_dropout": {"t1": 0.3, "t2": 0.3}}
 
-Paths are relative to the sources file.  Each sample picks a source by weight (seeded per
-(seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
+Case paths are relative to the data root (``training.train --data-root``).  Each sample picks a source by
+weight (seeded per (seed, epoch, index), so a resumed run draws the same batches); a real case is picked uniformly,
 a patch cut with tumour oversampling and augmented as in ``training.data``; an ``inserted`` sample
 paints a generator tumour into a real training case away from its own tumour (``insertion``) and is
 augmented as a real patch.  Sequence dropout
@@ -73,13 +73,14 @@ def _cases(items, base: Path, where: str) -> list:
     return out
 
 
-def load_sources(path: Path) -> SourceSpec:
+def load_sources(path: Path, data_root: Path) -> SourceSpec:
+    """The sources file ``path``; its real cases' paths are relative to ``data_root``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BrainTumorXAIError(f"{path}: cannot read the sources file ({exc})") from None
-    base = path.parent
+    base = Path(data_root)
     synth = data.get("synthetic", {})
     real = data.get("real", {})
     inserted = data.get("inserted", {})

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from BrainTumorXAILib.errors import BrainTumorXAIError
+from BrainTumorXAILib.io.case_io import load_case
+from BrainTumorXAILib.inference.case_prediction import network_input
 from BrainTumorXAILib.io.labels import SEQUENCES
 
 BRATS2013_FILES = {"flair": "Flair_subtrMeanDivStd", "t1ce": "T1c_subtrMeanDivStd"}
@@ -50,8 +53,6 @@ def is_brats2013(folder: Path) -> bool:
 
 
 def read_brats2013(folder: Path) -> RealCase:
-    import nibabel as nib
-
     folder = Path(folder)
     paths = {seq: _nifti(folder, stem) for seq, stem in BRATS2013_FILES.items()}
     for name, path in [*paths.items(), ("labels", _nifti(folder, BRATS2013_LABELS)),
@@ -76,8 +77,6 @@ def read_brats2013(folder: Path) -> RealCase:
 
 
 def read_brats(folder: Path, optional: tuple[str, ...] = ()) -> RealCase:
-    from BrainTumorXAILib.io.case_io import load_case
-
     case = load_case(folder, optional=optional)
     if case.label is None:
         raise BrainTumorXAIError(f"{folder}: no ground-truth segmentation (_seg / -seg) to train on")
@@ -93,8 +92,6 @@ def read_real(folder: Path, optional: tuple[str, ...] = ("t1", "t2")) -> RealCas
 def prepare_real(case: RealCase, normalisation: dict):
     """(image (4, ...) float32 on the network grid, label uint8, transform): exactly what ``analyze`` feeds the
     network (``network_input``), absent channels 0."""
-    from BrainTumorXAILib.analyze import network_input
-
     image, _, transform, _ = network_input(case, {"sequences": list(SEQUENCES), "normalisation": normalisation})
     label = transform.apply(case.label, order=0).astype(np.uint8)
     return image, label, transform

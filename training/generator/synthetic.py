@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .appearance import draw_means, render
 from .atlas import Atlas, load_atlas
 from .fields import random_rotation, smooth_noise
-from .tumour import KINDS, draw_spec, tumour_labels
+from .tumour_labels import KINDS, draw_spec, tumour_labels
 
 
 @dataclass

@@ -2,9 +2,8 @@
 
 ``fp32`` is the exact path.  ``bf16`` runs convolutions under ``torch.autocast`` in bfloat16 (weights,
 softmax, statistics and blending stay float32): on a CPU with native bf16 (Intel AMX or AVX512-BF16)
-one 80x96x80 forward pass of the default network takes 0.18 s against 0.42 s, and a training step
-0.38 s against 0.90 s; without native support bf16 is emulated and slower than fp32.  ``fp16`` is
-CUDA-only (the classic AMP).  ``auto`` takes bf16 where the hardware computes it natively and fp32
+it is about twice as fast as fp32 (docs/performance.md); without native support bf16 is emulated and
+slower.  ``fp16`` is CUDA-only (the classic AMP).  ``auto`` takes bf16 where the hardware computes it natively and fp32
 elsewhere.  The default everywhere is ``fp32``: a segmentation must not change with the machine it
 runs on unless the user asks for speed.
 """

@@ -14,18 +14,15 @@ That shortcut is exact only when the encoder holds no dropout.  A model built
 with ``dropout_in_encoder`` runs the whole network (encoder and decoder) per MC
 sample instead, each with its own masks everywhere: slower, but correct.
 Batch sizes follow a voxel budget per network call (``VOXEL_BUDGET``): on the
-CPU batched 3D convolutions pay off up to about a million voxels per call
-(4 windows of 64^3 decode 1.6x faster per window than one at a time), on CUDA
-up to far more.  MC samples of one window are decoded ``mc_batch`` at a time
+CPU batched 3D convolutions pay off up to about a million voxels per call, on
+CUDA up to far more.  MC samples of one window are decoded ``mc_batch`` at a time
 (default: as many as ``MC_VOXEL_BUDGET`` holds).  On the CPU the shared
 features reach every sample as broadcast views (no copy per batch), and one
-80x96x80 sample at a time is then the fastest: 20 samples 4.3 s against
-4.7 s in batches of 4 on an idle 2-core machine (values equal to ~4e-7, the
+80x96x80 sample at a time is then the fastest (values equal to ~4e-7, the
 moments' summation order); 64^3 windows still go 4 at a time.
 On the CPU the MC decoder batches run channels-last (NDHWC): oneDNN's 3D
-convolutions then skip their layout reorders (a light-decoder MC sample 0.50 s
-instead of 0.58 s in batches of 4, on a loaded 2-core machine; a single
-deterministic pass gains nothing, instance norm copies back, so the encoder
+convolutions then skip their layout reorders (a single deterministic pass
+gains nothing, instance norm copies back, so the encoder
 and the deterministic / Grad-CAM decode stay contiguous).  Only the float
 summation order changes (logits agree to ~1e-5); the model's parameters are
 left as they are.
@@ -295,8 +292,8 @@ def _weights_channels_last(model: nn.Module, enabled: bool):
     (a training model may keep channels-last weights itself: its layout must not change under it).
 
     With channels-last weights oneDNN keeps every conv output channels-last, whatever layout
-    instance norm hands back; a transposed conv then runs 4x faster (0.12 s against 0.49 s
-    for 4 samples at 40x48x40 -> 80x96x80), which is most of the MC decode's gain.
+    instance norm hands back; a transposed conv then runs several times faster, which is most of the MC
+    decode's gain.
     """
     weights = [p for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))
                for p in (m.weight,) if p.ndim == 5] if enabled else []

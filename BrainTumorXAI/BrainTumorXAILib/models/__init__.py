@@ -1,4 +1,5 @@
-"""3D U-Net family (plain, residual, attention) with MC-Dropout-ready decoders."""
+"""3D U-Net family (plain, residual, attention) with MC-Dropout-ready decoders; self-describing checkpoints
+(``checkpoint``) and their stored calibration (``head_calibration``)."""
 
 from .dropout import (
     MCDropout3d,

@@ -1,1 +1,2 @@
-"""Reporting: metrics, uncertainty calibration, surface meshes, PNG figures and the atomic output folder."""
+"""Reporting: an analysis's outputs (volumes, figures, surface meshes, metrics), its trust report (uncertainty
+quality, review regions, explanation checks, the checkpoint's trust card) and the atomic output folder."""

@@ -26,8 +26,10 @@ import time
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 from torch import nn
 
+from ..inference.predictor import Predictor
 from ..io.labels import CLASS_NAMES
 
 DELETION_FRACTIONS = (0.02, 0.05, 0.1, 0.2)
@@ -86,8 +88,6 @@ def randomised_copy(model: nn.Module, n_blocks: int, seed: int = 0) -> nn.Module
 
 def spearman(a, b, mask=None, max_voxels: int = SPEARMAN_MAX_VOXELS, seed: int = 0) -> float:
     """Spearman rank correlation of two maps over ``mask`` (a fixed random subset above ``max_voxels``)."""
-    from scipy.stats import rankdata
-
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     idx = np.flatnonzero(np.ones(a.shape, bool) if mask is None else np.asarray(mask, bool))
     if idx.size > max_voxels:
@@ -183,8 +183,6 @@ def deletion_check(volume, brain, cams: dict, reference_classes, run_probs, frac
 def explanation_checks(model, device, volume, brain, maps, window, overlap: float = 0.5, layer: str | None = None,
                        steps: int = RANDOMISATION_STEPS, fractions=DELETION_FRACTIONS, seed: int = 0) -> dict:
     """All checks for one preprocessed volume and its ``PredictionMaps`` (network grid), JSON-serialisable."""
-    from ..inference.predictor import Predictor
-
     t0 = time.perf_counter()
     classes = sorted(maps.gradcam)
     if not classes:

@@ -6,7 +6,7 @@ orientation (exact flips/permutations, no resampling) and drawn as Slicer's
 default slice views show them: radiological convention (patient's right on the
 viewer's left) for axial and coronal, anterior on the left for sagittal, with
 the true voxel aspect ratio.  Each figure is composited in numpy and drawn as
-one image -- a matplotlib axes per panel would cost ~20 ms each.
+one image -- a matplotlib axes per panel would cost far more.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def batch_region_dice(pred_classes, ref_classes, regions: Sequence[str] = tuple(
 
 def class_argmax(probs) -> np.ndarray:
     """``probs.argmax(axis=0)`` as uint8 (first maximum on ties, as numpy), by one comparison per class:
-    numpy's argmax over the leading axis of a (C, X, Y, Z) volume is a strided scan, 5x slower."""
+    numpy's argmax over the leading axis of a (C, X, Y, Z) volume is a strided scan, much slower."""
     probs = np.asarray(probs)
     if probs.shape[0] > 255:
         return probs.argmax(axis=0)

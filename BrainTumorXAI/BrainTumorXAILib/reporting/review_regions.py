@@ -12,6 +12,7 @@ The component label map (1 = first-ranked region) can be written for viewers.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES
@@ -24,8 +25,6 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
                    min_volume_ml: float = MIN_VOLUME_ML, max_regions: int = MAX_REGIONS,
                    return_labels: bool = False):
     """Ranked high-uncertainty regions (list of dicts; with ``return_labels`` also the ranked label map)."""
-    from scipy import ndimage
-
     full = np.asarray(uncertainty)
     probs = np.asarray(probabilities)
     affine = np.asarray(affine, np.float64)

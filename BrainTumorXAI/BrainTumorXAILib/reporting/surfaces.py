@@ -16,11 +16,12 @@ whose header is lost by another tool still lands in the right place.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-# The VTK modules used, not the ``vtk`` package (which loads all ~150 of them: 0.7 s of every analysis).
+# The VTK modules used, not the ``vtk`` package (which loads all ~150 of them, a noticeable start-up cost).
 from vtkmodules.util import numpy_support
 from vtkmodules.util.vtkConstants import VTK_UNSIGNED_CHAR
 from vtkmodules.vtkCommonCore import vtkStringArray
@@ -36,6 +37,7 @@ from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLPolyDataWriter
 
 from ..io.grid import mask_box
 from ..io.labels import CLASS_NAMES, TUMOUR_CLASSES, region_mask
+from ..runtime import usable_cpus
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 SPACE_ARRAY = "SPACE"  # Slicer's tag name ("following NRRD naming convention")
@@ -132,9 +134,8 @@ def mask_surface(mask, affine, *, smoothing: float = 0.5, decimation: float = 0.
     normals.SetInputData(surface)
     # Flying edges already winds every component outward (cavities included), so no
     # AutoOrientNormals: it would point a hollow shell's inner wall into the solid, and no
-    # consistency pass: its ordering is already consistent (measured: identical triangles and
-    # normals with and without it on a real brain and on noisy 760k-point tumour surfaces,
-    # where the pass took 0.85 s of 1.9 s).
+    # consistency pass: its ordering is already consistent (identical triangles and normals
+    # with and without it on a real brain and on noisy tumour surfaces), and the pass is slow.
     normals.ConsistencyOff()
     normals.AutoOrientNormalsOff()
     normals.SplittingOff()
@@ -157,10 +158,6 @@ def case_surfaces(classes, brain_mask, affine, *, smoothing: float = 0.5,
 def _in_threads(jobs: dict) -> dict:
     """{name: job()} with the jobs run in threads: VTK releases the GIL inside its filters and
     writers, so independent surfaces build and write on several cores at once."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..runtime import usable_cpus
-
     workers = max(1, min(len(jobs), usable_cpus()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surface") as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
@@ -213,9 +210,8 @@ def write_surface(polydata: vtkPolyData, path, coordinate_system: str = "LPS") -
     header = f"3D Slicer output. SPACE={system}"
     if suffix == ".vtp":
         writer = vtkXMLPolyDataWriter()
-        # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) took 3.4x longer for a
-        # 113k-point brain (1.0 s against 0.30 s) and wrote 1.3x bigger files; zlib keeps every reader
-        # (Slicer, ParaView, vtk.js, meshio) able to open it.
+        # Raw appended binary, zlib level 1: the defaults (base64, zlib level 5) are slower and write bigger
+        # files; zlib keeps every reader (Slicer, ParaView, vtk.js, meshio) able to open it.
         writer.SetCompressorTypeToZLib()
         writer.SetCompressionLevel(1)
         writer.EncodeAppendedDataOff()

@@ -1,6 +1,6 @@
 """The trust report of one analysed case: ``summary.json["trust_report"]`` and its figures.
 
-- ``uncertainty_quality``: per region (WT, TC, ET), only with a ground truth (``uncertainty_quality.py``).
+- ``uncertainty_quality``: per region (WT, TC, ET), only with a ground truth (``region_uncertainty_quality.py``).
 - ``review``: the ranked high-uncertainty regions (``review_regions.py``), always; the figure
   ``figures/where_to_look.png`` and the label map ``review_regions.nii.gz`` (1 = first region).
 - ``explanation_checks``: only on request (``analyze --explanation-checks``; extra forward passes),
@@ -14,11 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis_options import AnalysisOptions
+from ..inference.case_prediction import CasePrediction, network_input
+from ..io.nifti_writer import save_volume
+from ..io.labels import SEQUENCES
+from ..io.network_grid import invert_stack
+from .explanation_checks import explanation_checks
+from .region_uncertainty_quality import region_uncertainty_quality
+from .review_regions import review_regions, review_summary
+from .trust_figures import reliability_figure, where_to_look_figure
 
-def deterministic_entropy_on_case_grid(prediction) -> np.ndarray | None:
+
+def deterministic_entropy_on_case_grid(prediction: CasePrediction) -> np.ndarray | None:
     """Entropy of the dropout-free softmax, mapped onto the case grid like every other map (None if not kept)."""
-    from ..io.preprocessing import invert_stack
-
     det = getattr(prediction.maps, "deterministic", None)
     if det is None:
         return None
@@ -29,10 +37,8 @@ def deterministic_entropy_on_case_grid(prediction) -> np.ndarray | None:
     return out
 
 
-def case_uncertainty_quality(case, prediction) -> dict | None:
+def case_uncertainty_quality(case, prediction: CasePrediction) -> dict | None:
     """Per-region uncertainty quality of a case with a ground truth (None without one)."""
-    from .uncertainty_quality import region_uncertainty_quality
-
     if getattr(case, "label", None) is None:
         return None
     grid = prediction.grid
@@ -42,11 +48,9 @@ def case_uncertainty_quality(case, prediction) -> dict | None:
                                       deterministic_entropy=deterministic_entropy_on_case_grid(prediction))
 
 
-def trust_report(folder: Path | None, case, prediction, model=None, device=None, meta=None, options=None) -> dict:
+def trust_report(folder: Path | None, case, prediction: CasePrediction, model=None, device=None, meta=None,
+                 options: AnalysisOptions | None = None) -> dict:
     """Everything above for one case; writes figures and the review label map into ``folder`` when given."""
-    from ..io.labels import SEQUENCES
-    from .review_regions import review_regions, review_summary
-
     t0 = time.perf_counter()
     grid = prediction.grid
     report: dict = {"uncertainty_quality": case_uncertainty_quality(case, prediction)}
@@ -56,16 +60,12 @@ def trust_report(folder: Path | None, case, prediction, model=None, device=None,
     report["review"] = review_summary(regions, threshold)
     figures = []
     if folder is not None:
-        from ..io.case_io import save_volume
-
         folder = Path(folder)
         # Integer ranks (0..max_regions): int16 holds them exactly in half the bytes of float32.
         save_volume(ranked.astype(np.int16), case.affine, folder / "review_regions.nii.gz", header=case.header,
                     dtype=np.int16)
         report["review"]["label_map"] = "review_regions.nii.gz"
-        if options is None or getattr(options, "figures", True):
-            from .trust_figures import reliability_figure, where_to_look_figure
-
+        if options is None or options.figures:
             background = case.images[SEQUENCES.index("t1ce")]
             figures.append(where_to_look_figure(background, grid["entropy"], ranked, regions, case.affine,
                                                 folder / "figures" / "where_to_look.png"))
@@ -73,17 +73,15 @@ def trust_report(folder: Path | None, case, prediction, model=None, device=None,
                 figures.append(reliability_figure(report["uncertainty_quality"], folder / "figures" / "reliability.png"))
     report["figures"] = [str(Path(p).relative_to(folder)) for p in figures]
     report["explanation_checks"] = None
-    if options is not None and getattr(options, "explanation_checks", False) and model is not None:
+    if options is not None and options.explanation_checks and model is not None:
         report["explanation_checks"] = case_explanation_checks(case, prediction, model, device, meta, options)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
 
-def case_explanation_checks(case, prediction, model, device, meta, options) -> dict:
+def case_explanation_checks(case, prediction: CasePrediction, model, device, meta: dict,
+                            options: AnalysisOptions) -> dict:
     """Explanation checks on the network grid (the preprocessing is rerun: it is cheap and deterministic)."""
-    from ..analyze import network_input
-    from .explanation_checks import explanation_checks
-
     volume, net_mask, _, _ = network_input(case, meta)
     window = int(meta.get("normalisation", {}).get("window", 128))
     return explanation_checks(model, device, volume, net_mask, prediction.maps, (window,) * 3,

@@ -81,5 +81,5 @@ def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # lossless either way; level 6 is 3x slower
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # lossless either way; level 6 is much slower
     return path

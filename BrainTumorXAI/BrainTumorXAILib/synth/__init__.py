@@ -17,7 +17,7 @@ The content depends only on the seed, shape, spacing and ``rng_params``; the
 ``affine`` argument changes the header geometry alone.
 
 Modules: ``params`` (the per-case random choices), ``anatomy`` (atlas, head pose, mass effect),
-``tumour`` (the layered glioma), ``contrasts`` (the four MR images), ``cases`` (the public API:
+``phantom_tumour`` (the layered glioma), ``contrasts`` (the four MR images), ``cases`` (the public API:
 cases in memory and on disk, the shipped sample case); ``python -m BrainTumorXAILib.synth``
 rewrites the sample case.
 """

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 from . import __doc__ as _doc
 from .cases import SAMPLE_CASE_SEED, write_sample_case
 
 
 def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m BrainTumorXAILib.synth", description=_doc.splitlines()[0])
     parser.add_argument("--sample", metavar="DIR", required=True, help="write the shipped sample case into DIR")
     parser.add_argument("--seed", type=int, default=SAMPLE_CASE_SEED)

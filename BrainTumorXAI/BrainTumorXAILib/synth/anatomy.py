@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -41,8 +42,6 @@ def _nilearn_template_files() -> dict[str, Path] | None:
 
 def load_templates() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(t1, gm, wm, affine) exactly as nilearn's load_mni152_* return them (rescaled to 0..1)."""
-    import nibabel as nib
-
     files = _nilearn_template_files()
     if files is None:  # unusual layout: go through the public (slow-import) API
         from nilearn import datasets

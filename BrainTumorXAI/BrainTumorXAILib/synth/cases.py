@@ -9,13 +9,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from ..io.labels import NAMINGS, SEQUENCES, from_internal
 from .anatomy import _atlas, _brain_crop, _grid_to_template, _mass_effect, _pick_centre, _resample_anatomy, default_affine
 from .contrasts import _render
 from .params import CaseParams, _apply_overrides, _draw_params, _equivalent_radius
-from .tumour import _tumour
+from .phantom_tumour import _tumour
 
 
 #: Grid presets for the command line: (shape, isotropic spacing in mm).
@@ -119,8 +120,6 @@ def _refuse_overwrite(case_dir: Path) -> None:
 
 
 def _write_case(case_dir: Path, case_id: str, case: SynthCase, naming: str, affine: np.ndarray) -> None:
-    import nibabel as nib
-
     names = case_file_names(case_id, naming)
     case_dir.mkdir(parents=True, exist_ok=True)
     arrays = dict(case.images, seg=from_internal(case.classes, naming))

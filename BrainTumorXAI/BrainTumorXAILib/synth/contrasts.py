@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from ..io.labels import SEQUENCES
 from .anatomy import _Anatomy
-from .tumour import _smooth_noise
+from .phantom_tumour import _smooth_noise
 
 # Relative intensity of each tissue per sequence (times a per-case gain).
 # Chosen so that each tumour class differs from its look-alikes in some other

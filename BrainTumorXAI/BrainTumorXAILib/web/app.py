@@ -56,7 +56,7 @@ class ViewerApp(StateMixin, ConnectionsMixin, HandlersMixin, LayoutMixin):
         from trame_slicer.core import LayoutManager, SlicerApp
         from trame_slicer.rca_view import register_rca_factories
 
-        from .scene import ResultsScene
+        from .results_scene import ResultsScene
 
         self.data_dir = Path(data_dir).resolve() if data_dir else None
         self.results_dir = Path(results_dir or default_results_dir())

@@ -1,7 +1,7 @@
 """Background analyses for the web viewer, and the cache of finished ones.
 
 Each analysis runs ``braintumorxai analyze --progress-json`` in a child process
-started by the Slicer Logic (:class:`~BrainTumorXAILib.slicer.process.AnalysisProcess`,
+started by the Slicer Logic (:class:`~BrainTumorXAILib.slicer_bridge.process.AnalysisProcess`,
 the same command line as the Slicer module): a crash or an out-of-memory kill
 cannot take the web server down, cancelling kills the child's process group,
 and the server's event loop keeps rendering while the network runs.  Progress
@@ -51,7 +51,7 @@ class JobOptions:
 
 
 def case_fingerprint(case_dir: Path) -> dict:
-    from ..io.case_io import find_case_files
+    from ..io.case_files import find_case_files
 
     _, files = find_case_files(case_dir)
     return {k: [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for k, p in sorted(files.items())}
@@ -84,7 +84,7 @@ def _gradcam_classes(gradcam: str) -> tuple[str, ...]:
 class AnalysisJob:
     """One running (or finished) analysis; fields are read by the UI's poller.
 
-    The child is the Slicer Logic's :class:`~BrainTumorXAILib.slicer.process.AnalysisProcess` (the same
+    The child is the Slicer Logic's :class:`~BrainTumorXAILib.slicer_bridge.process.AnalysisProcess` (the same
     command line and the same cancel as in Slicer: SIGINT to the process group, SIGKILL after a grace
     period).  A cancelled job leaves neither a results folder nor a staging folder in the cache.
     """
@@ -118,7 +118,7 @@ class AnalysisJob:
         return self._process.process.pid if self._process is not None else None
 
     def command(self) -> list[str]:
-        from ..slicer.logic import BrainTumorXAILogic
+        from ..slicer_bridge.logic import BrainTumorXAILogic
 
         o = self.options
         extra = ["--scene", str(self.scene_path)] if o.scene else []
@@ -129,8 +129,8 @@ class AnalysisJob:
                                                   python=sys.executable, extra=extra)
 
     def start(self) -> "AnalysisJob":
-        from ..slicer.logic import BrainTumorXAILogic
-        from ..slicer.process import AnalysisProcess
+        from ..slicer_bridge.logic import BrainTumorXAILogic
+        from ..slicer_bridge.process import AnalysisProcess
 
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.state, self.started = "running", time.time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .handlers import ROUTE
-from .scene import VIEW_PRESETS
+from .results_scene import VIEW_PRESETS
 
 LAYOUT_ID = "BrainTumorXAI"
 

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from .jobs import is_complete
-from .scene import VIEW_PRESETS
+from .results_scene import VIEW_PRESETS
 from .uploads import GIB
 
 
@@ -46,7 +46,7 @@ class StateMixin:
         s.change("show_seg")(lambda show_seg, **_: self._update(self.results.set_segmentation_visible, show_seg))
 
     def _scan_cases(self) -> list[dict]:
-        from ..io.case_io import list_cases
+        from ..io.case_files import list_cases
 
         self._cases = {}
         if self.data_dir is None:

@@ -206,7 +206,7 @@ OPTIONAL_SEQUENCES = ("t1", "t2")
 
 def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
     """The case id and files of an unpacked upload, or an UploadError naming what is missing."""
-    from ..io.case_io import find_case_files
+    from ..io.case_files import find_case_files
     from ..errors import CaseError
 
     try:

@@ -123,7 +123,7 @@ def writeNifti(volumeNode, path) -> Path:
 def niftiHeaderProblem(path) -> str:
     """Why a NIfTI file's geometry cannot be trusted ('' when it can), read from the raw header without
     nibabel: the same rule as ``load_case`` (``io.case_io.nifti_orientation_problem``)."""
-    from ..io.case_io import nifti_orientation_problem
+    from ..io.nifti_header import nifti_orientation_problem
 
     return nifti_orientation_problem(path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from BrainTumorXAILib.reporting.uncertainty_quality import (average_precision, qubrats_curves, qubrats_score,
+from BrainTumorXAILib.reporting.region_uncertainty_quality import (average_precision, qubrats_curves, qubrats_score,
                                                              region_measures, region_uncertainty_quality,
                                                              reliability_bins, table_columns)
 
@@ -174,8 +174,8 @@ def test_training_evaluate_tabulates_the_trust_report(small_case, tiny_checkpoin
 
 def test_grouped_ranking_gives_the_exact_auroc_and_auprc():
     """The report groups each measure once and counts labels per group: same AUROC and AUPRC as the sorts."""
-    from BrainTumorXAILib.reporting.calibration import auroc
-    from BrainTumorXAILib.reporting.uncertainty_quality import _Ranked
+    from BrainTumorXAILib.reporting.calibration_metrics import auroc
+    from BrainTumorXAILib.reporting.region_uncertainty_quality import _Ranked
 
     rng = np.random.default_rng(3)
     for scores in (rng.random(2000), rng.integers(0, 7, 2000) / 7.0, np.zeros(2000)):  # distinct, ties, all tied
@@ -195,7 +195,7 @@ def test_region_report_equals_the_plain_definitions():
     """Sorted-once AUROC/AUPRC, region-free measures scaled once and the one-bincount QU-BraTS curves give
     the values of the plain per-(measure, region) definitions, on a random case with ties."""
     from BrainTumorXAILib.io.labels import REGIONS
-    from BrainTumorXAILib.reporting.calibration import auroc
+    from BrainTumorXAILib.reporting.calibration_metrics import auroc
 
     rng = np.random.default_rng(7)
     shape = (14, 13, 12)

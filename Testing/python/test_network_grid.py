@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from BrainTumorXAILib.io import grid
 from BrainTumorXAILib.io.labels import SEQUENCES
-from BrainTumorXAILib.io.preprocessing import PreprocessTransform, brain_mask, normalise, preprocess
+from BrainTumorXAILib.io.intensity import brain_mask, normalise
+from BrainTumorXAILib.io.network_grid import PreprocessTransform, preprocess
 from nifti_factory import lps_affine, oblique_affine, phantom, world_coordinates, world_ramp
 
 SHAPE = (20, 22, 18)
@@ -310,7 +311,7 @@ def test_preprocess_errors():
 def test_invert_stack_matches_invert(name, spacing):
     """invert_stack (separable, only the box the crop reaches) gives transform.invert's values (scipy) up to
     float32 rounding, with each volume's own fill outside the crop, on up- and downsampling axes alike."""
-    from BrainTumorXAILib.io.preprocessing import invert_stack
+    from BrainTumorXAILib.io.network_grid import invert_stack
 
     shape = (40, 36, 30)
     mask = np.zeros(shape, bool)

@@ -1,4 +1,5 @@
-"""Input preprocessing for the network, with an exact inverse for its outputs.
+"""The network grid: a case's images reoriented, resampled, cropped and padded for the network, with an
+exact inverse for its outputs.
 
 ``preprocess`` takes a case's images on their own grid and returns the network
 input: optionally resampled to a target spacing, cropped around the brain,
@@ -13,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from nibabel import orientations as nio
 
-from .grid import resample_to_grid, resampled_affine, same_grid
-from .mask_ops import fill_holes, largest_component
+from .grid import mask_box, resample_to_grid, resampled_affine, same_grid, voxel_to_voxel
+from .intensity import NORMALISATIONS, _as_channels, brain_mask, normalise
 
 CROP_MODES = ("brain", "fixed", "none")
 
@@ -24,84 +26,6 @@ CROP_MODES = ("brain", "fixed", "none")
 #: BraTS data passes unchanged and a RAS, permuted or flipped file is turned
 #: into the same array layout by exact axis flips/permutations (no interpolation).
 NETWORK_AXCODES = ("L", "P", "S")
-NORMALISATIONS = ("zscore", "minmax")
-
-# With fewer exactly-zero voxels than this the background is not clean (not skull-stripped, or noisy).
-_MIN_ZERO_FRACTION = 0.005
-
-
-# --------------------------------------------------------------------------- brain mask and intensities
-
-
-def _as_channels(images) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        return images[None]
-    if images.ndim != 4:
-        raise ValueError(f"expected images of shape (C, X, Y, Z) or (X, Y, Z), got {images.shape}")
-    return images
-
-
-def _thresholded_brain(images: np.ndarray) -> np.ndarray:
-    """Fallback for a noisy background: Otsu on the mean robust-scaled intensity, largest blob, holes filled."""
-    from skimage.filters import threshold_otsu
-
-    # The mean of |channel| / its 99th percentile, accumulated in place: the same float32 sums in the same
-    # order as np.mean over the stacked channels, without the stack or a second |channel| per channel.
-    signal = None
-    for channel in images:
-        scaled = np.abs(channel)
-        scale = max(float(np.percentile(scaled, 99, overwrite_input=True)), 1e-12)  # reorders ``scaled``
-        np.divide(np.abs(channel, out=scaled), scale, out=scaled)
-        if signal is None:
-            signal = scaled
-        else:
-            signal += scaled
-    signal /= len(images)
-    mask = signal > threshold_otsu(signal)
-    return fill_holes(largest_component(mask))
-
-
-def brain_mask(images) -> np.ndarray:
-    """Boolean brain mask (X, Y, Z) of images (C, X, Y, Z) or (X, Y, Z).
-
-    BraTS images are skull-stripped with a background of exactly 0, so the brain
-    is every voxel where any channel is non-zero.  When almost nothing is exactly
-    zero the background is noise, and a threshold plus the largest connected
-    component is used instead.
-    """
-    images = _as_channels(images)
-    mask = np.any(images != 0, axis=0)
-    if mask.size and (mask.size - np.count_nonzero(mask)) / mask.size < _MIN_ZERO_FRACTION:
-        return _thresholded_brain(images.astype(np.float32, copy=False))
-    return mask
-
-
-def normalise(images, mask, method: str = "zscore") -> np.ndarray:
-    """Per-channel intensity normalisation inside ``mask``; 0 outside (float32).
-
-    'zscore': zero mean, unit standard deviation inside the mask (default);
-    'minmax': [0, 1] inside the mask (the original paper's choice).
-    """
-    if method not in NORMALISATIONS:
-        raise ValueError(f"unknown normalisation {method!r}; expected one of {', '.join(NORMALISATIONS)}")
-    images = _as_channels(images)
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != images.shape[1:]:
-        raise ValueError(f"mask shape {mask.shape} does not match images {images.shape[1:]}")
-    if not mask.any():
-        raise ValueError("the brain mask is empty: nothing to normalise")
-    out = np.zeros(images.shape, dtype=np.float32)
-    for c, channel in enumerate(images):
-        values = channel[mask].astype(np.float64)
-        if method == "zscore":
-            shift, scale = values.mean(), values.std()
-        else:
-            shift, scale = values.min(), values.max() - values.min()
-        if not scale > 1e-12 * max(1.0, abs(shift)):
-            raise ValueError(f"channel {c} is constant inside the brain mask ({values[0]:g}); cannot normalise")
-        out[c][mask] = ((values - shift) / scale).astype(np.float32)
-    return out
 
 
 # --------------------------------------------------------------------------- the transform
@@ -267,8 +191,6 @@ def _spacing_triple(spacing) -> tuple[float, float, float] | None:
 
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[start, stop) of the mask's non-zero voxels per axis."""
-    from .grid import mask_box
-
     box = mask_box(mask)
     if box is None:
         raise ValueError("the brain mask is empty: no brain to crop around")
@@ -355,8 +277,6 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
     Same values (scipy's order 1, mode 'nearest', cval outside the half-voxel
     margin) up to float rounding; anything else takes ``transform.invert``.
     """
-    from .grid import voxel_to_voxel
-
     volumes = [np.asarray(v, np.float32) for v in volumes]
     if not volumes:
         return np.zeros((0, *transform.input_shape), np.float32)
@@ -386,11 +306,8 @@ def invert_stack(transform, volumes, fills) -> np.ndarray:
 
 def _plain_pages_empty(shape) -> np.ndarray:
     """An uninitialised float32 array in memory that numpy has not advised for transparent huge pages
-    (torch's allocator does not advise).  The maps back on the case grid are ~0.5 GB for a real-size
-    case; touched first as huge pages they cost 0.8-1.1 s where the kernel must compact memory to get
-    them (an idle 2-core machine after a training run: resample 1.7 s -> 0.7 s), as plain pages 0.2 s."""
-    import torch
-
+    (torch's allocator does not advise).  The maps back on the case grid are large for a real-size case;
+    touched first as huge pages they are slow where the kernel must compact memory to get them."""
     return torch.empty(tuple(int(n) for n in shape), dtype=torch.float32).numpy()
 
 
@@ -407,8 +324,6 @@ class _AxisTaps:
 
     def matrix(self):
         """(output rows x source rows) float32 interpolation matrix, as a torch tensor."""
-        import torch
-
         w = np.zeros((self.lo.size, self.src[1] - self.src[0]), np.float64)
         rows = np.arange(self.lo.size)
         np.add.at(w, (rows, self.lo), 1.0 - self.weight)
@@ -437,8 +352,6 @@ def _axis_taps(scale: float, offset: float, n_src: int, n_dst: int, crop_start: 
 
 def _interpolate_box(cropped: np.ndarray, plan, weights, fill: float) -> np.ndarray:
     """The network crop (fill around it) interpolated onto the output rows of ``plan``, axis by axis."""
-    import torch
-
     src = torch.full(tuple(p.src[1] - p.src[0] for p in plan), fill, dtype=torch.float32)
     # The crop rows the taps read (all of them when upsampling; a coarser output may skip some).
     used = [(max(p.crop[0], p.src[0]), min(p.crop[1], p.src[1])) for p in plan]

@@ -4,7 +4,7 @@
 ``vtkMRMLTableNode`` of kind "review" in the run's folder, so ``runNodes()["review"]`` finds it, also in a
 restored .mrb).  The panel shows it in a qMRMLTableView; a selected row goes through ``tableRow`` (the view's
 row -> the table's row) to ``showUncertaintyAt``: every slice view centred on the region's peak (RAS) and the
-entropy map as the slice overlay.  The checkpoint's own uncertainty-quality figures (``trust_card``) become a
+entropy map as the slice overlay.  The checkpoint's own uncertainty-quality figures (``checkpoint_trust``) become a
 column of the run's results table (``addCheckpointTrustColumn``).
 """
 
@@ -116,7 +116,7 @@ class ReviewLogic:
         "not measured for this checkpoint"; the card's source as the column description.  Returns the card."""
         import vtk
 
-        from ..reporting.trust_card import NOT_MEASURED, card_source, region_text, summary_trust
+        from ..reporting.checkpoint_trust import NOT_MEASURED, card_source, region_text, summary_trust
 
         card = summary_trust(summary)
         t = table.GetTable()

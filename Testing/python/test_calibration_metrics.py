@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-import BrainTumorXAILib.reporting.calibration as calibration
-from BrainTumorXAILib.reporting.calibration import auroc, expected_calibration_error, region_ece, uncertainty_quality
+import BrainTumorXAILib.reporting.calibration_metrics as calibration
+from BrainTumorXAILib.reporting.calibration_metrics import auroc, expected_calibration_error, region_ece, uncertainty_quality
 
 
 # ---------------------------------------------------------------- ECE

@@ -2,7 +2,7 @@
 itself on the slicer-core wheel (no ``slicer.i18n`` there) and in the analysis process.
 
 Like ``slicer.i18n.tr`` (Slicer 5.6.2-5.10.0) the translation context comes from the *calling*
-file (``slicer.i18n.getContext``: "slicer.inputs" for ``BrainTumorXAILib/slicer/inputs.py``), so
+file (``slicer.i18n.getContext``: "slicer.inputs" for ``BrainTumorXAILib/slicer_bridge/inputs.py``), so
 Qt's lupdate, which sees ``tr("...")`` calls in those files, finds the strings under the same context.
 """
 

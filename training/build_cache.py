@@ -1,4 +1,4 @@
-"""Optional cache: ``python -m training.preprocess --data BRATS_DIR --out CACHE_DIR [--spacing MM]``.
+"""Optional cache: ``python -m training.build_cache --data BRATS_DIR --out CACHE_DIR [--spacing MM]``.
 
 Each case is preprocessed exactly as training and inference do it and saved as
 ``<id>.npz`` (image float16, label uint8) plus ``<id>.json`` with the exact
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from BrainTumorXAILib.io.case_io import list_cases
+from BrainTumorXAILib.io.case_files import list_cases
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
 
 from .config import TrainConfig
@@ -41,7 +41,7 @@ def build_cache(data: Path, out: Path, cfg: TrainConfig, quiet: bool = False) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.preprocess", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.build_cache", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     cfg = TrainConfig(spacing=a.spacing, normalisation=a.method, crop=a.crop, patch=a.patch, depth=a.depth)
-    return exit_code("training.preprocess", lambda: build_cache(a.data, a.out, cfg, a.quiet))
+    return exit_code("training.build_cache", lambda: build_cache(a.data, a.out, cfg, a.quiet))
 
 
 if __name__ == "__main__":

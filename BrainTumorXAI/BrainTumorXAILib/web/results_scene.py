@@ -1,7 +1,7 @@
 """The web viewer's MRML scene: an analyze results folder shown in trame-slicer's views.
 
 All scene content comes from the Slicer module's own Logic
-(:class:`~BrainTumorXAILib.slicer.logic.BrainTumorXAILogic`): the case's input
+(:class:`~BrainTumorXAILib.slicer_bridge.logic.BrainTumorXAILogic`): the case's input
 volumes (``loadSequenceVolume``), the results (``loadResults``: segmentation
 with NCR/ED/ET segments and closed surfaces, label map, probability / variance /
 entropy / MI / Grad-CAM volumes with their colour tables, the translucent brain
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
-from ..slicer.constants import OVERLAY_TITLES
-from ..slicer.logic import BrainTumorXAILogic
+from ..slicer_bridge.constants import OVERLAY_TITLES
+from ..slicer_bridge.logic import BrainTumorXAILogic
 
 #: Anatomy shown behind the overlays, in order of preference.
 BACKGROUND_SEQUENCES = ("t1ce", "flair", "t2", "t1")
@@ -231,7 +231,7 @@ class ResultsScene:
     # -- where to look, checkpoint trust --------------------------------------------------------------------
     def review_rows(self) -> list[dict]:
         """The trust report's review regions for the page: [{row, rank, boundary, volume, entropy, ras}]."""
-        from ..slicer.review import ReviewLogic
+        from ..slicer_bridge.review import ReviewLogic
 
         rows = []
         for i, r in enumerate(ReviewLogic.reviewRegions(self.summary)):
@@ -244,7 +244,7 @@ class ResultsScene:
     def jump_to_region(self, row: int) -> dict | None:
         """Centre every slice view on review region ``row`` (the Logic's jumpToRegion on the run's review table);
         {rank, ras, slices: {view: centre RAS}} read back from the slice nodes, None when there is no such row."""
-        from ..slicer.review import ReviewLogic
+        from ..slicer_bridge.review import ReviewLogic
 
         node = self.nodes.get("review")
         if node is None or not 0 <= int(row) < node.GetNumberOfRows():
@@ -264,7 +264,7 @@ class ResultsScene:
 
     def checkpoint_trust(self) -> dict:
         """The checkpoint's uncertainty-quality figures for the page: {measured, source, rows: [{region, text}]}."""
-        from ..reporting.trust_card import NOT_MEASURED, REGION_NAMES, card_source, region_text, summary_trust
+        from ..reporting.checkpoint_trust import NOT_MEASURED, REGION_NAMES, card_source, region_text, summary_trust
 
         card = summary_trust(self.summary)
         if card is None:

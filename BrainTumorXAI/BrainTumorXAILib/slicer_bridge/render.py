@@ -1,4 +1,4 @@
-"""Off-screen rendering of a scene's views to PNG (``python -m BrainTumorXAILib.slicer.render``).
+"""Off-screen rendering of a scene's views to PNG (``python -m BrainTumorXAILib.slicer_bridge.render``).
 
 :func:`render_views` builds a 3D view and an axial slice view from Slicer's
 own displayable managers, renders them once off-screen to PNG and tears
@@ -228,7 +228,7 @@ def _pick_background(scene):
 
 
 def main(argv=None) -> int:
-    """``python -m BrainTumorXAILib.slicer.render RESULTS_DIR --screenshots DIR``: render a results
+    """``python -m BrainTumorXAILib.slicer_bridge.render RESULTS_DIR --screenshots DIR``: render a results
     folder (with its case inputs) to 3d_view.png and axial_view.png, e.g. into Resources/Screenshots."""
     import argparse
 

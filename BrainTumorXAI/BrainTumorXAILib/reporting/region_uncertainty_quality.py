@@ -2,7 +2,7 @@
 
 For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
 
-- **ECE** of the binary region forecast (``calibration.region_ece``) and the bins of its reliability diagram.
+- **ECE** of the binary region forecast (``calibration_metrics.region_ece``) and the bins of its reliability diagram.
 - **Voxel errors** of R: the prediction says "in R" (argmax class in R) where the ground truth does not, or
   the other way round.
 - **Uncertainty measures**, each scaled to [0, 1] by its largest possible value (fixed, not per case, so
@@ -25,13 +25,13 @@ For every region R (a set of classes, ``io.labels.REGIONS``) inside the brain:
   is why it is reported next to every measure.  Here the voxels are those of the brain mask (the challenge
   used the whole image; the background outside the brain only inflates TN).
 
-Above ``calibration.MAX_VOXELS`` brain voxels the same fixed random subset as ``calibration`` is used.
+Above ``calibration_metrics.MAX_VOXELS`` brain voxels the same fixed random subset as ``calibration_metrics`` is used.
 
 Cost: every distinct measure map is sorted once (a plain, vectorised ``np.sort``; entropy, mutual
 information and the baselines are the same map for every region and are scaled once); each region then
 locates only its error voxels in the sorted scores (``_Ranked``): exactly the tie-aware Mann-Whitney U and
 step-wise average precision above, no quantisation.  The QU-BraTS curves of a (measure, region) are one
-``bincount`` over (confusion cell, first surviving threshold).  A 240x240x155 case: 6.3 s -> about 1 s.
+``bincount`` over (confusion cell, first surviving threshold).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.labels import REGIONS
-from .calibration import _json_float, _subsample, auroc, region_ece  # noqa: F401  (auroc: re-exported)
+from .calibration_metrics import _json_float, _subsample, auroc, region_ece  # noqa: F401  (auroc: re-exported)
 
 #: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100): 0, 2.5, ..., 100, the 40 steps of the
 #: challenge's own evaluation script (RagMeh11/QU-BraTS, checked: same filtering u > tau, FTP/FTN inside the brain).

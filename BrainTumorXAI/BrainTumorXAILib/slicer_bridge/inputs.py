@@ -28,7 +28,7 @@ class InputsMixin:
         Sequences in ``optional`` may be absent from the folder (a checkpoint decides whether the
         analysis can do without them; the Apply check says so).  On any error no node is left behind.
         """
-        from ..io.case_io import scan_case
+        from ..io.case_files import scan_case
 
         found = scan_case(folder, optional=tuple(optional))
         batch = f"{found.case_id} {uuid.uuid4().hex[:8]}"  # this load's volumes only are paired by auto-fill

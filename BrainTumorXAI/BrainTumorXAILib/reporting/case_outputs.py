@@ -1,0 +1,144 @@
+"""An analysis's outputs from the finished maps on the case grid: NIfTI volumes, figures, surface meshes,
+metrics and (when handed in) the trust report, written as independent jobs in threads."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+
+from ..io.nifti_writer import save_label_map, save_volume
+from ..io.labels import CLASS_NAMES, SEQUENCES
+from ..runtime import JobControl, usable_cpus
+from .calibration_metrics import uncertainty_quality
+from .figures import write_all_figures
+from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
+
+#: Output jobs (volumes, figures, trust report, surfaces, metrics) run one thread each from this many CPUs on;
+#: from 2 CPUs ``OUTPUT_THREADS_FEW_CPUS`` threads (see ``_output_workers``).
+OUTPUT_THREADS_MIN_CPUS = 4
+OUTPUT_THREADS_FEW_CPUS = 3
+#: The jobs that are progress stages of ``analyze`` (the trust report reports nothing of its own).
+OUTPUT_STAGES = ("write", "figures", "surfaces", "metrics")
+
+
+def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: bool, figures: bool,
+                  control: JobControl, timings: dict, trust=None) -> tuple[dict, dict]:
+    """NIfTI volumes, figures (``figures``), the trust report (``trust``: a callable, when given), surfaces
+    (``surfaces``) and metrics: independent jobs.
+
+    None needs the network; each reads the finished maps and writes its own files.
+    They run in threads (``_output_workers``: one each from ``OUTPUT_THREADS_MIN_CPUS``
+    CPUs, three on 2-3 CPUs, none on one), so the stage costs about its slowest lane.
+    Every job's own duration is recorded; ``outputs`` is the wall time of all of them.
+    Progress is reported per stage in the usual order; a cancel stops the volume
+    writer at its next file, and the folder is removed only after every job ended.
+    The trust report's figures use matplotlib's object API (no pyplot), so they may
+    be drawn beside the pyplot figures.
+    """
+    def job(name, fn, *args):
+        def run():
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                timings[name] = time.perf_counter() - t0
+        return name, run
+
+    # Longest first (volumes and figures, then the trust report): the short jobs (surfaces, metrics) fill the
+    # lanes that end first.
+    jobs = [job("write", _write_volumes, staging, case, grid, control)]
+    if figures:
+        jobs.append(job("figures", _write_figures, staging, case, grid))
+    if trust is not None:
+        jobs.append(("trust_report", trust))  # times itself (its "seconds")
+    if surfaces:
+        jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
+    jobs.append(job("metrics", _evaluate, case, grid, brain))
+    control.report("write", 0.0, "writing volumes" + (", surfaces" if surfaces else "")
+                   + ", metrics" + (" and figures" if figures else ""))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=_output_workers(len(jobs)), thread_name_prefix="analyze-output") as pool:
+        futures = {name: pool.submit(run) for name, run in jobs}
+        wait(futures.values())
+    timings["outputs"] = time.perf_counter() - t0
+    for future in futures.values():  # the first failure (a cancel included), in stage order
+        if future.exception() is not None:
+            raise future.exception()
+    outputs = futures["write"].result()
+    if "surfaces" in futures:
+        outputs["surfaces"] = futures["surfaces"].result()
+    if "figures" in futures:
+        outputs["figures"] = futures["figures"].result()
+    for name in futures:
+        if name in OUTPUT_STAGES:
+            control.report(name, 1.0, f"{name} done")
+    evaluation = futures["metrics"].result()
+    if "trust_report" in futures:
+        evaluation["trust_report"] = futures["trust_report"].result()
+    return outputs, evaluation
+
+
+def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
+    """Threads for the output jobs.  They are submitted longest first (write, figures, trust report, surfaces,
+    metrics), so on 2-3 CPUs three workers start writing (zlib, in threads, outside the GIL), the figures and the
+    trust report together, and take the rest as they finish.  More threads than that on few CPUs thrash: the
+    GIL-bound jobs (figures, trust report) then slow each other down (docs/performance.md)."""
+    cpus = cpus or usable_cpus()
+    if cpus >= OUTPUT_THREADS_MIN_CPUS:
+        return n_jobs
+    return min(OUTPUT_THREADS_FEW_CPUS, n_jobs) if cpus >= 2 else 1
+
+
+def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
+    outputs: dict = {}
+
+    def write(name: str, array: np.ndarray) -> str:
+        control.check()
+        save_volume(array.astype(np.float32, copy=False), case.affine, folder / name, header=case.header,
+                    dtype=np.float32)
+        return name
+
+    save_label_map(grid["classes"], case, folder / "seg.nii.gz")
+    outputs["seg"] = "seg.nii.gz"
+    outputs["probabilities"] = {n: write(f"prob_{n}.nii.gz", p) for n, p in zip(CLASS_NAMES, grid["probabilities"])}
+    if "variance" in grid:
+        outputs["mc_variance"] = {n: write(f"mc_variance_{n}.nii.gz", v) for n, v in zip(CLASS_NAMES, grid["variance"])}
+        outputs["mutual_information"] = write("mutual_information.nii.gz", grid["mutual_information"])
+    outputs["entropy"] = write("entropy.nii.gz", grid["entropy"])
+    outputs["gradcam"] = {CLASS_NAMES[c]: write(f"gradcam_{CLASS_NAMES[c]}.nii.gz", m) for c, m in grid["gradcam"].items()}
+    if grid["attention"]:
+        outputs["attention"] = {k: write(f"attention_{k.replace('.', '_')}.nii.gz", m) for k, m in grid["attention"].items()}
+    return outputs
+
+
+def _write_surfaces(folder: Path, classes: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> dict:
+    # Imported here: ``analyze --no-surfaces`` runs where VTK is not installed (analyze checks for it first).
+    from .surfaces import case_surfaces, write_case_surfaces
+
+    written = write_case_surfaces(case_surfaces(classes, brain, affine), folder / "surfaces")
+    return {name: {fmt: str(Path(p).relative_to(folder)) for fmt, p in files.items()} for name, files in written.items()}
+
+
+def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
+    spacing = tuple(float(s) for s in case.spacing)
+    result: dict = {"volumes_cm3": volumes_cm3(grid["classes"], spacing), "metrics": None,
+                    "uncertainty_quality": None}
+    if case.label is not None:
+        result["metrics"] = segmentation_metrics(grid["classes"], case.label, spacing)
+        result["metrics"]["mc_accuracy"] = mc_accuracy(grid["probabilities"], case.label, mask=brain)
+        result["uncertainty_quality"] = uncertainty_quality(grid["probabilities"], grid["entropy"], case.label, brain)
+    return result
+
+
+def _write_figures(folder: Path, case, grid: dict) -> list[str]:
+    images = {s: case.images[SEQUENCES.index(s)] for s in ("t1ce", "flair", "t2")}
+    probs = {n: p for n, p in zip(CLASS_NAMES, grid["probabilities"]) if n != "background"}
+    uncertainty = {n: v for n, v in zip(CLASS_NAMES, grid.get("variance", ())) if n != "background"}
+    uncertainty["entropy"] = grid["entropy"]
+    cams = {CLASS_NAMES[c]: m for c, m in grid["gradcam"].items()}
+    paths = write_all_figures(folder / "figures", images, grid["classes"], probs, uncertainty, cams, case.affine,
+                              gt_classes=case.label)
+    return [str(Path(p).relative_to(folder)) for p in paths]
