@@ -1,5 +1,6 @@
-"""The documents a reader follows: every relative link and image resolves, every ``#anchor`` names a heading, and
-the README stays one short page whose test command is the one CI runs."""
+"""The documents a reader follows: every relative link and image resolves, every ``#anchor`` names a heading, every
+source file and ``python -m`` module they name exists, and the README stays one short page whose test command is the
+one CI runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", flags=re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", flags=re.MULTILINE)
+SOURCE_NAME = re.compile(r"`([\w./-]+\.(?:py|sh|ui))`")
+MODULE = re.compile(r"python -m ([\w.]+)")
+#: where ``python -m`` finds the project's packages (the editable install's package roots)
+PACKAGE_ROOTS = (ROOT, ROOT / "BrainTumorXAI")
 
 
 def prose(text: str) -> str:
@@ -52,6 +57,39 @@ def broken_links(document: Path) -> list[str]:
     return problems
 
 
+def repository_files() -> list[str]:
+    skip = {".git", ".venv", "node_modules", "__pycache__"}
+    return ["/" + str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
+            if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)]
+
+
+def module_exists(name: str) -> bool:
+    """``python -m name`` has a file to run: ``a/b.py`` or a package ``a/b/__main__.py``, under a package root."""
+    relative = Path(*name.split("."))
+    return any((root / relative).with_suffix(".py").is_file() or (root / relative / "__main__.py").is_file()
+               for root in PACKAGE_ROOTS)
+
+
+def missing_sources(text: str, files: list[str]) -> list[str]:
+    """Source files (``.py``, ``.sh``, ``.ui``, by a path tail) and ``python -m`` modules a text names that do not
+    exist."""
+    missing = [f"`{name}`" for name in SOURCE_NAME.findall(text)
+               if not any(path.endswith("/" + name.lstrip("./")) for path in files)]
+    return missing + [f"python -m {name}" for name in MODULE.findall(text)
+                      if name.split(".")[0] in {"training", "BrainTumorXAILib"} and not module_exists(name)]
+
+
+@pytest.fixture(scope="module")
+def files():
+    return repository_files()
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_named_source_file_and_module_exists(document, files):
+    missing = missing_sources(document.read_text(encoding="utf-8"), files)
+    assert not missing, f"{document.relative_to(ROOT)} names what is not there: {missing}"
+
+
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(document):
     assert not broken_links(document), f"{document.relative_to(ROOT)}: {broken_links(document)}"
@@ -82,3 +120,11 @@ def test_a_broken_link_or_anchor_is_reported(tmp_path):
         "```\n[fenced](nope.md)\n```\n[self](#local)\n## Local\n")
     assert broken_links(tmp_path / "page.md") == ["missing.png: no such file or folder",
                                                   "other.md#nowhere: no heading #nowhere in other.md"]
+
+
+def test_a_renamed_module_is_reported():
+    """The checker itself: a file or module that moved away is named; an existing one is not."""
+    text = "`inference/predictor.py`, `scripts/test.sh`, `nowhere/gone.py`; python -m training.evaluate and " \
+           "python -m training.no_such_module, python -m pip"
+    files = ["/BrainTumorXAI/BrainTumorXAILib/inference/predictor.py", "/scripts/test.sh"]
+    assert missing_sources(text, files) == ["`nowhere/gone.py`", "python -m training.no_such_module"]
