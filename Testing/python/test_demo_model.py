@@ -1,5 +1,5 @@
 """The shipped default weights on the shipped (synthetic) sample case: quality, Grad-CAM focus, uncertainty
-that finds errors.  Thresholds sit a few points below what was measured (model card, Resources/DemoWeights)."""
+that finds errors.  Thresholds sit a few points below what was measured (docs/model_card.md)."""
 
 from __future__ import annotations
 

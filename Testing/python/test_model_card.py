@@ -1,8 +1,8 @@
 """The model card and the README quote the shipped weights' committed evaluation tables, not older ones.
 
-Each ``Resources/DemoWeights/eval_*/summary.md`` is what ``training.evaluate`` wrote for the shipped default; the
-card must give its mean Dice per region (as rounded there) and name the folder, so a card left over from a
-previous model, or a figure copied from the wrong table, fails here.
+Each ``training/records/default/eval_*/summary.md`` is what ``training.evaluate`` wrote for the shipped default;
+the card (``docs/model_card.md``) must give its mean Dice per region (as rounded there) and name the folder, so a
+card left over from a previous model, or a figure copied from the wrong table, fails here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CARD_DIR = ROOT / "Resources" / "DemoWeights"
-EVAL_DIRS = sorted(p for p in CARD_DIR.glob("eval_*") if (p / "summary.md").is_file())
+CARD = ROOT / "docs" / "model_card.md"
+RECORDS = ROOT / "training" / "records" / "default"
+EVAL_DIRS = sorted(p for p in RECORDS.glob("eval_*") if (p / "summary.md").is_file())
 
 
 def mean_dice(summary: Path) -> dict[str, str]:
@@ -35,16 +36,15 @@ def not_quoted(figures: dict[str, str], text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("eval_dir", EVAL_DIRS, ids=lambda p: p.name)
 def test_model_card_quotes_the_committed_table(eval_dir):
-    card = (CARD_DIR / "README.md").read_text()
+    card = CARD.read_text()
     missing = not_quoted(mean_dice(eval_dir / "summary.md"), card)
     assert not missing, f"model card lacks {eval_dir.name}'s mean Dice {missing}"
-    if eval_dir.name != "eval_tcga":  # the TCGA table is the card's own table; the others are cited by folder
-        assert f"{eval_dir.name}/" in card, f"model card does not name {eval_dir.name}/"
+    assert f"records/default/{eval_dir.name}/" in card, f"model card does not link {eval_dir.name}/"
 
 
 def test_readme_quotes_the_held_out_real_figures():
     readme = (ROOT / "README.md").read_text()
-    figures = mean_dice(CARD_DIR / "eval_tcga" / "summary.md")
+    figures = mean_dice(RECORDS / "eval_tcga" / "summary.md")
     assert not not_quoted(figures, readme), f"README lacks the TCGA means {figures}"
 
 

@@ -1,6 +1,6 @@
 """The shipped default model on real MRI from ../shared/realdata (skipped, with the reason, where it is absent).
 
-The TCGA pair is the held-out test set of the default model (see Resources/DemoWeights/README.md):
+The TCGA pair is the held-out test set of the default model (see docs/model_card.md):
 it appears in no training or validation source.  Thresholds sit a few points below what was measured
 (deterministic pass, the model card's table), so a regression shows and noise does not.
 """

@@ -16,7 +16,7 @@ from training.train import parse_args, read_recipe, resolve_amp
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "training" / "recipes"
 #: The shipped default model's run records (config.json of every run).
-RUN_RECORDS = ROOT / "Resources" / "DemoWeights"
+RUN_RECORDS = ROOT / "training" / "records" / "default"
 
 #: (recipe, the run's recorded config, flags the run's command line gave beyond the recipe)
 RUNS = [("default.json", "config.json", []),
