@@ -50,6 +50,16 @@ CLASS_COLORS: dict[str, tuple[float, float, float]] = {
 }
 
 
+#: Coded terminology of the tumour classes (scheme, code, meaning), one table for the Slicer segmentation and the
+#: DICOM SEG: SNOMED CT entries of the DICOM master list (as in Slicer's General Anatomy list and MONAI's BraTS models).
+TERMINOLOGY_CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
+TERMINOLOGY_REGION = ("SCT", "12738006", "Brain")
+TERMINOLOGY_TYPES: dict[str, tuple[str, str, str]] = {
+    "NCR": ("SCT", "6574001", "Necrosis"),
+    "ED": ("SCT", "79654002", "Edema"),
+    "ET": ("SCT", "86049000", "Neoplasm, Primary"),
+}
+
 def class_index(name: str) -> int:
     """Index of a class given by name (case-insensitive) or as a digit string."""
     if name.isdigit():

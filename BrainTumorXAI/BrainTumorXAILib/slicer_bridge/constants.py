@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from ..io.labels import TUMOUR_CLASSES
+from ..io.labels import TERMINOLOGY_CATEGORY as _CATEGORY
+from ..io.labels import TERMINOLOGY_REGION as _REGION
+from ..io.labels import TERMINOLOGY_TYPES, TUMOUR_CLASSES
 from .i18n import tr
 
 # -- terminology --------------------------------------------------------------------
-# Codes of Slicer's "DICOM master list" segmentation terminology (the same entries
-# Slicer's General Anatomy list and MONAI Auto3DSeg's BraTS models use):
-# category Morphologically Altered Structure (SCT 49755003); types Necrosis (SCT 6574001),
-# Edema (SCT 79654002), Neoplasm, Primary (SCT 86049000); anatomic region Brain (SCT 12738006).
+# The codes (io.labels, shared with the DICOM SEG) in Slicer's "DICOM master list" terminology contexts.
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-_CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
-_REGION = ("SCT", "12738006", "Brain")
-TERMINOLOGY_TYPES = {
-    "NCR": ("SCT", "6574001", "Necrosis"),
-    "ED": ("SCT", "79654002", "Edema"),
-    "ET": ("SCT", "86049000", "Neoplasm, Primary"),
-}
 
 
 def terminologyEntry(className: str) -> str:

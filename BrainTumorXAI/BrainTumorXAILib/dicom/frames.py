@@ -1,0 +1,59 @@
+"""A NIfTI output on the T1ce grid -> one frame per source slice, paired by physical position.
+
+The output's voxel grid must be the source series' grid up to axis order and direction (a NIfTI writer may flip
+or permute axes); anything else (another grid, a resampled copy) is refused rather than interpolated, because a
+frame must hold exactly the values that lie on its source slice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from . import DicomError
+from .geometry import LPS_TO_RAS
+from .scan import Series
+
+#: Voxel-index tolerance of the grid match (float32 header round-off).
+_INDEX_TOLERANCE = 1e-3
+
+
+def _source_index_map(affine_out: np.ndarray, affine_src: np.ndarray, shape_out, shape_src, path: Path):
+    """Signed permutation taking source voxel indices to output voxel indices, or raise."""
+    m = np.linalg.solve(affine_out, affine_src)  # source index -> output index
+    rot = np.round(m[:3, :3])
+    shift = np.round(m[:3, 3])
+    if (np.max(np.abs(m[:3, :3] - rot)) > _INDEX_TOLERANCE or np.max(np.abs(m[:3, 3] - shift)) > _INDEX_TOLERANCE
+            or sorted(np.abs(rot).sum(axis=0)) != [1, 1, 1] or sorted(np.abs(rot).sum(axis=1)) != [1, 1, 1]):
+        raise DicomError(path, "not on the source series' voxel grid (the DICOM objects need the T1ce grid)")
+    corners = np.array([[i, j, k] for i in (0, shape_src[0] - 1) for j in (0, shape_src[1] - 1)
+                        for k in (0, shape_src[2] - 1)], float)
+    mapped = corners @ rot.T + shift
+    if mapped.min() < 0 or np.any(mapped.max(axis=0) > np.asarray(shape_out) - 1):
+        raise DicomError(path, "does not cover the source series' volume")
+    return rot.astype(int), shift.astype(int)
+
+
+def volume_on_source(path: Path, series: Series) -> np.ndarray:
+    """The NIfTI volume at ``path`` as an array (column, row, slice) in the source series' stack order."""
+    image = nib.load(str(path))
+    data = np.asanyarray(image.dataobj)
+    if data.ndim != 3:
+        raise DicomError(path, f"expected a 3D volume, got shape {data.shape}")
+    rot, shift = _source_index_map(image.affine, series.stack.affine_ras, data.shape, series.stack.shape, path)
+    grid = np.indices(series.stack.shape).reshape(3, -1)
+    out_index = rot @ grid + shift[:, None]
+    return data[tuple(out_index)].reshape(series.stack.shape)
+
+
+def frames_for_source(volume: np.ndarray, series: Series) -> np.ndarray:
+    """(slices, rows, columns) frames; frame n lies on ``series.headers[n]``, checked by its ImagePositionPatient."""
+    affine_lps = LPS_TO_RAS @ series.stack.affine_ras
+    for n, ds in enumerate(series.headers):
+        expected = affine_lps @ np.array([0.0, 0.0, n, 1.0])
+        position = np.array([float(v) for v in ds.ImagePositionPatient])
+        if np.max(np.abs(position - expected[:3])) > 1e-2:
+            raise DicomError(series.files[n], "slice position does not match the series' stack")
+    return np.ascontiguousarray(volume.transpose(2, 1, 0))
