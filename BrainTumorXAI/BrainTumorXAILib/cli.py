@@ -52,7 +52,17 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    from .dicom.scan import looks_like_dicom_folder
     from .io.case_io import load_case
+
+    if looks_like_dicom_folder(args.case_dir):
+        from .dicom.study import describe_folder
+
+        table, problem = describe_folder(args.case_dir, _sequence_choices(args))
+        print(table)
+        if problem is not None:
+            raise problem
+        return 0
 
     case = load_case(args.case_dir, optional=("t1", "t2"))  # what a model can do without is the model's to say
     print(json.dumps(case.summary(), indent=2))
@@ -72,7 +82,7 @@ def _flips_arg(text: str) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .analyze import STAGE_WEIGHTS, AnalysisOptions, analyze_case
+    from .analyze import STAGE_WEIGHTS, AnalysisOptions
 
     if args.scene is not None:
         _check_scene_target(args.scene, args.overwrite)
@@ -85,6 +95,7 @@ def _cmd_analyze(args) -> int:
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite,
         explanation_checks=args.explanation_checks,
     )
+    analyse = _dicom_or_nifti(args, options)  # a refused option fails before the progress bar appears
     bar = None
     if args.progress_json:
         callback = json_progress_printer()
@@ -99,7 +110,7 @@ def _cmd_analyze(args) -> int:
         callback = None
     control = JobControl(callback, stage_weights=STAGE_WEIGHTS)
     try:
-        summary = analyze_case(args.case_dir, args.out, options, control)
+        summary = analyse(args.case_dir, args.out, options, control)
         if args.scene is not None:
             from .slicer_bridge.mrb_from_results import write_scene_from_results
 
@@ -122,6 +133,47 @@ def _check_scene_target(scene: Path, overwrite: bool) -> None:
         raise BrainTumorXAIError(f"{scene}: scene file exists (use --overwrite to replace it)")
 
 
+def _sequence_choices(args) -> dict:
+    return {seq: getattr(args, seq, None) for seq in ("t1", "t1ce", "t2", "flair") if getattr(args, seq, None)}
+
+
+def _dicom_or_nifti(args, options):
+    """``analyze_dicom`` for a DICOM folder (with the series choices and DICOM outputs), else ``analyze_case``."""
+    from functools import partial
+
+    from .analyze import analyze_case
+    from .dicom.scan import looks_like_dicom_folder
+
+    if looks_like_dicom_folder(args.case_dir):
+        from .dicom.run import analyze_dicom
+
+        dicom_out = False if args.no_dicom_out else args.dicom_out
+        return partial(analyze_dicom, overrides=_sequence_choices(args), dicom_out=dicom_out, maps=args.dicom_maps)
+    if args.dicom_out is not None:
+        raise BrainTumorXAIError(f"--dicom-out {args.dicom_out}: needs a DICOM input folder "
+                                 "(the DICOM SEG references the source series; NIfTI input has none)")
+    if _sequence_choices(args):
+        options.mapping = _sequence_choices(args)
+    return analyze_case
+
+
+def _dicom_maps_arg(text: str) -> tuple[str, ...]:
+    from .dicom.pmap_writer import MAP_KINDS
+
+    kinds = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in MAP_KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown map {', '.join(unknown)} (choose from {', '.join(MAP_KINDS)})")
+    return kinds
+
+
+def _add_sequence_choices(p, analyze: bool) -> None:
+    for seq, title in (("t1", "T1"), ("t1ce", "T1ce"), ("t2", "T2"), ("flair", "FLAIR")):
+        p.add_argument(f"--{seq}", metavar="SERIES" if not analyze else "FILE_OR_SERIES",
+                       help=f"the {title} series of a DICOM folder (series number or UID)"
+                            + (f"; for NIfTI input, the {title} file" if analyze else ""))
+
+
 def _print_analysis(summary: dict, out: Path) -> None:
     vols = summary["volumes_cm3"]["regions"]
     print(f"case {summary['case']['id']} -> {out}")
@@ -134,6 +186,9 @@ def _print_analysis(summary: dict, out: Path) -> None:
     if fallback:
         print(f"grad-cam: {', '.join(fallback)} not predicted anywhere; "
               "explained over all brain voxels instead (a weak, unspecific map)")
+    if summary.get("dicom_outputs"):
+        print(f"DICOM SEG and {len(summary['dicom_outputs']['maps'])} parametric maps -> "
+              f"{summary['dicom_outputs']['folder']}")
     print(f"total {summary['timings_s']['total']:.1f} s on {summary['device']}")
 
 
@@ -167,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("info", help="check a case folder and print what was found")
+    p = sub.add_parser("info", help="check a case folder (NIfTI, or a DICOM study: its series table) and print what was found")
     p.add_argument("case_dir", type=Path)
+    _add_sequence_choices(p, analyze=False)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("analyze", help="segment a case with probabilities, uncertainty, Grad-CAM, surfaces")
@@ -203,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explanation-checks", action="store_true",
                    help="trust report: Grad-CAM randomisation and deletion checks (extra forward passes)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    _add_sequence_choices(p, analyze=True)
+    p.add_argument("--dicom-out", type=Path, metavar="DIR",
+                   help="DICOM input only: where the DICOM SEG and parametric maps go (default OUT/dicom)")
+    p.add_argument("--no-dicom-out", action="store_true", help="DICOM input: write no DICOM outputs")
+    p.add_argument("--dicom-maps", type=_dicom_maps_arg, default=("probability", "entropy"), metavar="KINDS",
+                   help="parametric maps written for DICOM input: probability, entropy, variance, mutual_information, "
+                        "gradcam (comma-separated; default probability,entropy)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--progress-json", action="store_true", help="one JSON progress object per line on stdout")
     p.set_defaults(func=_cmd_analyze)

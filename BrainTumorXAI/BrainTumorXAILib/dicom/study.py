@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import DicomError
 from .assign import SEQUENCE_TITLES, assign_series, guess_sequence
 from .convert import check_decodable, series_to_nifti
 from .scan import FolderScan, Series, scan_folder
@@ -28,13 +29,22 @@ class DicomStudy:
         return re.sub(r"[^A-Za-z0-9.-]+", "_", raw).strip("._-") or "dicom"
 
 
-def open_study(folder, overrides: dict | None = None) -> DicomStudy:
+def open_study(folder, overrides: dict | None = None, scan: FolderScan | None = None) -> DicomStudy:
     """Scan ``folder``, assign the sequences (``overrides``: {sequence: series number or UID}), check decoding."""
-    scan = scan_folder(folder)
+    scan = scan or scan_folder(folder)
     chosen = assign_series(scan, overrides)
     for series in chosen.values():
         check_decodable(series)
     return DicomStudy(scan, chosen)
+
+
+def describe_folder(folder, overrides: dict | None = None) -> tuple[str, DicomError | None]:
+    """``info``'s table; an assignment that fails still shows the series (nothing used), with the problem."""
+    scan = scan_folder(folder)
+    try:
+        return format_table(open_study(folder, overrides, scan)), None
+    except DicomError as exc:
+        return format_table(DicomStudy(scan, {})), exc
 
 
 def convert_study(study: DicomStudy, work_dir: Path) -> dict[str, Path]:
@@ -69,7 +79,7 @@ def series_rows(study: DicomStudy) -> list[dict]:
 
 def format_table(study: DicomStudy) -> str:
     """The table ``braintumorxai info`` prints for a DICOM folder."""
-    ds = study.reference.first
+    ds = study.scan.series[0].first
     lines = [f"DICOM study {ds.get('StudyInstanceUID', '?')} (patient {ds.get('PatientID', '?')}), "
              f"folder {study.scan.folder}",
              f"{'series':>6}  {'used as':<7}  {'guess':<5}  {'images':>6}  {'grid':<26}  description / why"]
@@ -82,7 +92,7 @@ def format_table(study: DicomStudy) -> str:
     if study.scan.not_dicom:
         lines.append(f"ignored: {study.scan.not_dicom} file(s) that are not DICOM")
     missing = [SEQUENCE_TITLES[s] for s in SEQUENCE_TITLES if s not in study.chosen]
-    if missing:
+    if missing and study.chosen:
         lines.append(f"no series for {', '.join(missing)} (the model runs without it only where it was trained to)")
     return "\n".join(lines)
 
