@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID
+from pydicom.uid import (JPEG2000, UID, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless,
+                         JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless, RLELossless)
 
 from . import DicomError
 from .scan import Series
@@ -21,6 +22,11 @@ try:  # GDCM decodes JPEG Lossless (the usual PACS MR export), which pydicom nee
     import SimpleITK as sitk
 except ImportError:  # pragma: no cover - optional
     sitk = None
+
+
+#: Compressed syntaxes GDCM decodes (the JPEG family and RLE).
+_GDCM_DECODES = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+                 JPEG2000Lossless, JPEG2000, RLELossless}
 
 
 def _decodable(syntax: UID) -> str:
@@ -33,7 +39,7 @@ def _decodable(syntax: UID) -> str:
         decoder = None
     if decoder is not None and decoder.is_available:
         return "pydicom"
-    if sitk is not None:
+    if sitk is not None and syntax in _GDCM_DECODES:
         return "gdcm"
     raise ValueError(f"transfer syntax {syntax.name} ({syntax}) cannot be decoded here "
                      "(install SimpleITK, or pylibjpeg with pylibjpeg-libjpeg)")
@@ -51,7 +57,8 @@ def _slice_pixels(path: Path) -> np.ndarray:
     except ValueError as exc:
         raise DicomError(path, str(exc).splitlines()[0]) from None
     except (EOFError, KeyError, AttributeError, OSError, RuntimeError) as exc:
-        raise DicomError(path, f"pixel data unreadable or truncated ({type(exc).__name__}: {exc})") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DicomError(path, f"pixel data unreadable or truncated ({type(exc).__name__}: {first_line})") from None
     if array.ndim != 2:
         raise DicomError(path, f"expected one greyscale frame, got pixel data of shape {array.shape}")
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)

@@ -84,9 +84,17 @@ def _files(folder: Path):
 
 def _read_header(path: Path):
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DicomError(path, f"truncated or unreadable DICOM file ({type(exc).__name__}: {exc})") from None
+        raise DicomError(path, f"truncated or unreadable DICOM file ({type(exc).__name__})") from None
+    # pydicom stops quietly at a cut: a file whose identity or image attributes are missing was cut short.
+    if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
+        return ds
+    if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
+        raise DicomError(path, "truncated or incomplete DICOM file (no SOP class or series UID)")
+    if "Image Storage" in _sop_name(ds) and "Rows" not in ds:
+        raise DicomError(path, f"truncated DICOM file ({_sop_name(ds)} without its image attributes)")
+    return ds
 
 
 def _skip_reason(ds) -> str | None:
@@ -127,7 +135,7 @@ def scan_folder(folder) -> FolderScan:
         if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
             dicomdirs += 1
             continue
-        groups[str(ds.get("SeriesInstanceUID", "")) or f"no series UID: {path}"].append((path, ds))
+        groups[str(ds.SeriesInstanceUID)].append((path, ds))
     if dicomdirs:
         result.skipped.append(Skipped("DICOMDIR", "an index of files, not an image", dicomdirs))
     for uid, members in groups.items():
