@@ -7,6 +7,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -149,3 +150,27 @@ def test_undecodable_syntax_is_refused_by_name(tmp_path, tiny_checkpoint, capsys
         ds.file_meta.TransferSyntaxUID = MPEG2MPML
         ds.save_as(path)
     _refused(tmp_path / "in", tmp_path, tiny_checkpoint, capsys, "transfer syntax MPEG2 Main Profile")
+
+
+def test_jpeg_lossless_series_decodes_through_gdcm(tmp_path):
+    """JPEG Lossless (the usual PACS MR export): pydicom lacks the decoder here, SimpleITK's GDCM reads it."""
+    sitk = pytest.importorskip("SimpleITK")
+    files = _study(tmp_path / "in")
+    (tmp_path / "plain").mkdir()
+    plain = convert_study(open_study(tmp_path / "in"), tmp_path / "plain")["t1ce"]
+    for path in files["t1ce"]:
+        ds = pydicom.dcmread(path)
+        writer = sitk.ImageFileWriter()
+        writer.SetFileName(str(tmp_path / "jpeg.dcm"))
+        writer.SetImageIO("GDCMImageIO")
+        writer.SetUseCompression(True)
+        writer.SetCompressor("JPEG")
+        writer.Execute(sitk.GetImageFromArray(ds.pixel_array[None]))
+        jpeg = pydicom.dcmread(tmp_path / "jpeg.dcm")
+        ds.PixelData, ds.file_meta.TransferSyntaxUID = jpeg.PixelData, jpeg.file_meta.TransferSyntaxUID
+        ds.save_as(path)
+    study = open_study(tmp_path / "in")
+    assert study.chosen["t1ce"].first.file_meta.TransferSyntaxUID.name.startswith("JPEG Lossless")
+    (tmp_path / "jpeg").mkdir()
+    decoded = convert_study(study, tmp_path / "jpeg")["t1ce"]
+    assert np.array_equal(np.asarray(nib.load(decoded).dataobj), np.asarray(nib.load(plain).dataobj))
