@@ -9,7 +9,8 @@ original paper) against ours (MC only, no Grad-CAM: encoder once per window,
 then N decoder samples; plus the deterministic decode for attention models, or
 N full passes for models with encoder dropout; the row label says which) and
 their ratio (goal <= 0.5); Grad-CAM for the three tumour classes against one
-forward+backward (goal <= 1.5x); surfaces; the whole ``analyze``.
+forward+backward (goal <= 1.5x); surfaces; the whole ``analyze``; what DICOM in and out add
+(``dicom_bench.py``: series read and converted, SEG + maps written; goal <= 5 s together).
 Each figure is the median of --repeats runs after one warm-up.
 
 --real-size: a real-size case (``../shared/realdata/TCGA-FG-6692`` when present,
@@ -57,6 +58,7 @@ from BrainTumorXAILib.resources import sample_case_path
 from BrainTumorXAILib.runtime import resolve_device
 from BrainTumorXAILib.inference.sliding_window import make_tiling
 from BrainTumorXAILib.reporting.surfaces import case_surfaces
+from dicom_bench import dicom_overhead  # Testing/ is the script's own folder, first on sys.path
 
 
 def timed(fn, device, repeats: int) -> float:
@@ -158,6 +160,10 @@ def main() -> None:
             analyze_case(args.case, Path(tmp) / "out", AnalysisOptions(weights=weights, device=str(device), mc_samples=n))
 
     rows.append((f"whole analyze (MC {n}, Grad-CAM 3, surfaces, figures)", timed(whole, device, 1), ""))
+    dicom = dicom_overhead(args.case, weights, device, args.repeats)
+    rows.append(("DICOM in: scan, assign, 4 series -> NIfTI", dicom["read"], ""))
+    rows.append(("DICOM out: SEG + probability and entropy maps", dicom["write"],
+                 f"with DICOM in {dicom['read'] + dicom['write']:.2f} s (goal <= 5)"))
     width = max(len(r[0]) for r in rows)
     for name, seconds, note in rows:
         print(f"{name:<{width}}  {seconds:8.3f} s  {note}")

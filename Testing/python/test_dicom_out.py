@@ -52,6 +52,8 @@ def study_and_results(tmp_path_factory):
     nib.save(nib.Nifti1Image(seg, seg_affine), results / "seg.nii.gz")
     for name in (*CLASS_NAMES, "entropy"):
         values, affine = _flipped(rng.random(t1ce.shape, dtype=np.float32), t1ce.affine, axis=0)
+        if name == "entropy":  # also another axis order: (row, slice, column)
+            values, affine = values.transpose(1, 2, 0).copy(), affine[:, [1, 2, 0, 3]]
         file = "entropy.nii.gz" if name == "entropy" else f"prob_{name}.nii.gz"
         nib.save(nib.Nifti1Image(values, affine), results / file)
         if name != "entropy":

@@ -43,9 +43,14 @@ def volume_on_source(path: Path, series: Series) -> np.ndarray:
     if data.ndim != 3:
         raise DicomError(path, f"expected a 3D volume, got shape {data.shape}")
     rot, shift = _source_index_map(image.affine, series.stack.affine_ras, data.shape, series.stack.shape, path)
-    grid = np.indices(series.stack.shape).reshape(3, -1)
-    out_index = rot @ grid + shift[:, None]
-    return data[tuple(out_index)].reshape(series.stack.shape)
+    # Output axis a holds source axis b (rot[a, b] = +-1): transpose to source order, then cut and flip (views only).
+    out_axis = [int(np.flatnonzero(rot[:, b])[0]) for b in range(3)]
+    cuts = []
+    for b, a in enumerate(out_axis):
+        n, start = series.stack.shape[b], int(shift[a])
+        cuts.append(slice(start, start + n) if rot[a, b] > 0 else slice(start, start - n, -1) if start - n >= 0
+                    else slice(start, None, -1))
+    return data.transpose(out_axis)[tuple(cuts)]
 
 
 def frames_for_source(volume: np.ndarray, series: Series) -> np.ndarray:

@@ -48,9 +48,10 @@ def describe_folder(folder, overrides: dict | None = None) -> tuple[str, DicomEr
 
 
 def convert_study(study: DicomStudy, work_dir: Path) -> dict[str, Path]:
-    """Write each chosen series as ``<case>_<sequence>.nii.gz`` in ``work_dir``: the analysis' file mapping."""
+    """Write each chosen series as ``<case>_<sequence>.nii`` in ``work_dir``: the analysis' file mapping
+    (uncompressed: the working copies live only as long as the analysis)."""
     case = study.case_id()
-    return {seq: series_to_nifti(series, Path(work_dir) / f"{case}_{seq}.nii.gz") for seq, series in study.chosen.items()}
+    return {seq: series_to_nifti(series, Path(work_dir) / f"{case}_{seq}.nii") for seq, series in study.chosen.items()}
 
 
 def _used_as(study: DicomStudy, series: Series) -> str:
