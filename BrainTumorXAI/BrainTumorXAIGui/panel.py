@@ -14,6 +14,8 @@ from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
 from BrainTumorXAILib.io.labels import TUMOUR_CLASSES
+from BrainTumorXAILib.slicer_bridge.constants import ATTR_OUTPUT
+from BrainTumorXAILib.slicer_bridge.dicom_export import exportDicomSeg
 from BrainTumorXAILib.slicer_bridge.review import REVIEW_KIND, ReviewLogic
 from BrainTumorXAILib.slicer_bridge.session import (
     CANCELLED, CANCELLING, LOADING_RESULTS, MODEL_FILE_FILTERS, OVERLAY_KINDS, SCENE_CLOSED, STARTING, RunSession,
@@ -62,6 +64,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         for button, preset in PRESET_BUTTONS:
             getattr(self.ui, button).connect("clicked(bool)", lambda checked, p=preset: self.onPreset(p))
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        self._addExportDicomButton()
         for key, title in OVERLAY_KINDS:
             self.ui.overlayKindComboBox.addItem(title, key)
         for className in TUMOUR_CLASSES:
@@ -270,6 +273,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         """Outputs section for the current run (the latest one, also of a restored scene)."""
         hasRun = self.session.currentRunFolder() is not None
         self.ui.outputsCollapsibleButton.enabled = hasRun
+        self.exportDicomButton.enabled = hasRun
         nodes = self.logic.runNodes(self.session.runFolder) if hasRun else {}
         if hasRun:
             self.ui.outputsCollapsibleButton.collapsed = False
@@ -337,6 +341,29 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         self.ui.overlayClassComboBox.enabled = overlayUsesClass(kind)
         node = self.logic.overlayNode(kind, self.ui.overlayClassComboBox.currentText, self.session.runFolder)
         self.logic.setOverlay(node, self.ui.overlayOpacitySlider.value, colorLegend=True)
+
+    def _addExportDicomButton(self) -> None:
+        """*Export DICOM SEG* below *Save scene bundle* (the Outputs grid's next row)."""
+        self.exportDicomButton = qt.QPushButton(_("Export DICOM SEG…"))
+        self.exportDicomButton.toolTip = _("Write the segmentation (and, where the exporter supports it, the maps) as "
+                                           "DICOM referencing the T1ce series it was loaded from (research use)")
+        layout = self.ui.outputsCollapsibleButton.layout()
+        layout.addWidget(self.exportDicomButton, layout.rowCount(), 0, 1, 2)
+        self.exportDicomButton.connect("clicked(bool)", self.onExportDicomSeg)
+
+    @guarded(_("Failed to export the DICOM SEG."))
+    def onExportDicomSeg(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export DICOM SEG into folder"))
+        if not folder:
+            return
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        resultsFolder = shNode.GetItemAttribute(self.session.runFolder, ATTR_OUTPUT)
+        with waitCursor():
+            used = exportDicomSeg(slicer.mrmlScene, self.logic.runNodes(self.session.runFolder).get("segmentation"),
+                                  self._parameterNode.t1ceVolume, resultsFolder, folder,
+                                  getattr(slicer, "dicomDatabase", None))
+        self.ui.statusLabel.text = _("DICOM SEG written to {folder} ({exporter} exporter)").format(
+            folder=folder, exporter=used)
 
     @guarded(_("Failed to save the scene."))
     def onSaveScene(self) -> None:

@@ -146,3 +146,38 @@ def oblique_copy(files: dict, degrees=(12.0, -8.0, 6.0), spacing=(0.94, 0.94, 4.
         scale = 1.0 if np.issubdtype(image.get_data_dtype(), np.integer) else 4000.0 / max(float(data.max()), 1e-6)
         out[seq] = np.clip(np.rint(values * scale), -32768, 32767).astype(np.int16)
     return out, affine
+
+
+def _flipped(data: np.ndarray, affine: np.ndarray, axis: int):
+    """The same image with one voxel axis reversed (another NIfTI layout of the same grid)."""
+    flip = np.eye(4)
+    flip[axis, axis], flip[axis, 3] = -1, data.shape[axis] - 1
+    return np.flip(data, axis).copy(), affine @ flip
+
+
+def write_results_on(t1ce, folder, rng) -> Path:
+    """An analysis results folder (seg.nii.gz in the BraTS 2021 convention, prob_*.nii.gz, entropy.nii.gz,
+    summary.json) with random values on the grid of the NIfTI image ``t1ce``, in other voxel layouts of that grid
+    (axes flipped, the entropy's also permuted), as a writer may leave them."""
+    import json
+
+    import nibabel as nib
+
+    from BrainTumorXAILib.io.labels import CLASS_NAMES, from_internal
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    classes = rng.integers(0, 4, t1ce.shape).astype(np.uint8)
+    outputs = {"seg": "seg.nii.gz", "probabilities": {}, "entropy": "entropy.nii.gz"}
+    seg, seg_affine = _flipped(from_internal(classes, "brats2021"), t1ce.affine, axis=1)
+    nib.save(nib.Nifti1Image(seg, seg_affine), folder / "seg.nii.gz")
+    for name in (*CLASS_NAMES, "entropy"):
+        values, affine = _flipped(rng.random(t1ce.shape, dtype=np.float32), t1ce.affine, axis=0)
+        if name == "entropy":  # also another axis order: (row, slice, column)
+            values, affine = values.transpose(1, 2, 0).copy(), affine[:, [1, 2, 0, 3]]
+        file = "entropy.nii.gz" if name == "entropy" else f"prob_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(values, affine), folder / file)
+        if name != "entropy":
+            outputs["probabilities"][name] = file
+    (folder / "summary.json").write_text(json.dumps({"outputs": outputs, "case": {"label_convention": "brats2021"}}))
+    return folder

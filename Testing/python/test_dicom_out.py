@@ -18,22 +18,14 @@ from BrainTumorXAILib.dicom import DicomError
 from BrainTumorXAILib.dicom.export import write_dicom_results
 from BrainTumorXAILib.dicom.seg_writer import segmentation_frames, write_segmentation
 from BrainTumorXAILib.dicom.study import convert_study, open_study
-from BrainTumorXAILib.io.labels import (CLASS_COLORS, CLASS_NAMES, TERMINOLOGY_TYPES, TUMOUR_CLASSES, from_internal,
-                                        to_internal)
+from BrainTumorXAILib.io.labels import CLASS_COLORS, TERMINOLOGY_TYPES, TUMOUR_CLASSES, to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dicom_checks import pmap_max_error, seg_mismatches  # noqa: E402
-from dicom_factory import grid_affine, rotation, write_case_study  # noqa: E402
+from dicom_factory import grid_affine, rotation, write_case_study, write_results_on  # noqa: E402
 
 SHAPE = (30, 26, 8)
 AFFINE = grid_affine(rotation(-12, 7, 160), (1.1, 0.95, 5.0), (50.0, 70.0, -10.0), flip_slices=True)
-
-
-def _flipped(data: np.ndarray, affine: np.ndarray, axis: int):
-    """The same image with one voxel axis reversed (another NIfTI layout of the same grid)."""
-    flip = np.eye(4)
-    flip[axis, axis], flip[axis, 3] = -1, data.shape[axis] - 1
-    return np.flip(data, axis).copy(), affine @ flip
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +36,7 @@ def study_and_results(tmp_path_factory):
     write_case_study(vols, AFFINE, root / "in", shuffle="t1ce")
     study = open_study(root / "in")
     t1ce = nib.load(convert_study(study, root)["t1ce"])
-    classes = rng.integers(0, 4, t1ce.shape).astype(np.uint8)
-    results = root / "results"
-    results.mkdir()
-    outputs = {"seg": "seg.nii.gz", "probabilities": {}, "entropy": "entropy.nii.gz"}
-    seg, seg_affine = _flipped(from_internal(classes, "brats2021"), t1ce.affine, axis=1)
-    nib.save(nib.Nifti1Image(seg, seg_affine), results / "seg.nii.gz")
-    for name in (*CLASS_NAMES, "entropy"):
-        values, affine = _flipped(rng.random(t1ce.shape, dtype=np.float32), t1ce.affine, axis=0)
-        if name == "entropy":  # also another axis order: (row, slice, column)
-            values, affine = values.transpose(1, 2, 0).copy(), affine[:, [1, 2, 0, 3]]
-        file = "entropy.nii.gz" if name == "entropy" else f"prob_{name}.nii.gz"
-        nib.save(nib.Nifti1Image(values, affine), results / file)
-        if name != "entropy":
-            outputs["probabilities"][name] = file
-    (results / "summary.json").write_text(json.dumps({"outputs": outputs, "case": {"label_convention": "brats2021"}}))
+    results = write_results_on(t1ce, root / "results", rng)
     written = write_dicom_results(results, study.reference, root / "dicom")
     return study, results, root / "dicom", written
 

@@ -178,3 +178,23 @@ def _check_one_study(result: FolderScan) -> None:
         if len(found) > 1:
             listed = "; ".join(f"{attr} {key or '(none)'}: series {', '.join(nums)}" for key, nums in found.items())
             raise DicomError(result.folder, f"{len(found)} {what} in one folder ({listed}); give one study's folder")
+
+
+def read_series(files) -> Series:
+    """One series from its files (e.g. those a Slicer volume was loaded from), ordered by position."""
+    files = [Path(f) for f in files]
+    if not files:
+        raise DicomError(None, "no DICOM files given for the series")
+    headers = [_read_header(f) for f in files]
+    uids = {str(ds.SeriesInstanceUID) for ds in headers}
+    if len(uids) != 1:
+        raise DicomError(files[0].parent, f"the files belong to {len(uids)} series, expected one")
+    series = Series(uids.pop(), str(headers[0].get("SeriesNumber", "") or ""),
+                    str(headers[0].get("SeriesDescription", "") or "").strip(), headers, files)
+    try:
+        series.stack = stack_slices(headers)
+    except GeometryProblem as exc:
+        raise DicomError(files[0].parent, f"{series.label()}: {exc}") from None
+    series.headers = [headers[i] for i in series.stack.order]
+    series.files = [files[i] for i in series.stack.order]
+    return series
