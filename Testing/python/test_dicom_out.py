@@ -126,6 +126,9 @@ def test_analyze_dicom_end_to_end_matches_nifti_input(tmp_path, tiny_checkpoint,
     assert {s: a["series"] for s, a in summary["dicom_input"]["assignment"].items()} == \
         {"t1": "2", "t1ce": "3", "t2": "4", "flair": "5"}
     assert summary["timings_s"]["dicom_read"] > 0 and summary["dicom_outputs"]["segmentation"] == "seg.dcm"
+    kept = nib.load(summary["case"]["files"]["flair"])  # the converted inputs stay beside the results
+    assert Path(summary["case"]["files"]["flair"]).parent == tmp_path / "out" / "inputs"
+    assert np.array_equal(np.asarray(kept.dataobj)[:, :, ::-1], vols["flair"])
     assert seg_mismatches(tmp_path / "out" / "dicom" / "seg.dcm", files["t1ce"],
                           _internal_seg(tmp_path / "out")) == 0
     # --dicom-out elsewhere, --no-dicom-out, and --dicom-out refused for NIfTI input

@@ -89,7 +89,10 @@ def series_volume(series: Series) -> np.ndarray:
 
 def series_to_nifti(series: Series, path: Path) -> Path:
     """Write the series as NIfTI (scanner coordinates, sform and qform) at ``path``."""
-    image = nib.Nifti1Image(series_volume(series), series.stack.affine_ras)
+    volume = series_volume(series)
+    if np.array_equal(volume, np.rint(volume)) and volume.min() >= -32768 and volume.max() <= 32767:
+        volume = volume.astype(np.int16)  # stored integers (the usual MR case): half the size, the same values
+    image = nib.Nifti1Image(volume, series.stack.affine_ras)
     image.set_sform(series.stack.affine_ras, code=1)
     image.set_qform(series.stack.affine_ras, code=1)
     image.header.set_xyzt_units("mm")

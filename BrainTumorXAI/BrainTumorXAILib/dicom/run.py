@@ -4,6 +4,7 @@ sequence -> file mapping, then DICOM SEG and Parametric Maps from its outputs in
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +15,17 @@ from ..reporting.output_folder import check_not_replacing_inputs, check_output_d
 from .export import record_in_summary, write_dicom_results
 from .pmap_writer import DEFAULT_MAPS
 from .study import convert_study, open_study, study_summary
+
+
+#: Where the NIfTI copies of the analysed series stay (viewers show them under the results).
+INPUTS_FOLDER = "inputs"
+
+
+def keep_inputs(mapping: dict, folder: Path, case: dict) -> dict:
+    """Move the working NIfTI copies into ``folder``; the summary's case entry then lists them there."""
+    folder.mkdir()
+    files = {seq: str(Path(shutil.move(str(path), folder / Path(path).name))) for seq, path in mapping.items()}
+    return {**case, "folder": str(folder), "files": files}
 
 
 def analyze_dicom(dicom_dir, out_dir, options: AnalysisOptions, control=None, overrides: dict | None = None,
@@ -33,6 +45,8 @@ def analyze_dicom(dicom_dir, out_dir, options: AnalysisOptions, control=None, ov
         extra = {**options.extra_summary, "dicom_input": study_summary(study)}
         summary = analyze_case(work, out_dir, dataclasses.replace(options, mapping=mapping, extra_summary=extra),
                                control)
+        summary["case"] = keep_inputs(mapping, out_dir / INPUTS_FOLDER, summary["case"])
+    record_in_summary(out_dir, "case", summary["case"])
     summary["timings_s"]["dicom_read"] = round(read_s, 3)
     if target is not None:
         try:
