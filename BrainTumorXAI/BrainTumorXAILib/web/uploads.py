@@ -1,7 +1,8 @@
 """Validating and unpacking a case uploaded through the web viewer.
 
 An upload is either the MR sequences (T1ce and FLAIR; T1, T2 and the label map optional) as
-NIfTI files, or one zip archive holding them.  Everything lands in the
+NIfTI files, or one zip archive holding them, or one zip archive of a DICOM study (any names, nested
+folders: the series are found and assigned as ``analyze`` does).  Everything lands in the
 connection's own temporary folder (:class:`UploadSession`), which is removed when
 the connection closes.  Every problem raises :class:`UploadError` with one line
 naming the file and the problem; nothing here may crash the server.
@@ -17,7 +18,8 @@ Guards:
   and as actually decompressed (a zip bomb that lies in its headers is stopped
   at the limit), as is the number of entries;
 * the result must be one BraTS case (``case_io.find_case_files``), and every
-  NIfTI header must be readable.
+  NIfTI header must be readable; or one DICOM study whose series assign (``dicom.study.open_study``),
+  its files unpacked flat under numbered names (no folder of the archive is recreated).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class UploadLimits:
     max_uncompressed_bytes: int = 4 * GIB  # what the zip archives unpack to, all together
     max_files: int = 16  # files in one upload
     max_zip_entries: int = 64
+    max_dicom_files: int = 5000  # entries of a DICOM study zip (one file per slice)
 
 
 def accepted_extension(name: str) -> str | None:
@@ -74,8 +77,8 @@ def safe_basename(name: str) -> str:
 def check_name(name: str) -> str:
     base = safe_basename(name)
     if accepted_extension(base) is None:
-        raise UploadError(f"{base}: unsupported file type; upload .nii or .nii.gz images (the four sequences) "
-                          f"or one .zip holding them")
+        raise UploadError(f"{base}: unsupported file type; upload .nii or .nii.gz images (the four sequences), "
+                          f"or one .zip holding them or a DICOM study")
     return base
 
 
@@ -109,7 +112,8 @@ def _member_path(info: zipfile.ZipInfo, archive: str) -> PurePosixPath | None:
 
 def extract_zip(source: str | Path | BinaryIO, dest: Path, limits: UploadLimits = UploadLimits(),
                 archive_name: str | None = None, budget: list[int] | None = None) -> list[Path]:
-    """Extract the NIfTI members of ``source`` flat into ``dest``; return the written files.
+    """Extract the NIfTI members of ``source`` flat into ``dest`` (or, in an archive without NIfTI files, every
+    member as a DICOM study, flat under numbered names); return the written files.
 
     ``budget`` (one-element list) is the uncompressed byte allowance still left,
     shared between archives of one upload.
@@ -125,9 +129,10 @@ def extract_zip(source: str | Path | BinaryIO, dest: Path, limits: UploadLimits 
     written: list[Path] = []
     with zf:
         infos = zf.infolist()
-        if len(infos) > limits.max_zip_entries:
-            raise UploadError(f"{archive}: {len(infos)} entries; at most {limits.max_zip_entries} are accepted")
-        members = []
+        if len(infos) > max(limits.max_zip_entries, limits.max_dicom_files):
+            raise UploadError(f"{archive}: {len(infos)} entries; at most "
+                              f"{max(limits.max_zip_entries, limits.max_dicom_files)} are accepted")
+        members, others = [], []
         for info in infos:
             rel = _member_path(info, archive)  # checks every entry, even skipped ones
             if rel is None or _IGNORED_MEMBERS.search(str(rel)):
@@ -136,8 +141,15 @@ def extract_zip(source: str | Path | BinaryIO, dest: Path, limits: UploadLimits 
             if ext == ".zip":
                 raise UploadError(f"{archive}: nested archive {rel} is not supported; zip the NIfTI files directly")
             if ext is None:
-                continue  # README, JSON side cars... are ignored
+                others.append((info, rel))  # README, JSON side cars... ignored; or a DICOM study's files
+                continue
             members.append((info, rel))
+        dicom = not members and bool(others)
+        if dicom:  # named by position in the archive: series files often share names (IM0001 in each folder)
+            members = [(info, PurePosixPath(f"{n:05d}_{rel.name}")) for n, (info, rel) in enumerate(others)]
+        limit = limits.max_dicom_files if dicom else limits.max_zip_entries
+        if len(infos) > limit:
+            raise UploadError(f"{archive}: {len(infos)} entries; at most {limit} are accepted")
         declared = sum(i.file_size for i, _ in members)
         if declared > budget[0]:
             raise UploadError(f"{archive}: unpacks to {_human(declared)}, more than the limit of "
@@ -170,7 +182,7 @@ def extract_zip(source: str | Path | BinaryIO, dest: Path, limits: UploadLimits 
                 raise UploadError(f"{archive}: entry {info.filename!r} is corrupt or unreadable ({exc})") from None
             written.append(target)
     if not written:
-        raise UploadError(f"{archive}: the archive holds no .nii or .nii.gz files")
+        raise UploadError(f"{archive}: the archive holds no .nii or .nii.gz files and no DICOM study")
     return written
 
 
@@ -205,11 +217,17 @@ OPTIONAL_SEQUENCES = ("t1", "t2")
 
 
 def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
-    """The case id and files of an unpacked upload, or an UploadError naming what is missing."""
+    """The case id and files (for a DICOM study: the first file of each assigned series) of an unpacked upload,
+    or an UploadError naming what is missing."""
+    from ..dicom.scan import looks_like_dicom_folder
+    from ..dicom.study import open_study
     from ..io.case_files import find_case_files
     from ..errors import CaseError
 
     try:
+        if looks_like_dicom_folder(folder):
+            study = open_study(folder)
+            return study.case_id(), {seq: series.files[0] for seq, series in study.chosen.items()}
         case_id, files = find_case_files(folder, optional=OPTIONAL_SEQUENCES)
     except CaseError as exc:
         problem = exc.problem
