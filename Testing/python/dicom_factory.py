@@ -122,8 +122,8 @@ def read_back(path) -> Dataset:
 
 
 def oblique_copy(files: dict, degrees=(12.0, -8.0, 6.0), spacing=(0.94, 0.94, 4.0)) -> tuple[dict, np.ndarray]:
-    """The sequences of a NIfTI case resampled (linear) onto one oblique thick-slice grid covering the same head,
-    as int16 (float inputs scaled to 0..4000): {sequence: array}, RAS affine."""
+    """The sequences of a NIfTI case resampled (linear; a label map 'seg' nearest) onto one oblique thick-slice
+    grid covering the same head, as int16 (float inputs scaled to 0..4000): {sequence: array}, RAS affine."""
     import nibabel as nib
     from scipy.ndimage import map_coordinates
 
@@ -142,7 +142,7 @@ def oblique_copy(files: dict, degrees=(12.0, -8.0, 6.0), spacing=(0.94, 0.94, 4.
         world = affine @ np.r_[index, np.ones((1, index.shape[1]))]
         src = np.linalg.solve(image.affine, world)[:3]
         data = np.asarray(image.dataobj, dtype=np.float32)
-        values = map_coordinates(data, src, order=1, mode="constant", cval=0.0).reshape(shape)
+        values = map_coordinates(data, src, order=0 if seq == "seg" else 1, mode="constant", cval=0.0).reshape(shape)
         scale = 1.0 if np.issubdtype(image.get_data_dtype(), np.integer) else 4000.0 / max(float(data.max()), 1e-6)
         out[seq] = np.clip(np.rint(values * scale), -32768, 32767).astype(np.int16)
     return out, affine
