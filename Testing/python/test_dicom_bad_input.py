@@ -174,3 +174,19 @@ def test_jpeg_lossless_series_decodes_through_gdcm(tmp_path):
     (tmp_path / "jpeg").mkdir()
     decoded = convert_study(study, tmp_path / "jpeg")["t1ce"]
     assert np.array_equal(np.asarray(nib.load(decoded).dataobj), np.asarray(nib.load(plain).dataobj))
+
+
+def test_irregular_spacing_refused_and_rounding_accepted(tmp_path, tiny_checkpoint, capsys):
+    files = _study(tmp_path / "in")
+    normal = np.cross(AFFINE[:3, 0], AFFINE[:3, 1]) / np.linalg.norm(np.cross(AFFINE[:3, 0], AFFINE[:3, 1]))
+    normal_lps = normal * [-1, -1, 1]
+
+    def shift(path, mm):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(ds.ImagePositionPatient, float) + mm * normal_lps]
+        ds.save_as(path)
+
+    shift(files["t2"][2], 0.01)  # scanner rounding: fine
+    assert open_study(tmp_path / "in").chosen["t2"].problem is None
+    shift(files["t1ce"][3], 1.2)  # 30% of the 4 mm step
+    _refused(tmp_path / "in", tmp_path, tiny_checkpoint, capsys, "(T1ce): irregular slice spacing")

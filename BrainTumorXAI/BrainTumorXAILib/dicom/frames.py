@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from . import DicomError
-from .geometry import LPS_TO_RAS
+from .geometry import IN_PLANE_TOLERANCE, POSITION_TOLERANCE
 from .scan import Series
 
 #: Voxel-index tolerance of the grid match (float32 header round-off).
@@ -55,10 +55,12 @@ def volume_on_source(path: Path, series: Series) -> np.ndarray:
 
 def frames_for_source(volume: np.ndarray, series: Series) -> np.ndarray:
     """(slices, rows, columns) frames; frame n lies on ``series.headers[n]``, checked by its ImagePositionPatient."""
-    affine_lps = LPS_TO_RAS @ series.stack.affine_ras
+    affine_lps = series.stack.affine_lps
+    tolerance = POSITION_TOLERANCE * np.linalg.norm(affine_lps[:3, 2]) + IN_PLANE_TOLERANCE * np.linalg.norm(
+        affine_lps[:3, :2], axis=0).min()
     for n, ds in enumerate(series.headers):
         expected = affine_lps @ np.array([0.0, 0.0, n, 1.0])
         position = np.array([float(v) for v in ds.ImagePositionPatient])
-        if np.max(np.abs(position - expected[:3])) > 1e-2:
+        if np.linalg.norm(position - expected[:3]) > tolerance:
             raise DicomError(series.files[n], "slice position does not match the series' stack")
     return np.ascontiguousarray(volume.transpose(2, 1, 0))

@@ -9,8 +9,11 @@ import numpy as np
 
 #: Direction cosines that differ by more than this are different orientations.
 ORIENTATION_TOLERANCE = 1e-4
-#: A slice gap may differ from the median gap by this fraction (scanner rounding) before it counts as irregular.
-SPACING_TOLERANCE = 0.05
+#: A slice may lie this fraction of the slice step off the regular grid (scanner rounding) before the series counts
+#: as irregular; the DICOM writers hold the frames to the same tolerance.
+POSITION_TOLERANCE = 0.05
+#: Slices may be shifted within their plane by this fraction of the pixel spacing (rounded positions).
+IN_PLANE_TOLERANCE = 0.1
 #: LPS (DICOM patient coordinates) <-> RAS (NIfTI world coordinates).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -71,17 +74,21 @@ def stack_slices(headers) -> SliceStack:
     if np.min(gaps) < 1e-3:
         raise GeometryProblem(f"two images at the same position ({along[np.argmin(gaps)]:.2f} mm along the normal): "
                               "several echoes, phases or repeats in one series")
-    step = float(np.median(gaps))
-    irregular = np.abs(gaps - step) > SPACING_TOLERANCE * step
-    if np.any(irregular):
-        k = int(np.argmax(irregular))
-        what = "missing slice" if gaps[k] > 1.5 * step else "irregular slice spacing"
-        raise GeometryProblem(f"{what} between {along[k]:.2f} and {along[k + 1]:.2f} mm along the normal "
-                              f"(gap {gaps[k]:.2f} mm, spacing {step:.2f} mm)")
+    median = float(np.median(gaps))
+    if np.any(gaps > 1.5 * median):
+        k = int(np.argmax(gaps > 1.5 * median))
+        raise GeometryProblem(f"missing slice between {along[k]:.2f} and {along[k + 1]:.2f} mm along the normal "
+                              f"(gap {gaps[k]:.2f} mm, spacing {median:.2f} mm)")
+    step = float(along[-1] - along[0]) / (len(along) - 1)
+    off_grid = np.abs(along - along[0] - step * np.arange(len(along)))
+    if np.max(off_grid) > POSITION_TOLERANCE * step:
+        k = int(np.argmax(off_grid))
+        raise GeometryProblem(f"irregular slice spacing: the slice at {along[k]:.2f} mm along the normal lies "
+                              f"{off_grid[k]:.2f} mm off a regular {step:.2f} mm grid")
     # Slices must lie on one line along the normal (a tilted gantry shears the stack: not one regular grid).
     offsets = positions[order] - positions[order[0]]
     in_plane = offsets - np.outer(offsets @ normal, normal)
-    if np.max(np.abs(in_plane)) > 0.01 * max(spacing.min(), 1.0) + 1e-3:
+    if np.max(np.abs(in_plane)) > IN_PLANE_TOLERANCE * spacing.min():
         raise GeometryProblem("slices shifted within their plane (gantry tilt or a sheared stack)")
     affine = np.eye(4)
     affine[:3, 0] = row * spacing[1]  # PixelSpacing is (between rows, between columns)
