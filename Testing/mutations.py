@@ -47,6 +47,7 @@ ANALYZE_TESTS = [T + "test_output_content.py", T + "test_analyze.py"]
 GEOMETRY_TESTS = [T + "test_output_content.py", T + "test_network_grid.py"]
 UPLOAD_TESTS = [T + "test_upload_limits.py", T + "test_web_uploads.py"]
 UI_TESTS = [T + "test_slicer_module_static.py"]
+DICOM_TESTS = [T + "test_dicom_read.py", T + "test_dicom_out.py"]
 
 
 @dataclass
@@ -203,10 +204,18 @@ MUTATIONS: list[Mutation] = [
     M("stream_not_counted", "streamed uploads not counted against the size limit", UPL,
       [("                account(len(chunk))\n", "                pass\n")], UPLOAD_TESTS),
     M("entry_count_off_by_one", "entry-count limit off by one (>=)", UPL,
-      [("if len(infos) > limits.max_zip_entries:", "if len(infos) >= limits.max_zip_entries:")], UPLOAD_TESTS),
+      [("if len(infos) > limit:", "if len(infos) >= limit:")], UPLOAD_TESTS),
     M("partial_member_kept", "a member stopped at the limit is left on disk", UPL,
       [("            except UploadError:\n                target.unlink(missing_ok=True)\n                raise",
         "            except UploadError:\n                raise")], UPLOAD_TESTS),
+    # ---- DICOM in and out (issue 30)
+    M("dicom_file_order", "slices stacked in file-name order instead of by position", f"{LIB}/dicom/geometry.py",
+      [('order = np.argsort(along, kind="stable")', "order = np.arange(len(along))")], DICOM_TESTS),
+    M("seg_frames_reversed", "SEG frames paired with the source slices in reverse", f"{LIB}/dicom/seg_writer.py",
+      [("pixel_array=frames.astype(np.uint8)", "pixel_array=frames[::-1].astype(np.uint8)")], DICOM_TESTS),
+    M("output_flip_ignored", "a flipped output axis taken as unflipped", f"{LIB}/dicom/frames.py",
+      [("cuts.append(slice(start, start + n) if rot[a, b] > 0", "cuts.append(slice(start, start + n) if True")],
+      DICOM_TESTS),
     # ---- uncertainty estimators, post-processing, explanation checks in evaluate (issue 14)
     M("pool_second_moment", "pooled variance := E[p^2] (the squared mean not subtracted)", f"{LIB}/inference/combine.py",
       [("variance=np.clip(second - mean * mean, 0.0, None)", "variance=np.clip(second, 0.0, None)")],
