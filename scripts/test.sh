@@ -8,6 +8,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "note: chromium could not be installed; the browser test will be skipped"
 fi
+# dciodvfy (dicom3tools) validates the written DICOM SEG and parametric maps (skipped with a reason if absent).
+if ! command -v dciodvfy >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null \
+        || echo "note: dicom3tools could not be installed; the DICOM validator test will be skipped"
+fi
 . .venv/bin/activate
 export VTK_SMP_BACKEND_IN_USE=STDThread
 python -m pytest -q -p no:cacheprovider Testing/python "$@"

@@ -65,6 +65,8 @@ def write_series(volume, affine, folder, ids: dict, number: int, description: st
         ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]
         ds.SliceThickness = f"{spacing[2]:.6f}"
         ds.EchoTime, ds.RepetitionTime = te, tr
+        ds.ScanningSequence = ["SE", "IR"] if ti is not None else ["SE"]
+        ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType, ds.EchoTrainLength = "NONE", "", "2D", 1
         if ti is not None:
             ds.InversionTime = ti
         if agent:
@@ -99,6 +101,7 @@ def _slice_dataset(ids, series_uid, number, description, modality, image_type) -
     ds.SeriesDescription = ds.ProtocolName = description
     ds.ImageType = image_type or ["ORIGINAL", "PRIMARY", "M", "NONE"]
     ds.Manufacturer = "TestScanner"
+    ds.BodyPartExamined, ds.PatientPosition, ds.PositionReferenceIndicator = "BRAIN", "HFS", ""
     return ds
 
 

@@ -4,6 +4,8 @@ NIfTI (a frame paired with the wrong source slice fails), identifiers, codes and
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,6 +96,15 @@ def test_identifiers_codes_colours_and_descriptions(study_and_results):
         assert (code.CodingSchemeDesignator, code.CodeValue, code.CodeMeaning) == TERMINOLOGY_TYPES[name]
         rgb = hd.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
         assert np.allclose(np.asarray(rgb) / 255, CLASS_COLORS[name], atol=0.01)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian package dicom3tools) not installed")
+def test_objects_pass_the_dicom3tools_validator(study_and_results):
+    _, _, dicom, _ = study_and_results
+    for path in sorted(dicom.glob("*.dcm")):
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
+        assert report.splitlines()[0] in ("Segmentation", "ParametricMap"), report
+        assert [line for line in report.splitlines() if line.startswith("Error")] == [], (path.name, report)
 
 
 def test_output_on_another_grid_is_refused(study_and_results, tmp_path):

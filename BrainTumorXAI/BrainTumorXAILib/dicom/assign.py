@@ -49,10 +49,11 @@ def guess_sequence(series: Series) -> Assignment:
     words = _words(series)
     agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
     tr, te, ti = (_number(ds, k) for k in ("RepetitionTime", "EchoTime", "InversionTime"))
+    inversion = "IR" in [str(v).upper() for v in (ds.get("ScanningSequence") or [])]
     if words & _FLAIR_WORDS:
         return Assignment("flair", "FLAIR in the description")
-    if ti and ti >= 1500 and tr and tr >= 4000:
-        return Assignment("flair", f"inversion time {ti:g} ms (fluid suppressed)")
+    if ti and ti >= 1500 and (inversion or (tr and tr >= 4000)):
+        return Assignment("flair", f"inversion recovery, TI {ti:g} ms (fluid suppressed)")
     weighting, why = None, ""
     if words & _T1_WORDS:
         weighting, why = "t1", "T1 in the description"

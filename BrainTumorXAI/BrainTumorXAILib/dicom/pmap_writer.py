@@ -56,8 +56,11 @@ def write_parametric_map(frames: np.ndarray, title: str, series: Series, path: P
         source_images=series.headers, pixel_array=frames, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=high - low)],
+        voi_lut_transformations=[hd.VOILUTTransformation(  # LINEAR_EXACT: a window narrower than 1 is legal
+            window_center=(low + high) / 2, window_width=high - low, voi_lut_function="LINEAR_EXACT")],
         series_description=description(title), content_label="MAP", content_description=title[:64],
         **equipment())
+    if "BodyPartExamined" in series.first:  # the same body part (tells a validator the organ is unpaired)
+        pm.BodyPartExamined = series.first.BodyPartExamined
     pm.save_as(str(path))
     return Path(path)
