@@ -8,10 +8,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "note: chromium could not be installed; the browser test will be skipped"
 fi
-# dciodvfy (dicom3tools) validates the written DICOM SEG and parametric maps (skipped with a reason if absent).
-if ! command -v dciodvfy >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null \
-        || echo "note: dicom3tools could not be installed; the DICOM validator test will be skipped"
+# dciodvfy (dicom3tools) validates the written DICOM SEG and parametric maps; dcm2niix is an independent reader
+# to compare the series geometry with (each test skipped with a reason if absent).
+if ! command -v dciodvfy >/dev/null 2>&1 || ! command -v dcm2niix >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools dcm2niix >/dev/null \
+            || echo "note: dicom3tools/dcm2niix could not be installed; their DICOM tests will be skipped"
+    fi
 fi
 . .venv/bin/activate
 export VTK_SMP_BACKEND_IN_USE=STDThread

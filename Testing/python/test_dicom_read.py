@@ -3,6 +3,8 @@ file names and order; sequence assignment from the headers, overrides, ambiguity
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,6 +69,19 @@ def test_reader_agrees_with_simpleitk_gdcm(tmp_path):
     ours = nib.load(path)
     assert np.allclose(np.diag([-1, -1, 1, 1]) @ lps, ours.affine, atol=1e-4)
     assert np.array_equal(sitk.GetArrayFromImage(image).transpose(2, 1, 0), np.asarray(ours.dataobj))
+
+
+@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix (Debian package dcm2niix) not installed")
+@pytest.mark.parametrize("grid", sorted(GRIDS))
+def test_reader_agrees_with_dcm2niix(tmp_path, grid):
+    vols = _volumes()
+    write_case_study(vols, GRIDS[grid], tmp_path / "in", shuffle="t1ce")
+    ours = nib.load(convert_study(open_study(tmp_path / "in"), tmp_path)["t1ce"])
+    (tmp_path / "d2n").mkdir()
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "%s", "-o", str(tmp_path / "d2n"), str(tmp_path / "in" / "S3")],
+                   check=True, capture_output=True)
+    theirs = nib.load(tmp_path / "d2n" / "3.nii")
+    _same_in_space(theirs, np.asarray(ours.dataobj), ours.affine)
 
 
 def test_assignment_from_headers_without_words(tmp_path):
