@@ -72,13 +72,15 @@ def main() -> None:
         for region, classes in REGIONS.items():
             x, y = np.isin(a, classes), np.isin(b, classes)
             dice = 2 * np.count_nonzero(x & y) / max(np.count_nonzero(x) + np.count_nonzero(y), 1)
-            print(f"Dice NIfTI vs DICOM input, {region}: {dice:.4f} ({np.count_nonzero(x)} / {np.count_nonzero(y)} voxels)")
+            print(f"Dice NIfTI vs DICOM input, {region}: {dice:.4f} "
+                  f"({np.count_nonzero(x)} / {np.count_nonzero(y)} voxels)")
         seg = nib.load(work / "out_dicom" / "seg.nii.gz")
         internal = nib.Nifti1Image(to_internal(np.asarray(seg.dataobj), "brats2021"), seg.affine)
         print(f"DICOM SEG pixels differing from seg.nii.gz: "
               f"{seg_mismatches(work / 'out_dicom' / 'dicom' / 'seg.dcm', written['t1ce'], internal)}")
         timings = json.loads((work / "out_dicom" / "summary.json").read_text())["timings_s"]
-        print(f"analyze NIfTI {t1 - t0:.1f} s, DICOM {t2 - t1:.1f} s; DICOM read+convert {timings['dicom_read']:.2f} s, "
+        print(f"analyze NIfTI {t1 - t0:.1f} s, DICOM {t2 - t1:.1f} s; "
+              f"DICOM read+convert {timings['dicom_read']:.2f} s, "
               f"SEG + {len(summary['dicom_outputs']['maps'])} maps written {timings['dicom_write']:.2f} s")
 
 

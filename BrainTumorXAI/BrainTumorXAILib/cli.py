@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("info", help="check a case folder (NIfTI, or a DICOM study: its series table) and print what was found")
+    p = sub.add_parser("info", help="check a case folder (NIfTI, or a DICOM study: its series table) "
+                                    "and print what was found")
     p.add_argument("case_dir", type=Path)
     _add_sequence_choices(p, analyze=False)
     p.set_defaults(func=_cmd_info)

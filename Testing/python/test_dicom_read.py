@@ -78,8 +78,8 @@ def test_reader_agrees_with_dcm2niix(tmp_path, grid):
     write_case_study(vols, GRIDS[grid], tmp_path / "in", shuffle="t1ce")
     ours = nib.load(convert_study(open_study(tmp_path / "in"), tmp_path)["t1ce"])
     (tmp_path / "d2n").mkdir()
-    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "%s", "-o", str(tmp_path / "d2n"), str(tmp_path / "in" / "S3")],
-                   check=True, capture_output=True)
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "%s", "-o", str(tmp_path / "d2n"),
+                    str(tmp_path / "in" / "S3")], check=True, capture_output=True)
     theirs = nib.load(tmp_path / "d2n" / "3.nii")
     _same_in_space(theirs, np.asarray(ours.dataobj), ours.affine)
 

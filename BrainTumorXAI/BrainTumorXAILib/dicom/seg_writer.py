@@ -42,7 +42,8 @@ def segmentation_frames(seg_path: Path, convention: str, series: Series) -> np.n
     return frames_for_source(to_internal(np.rint(values).astype(np.uint8), convention), series)
 
 
-def write_segmentation(frames: np.ndarray, series: Series, path: Path, series_number: int = FIRST_SERIES_NUMBER) -> Path:
+def write_segmentation(frames: np.ndarray, series: Series, path: Path,
+                       series_number: int = FIRST_SERIES_NUMBER) -> Path:
     """Write the SEG for class frames (slices, rows, columns) of ``series`` at ``path``."""
     seg = hd.seg.Segmentation(
         source_images=series.headers, pixel_array=frames.astype(np.uint8), segmentation_type="BINARY",

@@ -71,7 +71,8 @@ def series_rows(study: DicomStudy) -> list[dict]:
                "uid": s.uid}
         if s.stack is not None:
             spacing = np.linalg.norm(s.stack.affine_lps[:3, :3], axis=0)
-            row["grid"] = "x".join(str(n) for n in s.stack.shape) + " @ " + "x".join(f"{v:.2g}" for v in spacing) + " mm"
+            row["grid"] = ("x".join(str(n) for n in s.stack.shape) + " @ "
+                           + "x".join(f"{v:.2g}" for v in spacing) + " mm")
         else:
             row["problem"] = s.problem
         rows.append(row)

@@ -45,7 +45,8 @@ def libWriterProblem() -> str:
     import pydicom
 
     if int(pydicom.__version__.split(".")[0]) < 3:
-        return tr("highdicom needs pydicom 3; this Slicer bundles pydicom {version}").format(version=pydicom.__version__)
+        return tr("highdicom needs pydicom 3; this Slicer bundles pydicom {version}").format(
+            version=pydicom.__version__)
     return ""
 
 
