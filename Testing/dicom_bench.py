@@ -21,10 +21,11 @@ from pathlib import Path
 
 import nibabel as nib
 
-from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+from BrainTumorXAILib.analysis_options import AnalysisOptions
+from BrainTumorXAILib.analyze import analyze_case
 from BrainTumorXAILib.dicom.export import write_dicom_results
 from BrainTumorXAILib.dicom.study import convert_study, open_study
-from BrainTumorXAILib.io.case_io import find_case_files
+from BrainTumorXAILib.io.case_files import find_case_files
 from BrainTumorXAILib.io.labels import SEQUENCES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))

@@ -22,9 +22,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+from BrainTumorXAILib.analysis_options import AnalysisOptions
+from BrainTumorXAILib.analyze import analyze_case
 from BrainTumorXAILib.dicom.run import analyze_dicom
-from BrainTumorXAILib.io.case_io import find_case_files
+from BrainTumorXAILib.io.case_files import find_case_files
 from BrainTumorXAILib.io.labels import REGIONS, SEQUENCES, to_internal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))

@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -139,8 +140,6 @@ def _sequence_choices(args) -> dict:
 
 def _dicom_or_nifti(args, options):
     """``analyze_dicom`` for a DICOM folder (with the series choices and DICOM outputs), else ``analyze_case``."""
-    from functools import partial
-
     from .analyze import analyze_case
     from .dicom.scan import looks_like_dicom_folder
 

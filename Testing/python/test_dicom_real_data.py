@@ -13,7 +13,7 @@ import numpy as np
 from BrainTumorXAILib.dicom.seg_writer import write_segmentation
 from BrainTumorXAILib.dicom.frames import frames_for_source, volume_on_source
 from BrainTumorXAILib.dicom.study import convert_study, open_study
-from BrainTumorXAILib.io.case_io import find_case_files
+from BrainTumorXAILib.io.case_files import find_case_files
 from BrainTumorXAILib.io.labels import to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -22,9 +22,9 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from BrainTumorXAILib.dicom.study import convert_study, open_study  # noqa: E402
 from BrainTumorXAILib.errors import BrainTumorXAIError  # noqa: E402
 from BrainTumorXAILib.io.labels import to_internal  # noqa: E402
-from BrainTumorXAILib.slicer.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
-from BrainTumorXAILib.slicer.dicom_export import INSTANCE_UIDS, exportDicomSeg, slicerSegExporter  # noqa: E402
-from BrainTumorXAILib.slicer.nodes import volumeNodeFromNifti, writeNifti  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.bootstrap import create_headless_scene, release_headless_scene  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.dicom_export import INSTANCE_UIDS, exportDicomSeg, slicerSegExporter  # noqa: E402
+from BrainTumorXAILib.slicer_bridge.nodes import volumeNodeFromNifti, writeNifti  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dicom_checks import seg_mismatches  # noqa: E402

@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..analyze import AnalysisOptions, analyze_case
+from ..analysis_options import AnalysisOptions
+from ..analyze import analyze_case
 from ..errors import BrainTumorXAIError
 from ..reporting.output_folder import check_not_replacing_inputs, check_output_dir
 from .export import record_in_summary, write_dicom_results
