@@ -9,7 +9,8 @@ original paper) against ours (MC only, no Grad-CAM: encoder once per window,
 then N decoder samples; plus the deterministic decode for attention models, or
 N full passes for models with encoder dropout; the row label says which) and
 their ratio (goal <= 0.5); Grad-CAM for the three tumour classes against one
-forward+backward (goal <= 1.5x); surfaces; the whole ``analyze``; what DICOM in and out add
+forward+backward (goal <= 1.5x); the sequence evidence (occlusion; with --all-methods also
+integrated gradients and every other Grad-CAM method); surfaces; the whole ``analyze``; what DICOM in and out add
 (``dicom_bench.py``: series read and converted, SEG + maps written; goal <= 5 s together).
 Each figure is the median of --repeats runs after one warm-up.
 
@@ -51,6 +52,7 @@ from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.models.dropout import mc_dropout_mode
 from BrainTumorXAILib.inference.predictor import Predictor
+from BrainTumorXAILib.inference.sequence_evidence import IG_STEPS, sequence_evidence
 from BrainTumorXAILib.inference.precision import autocast, precision_name, resolve_precision
 from BrainTumorXAILib.io.labels import REGIONS, region_mask
 from BrainTumorXAILib.reporting import metrics
@@ -96,6 +98,8 @@ def main() -> None:
                     help="--real-size: comma list of fp32, bf16, fp16 (CUDA), auto; every row per precision, the "
                          "peers under the same autocast too, and each approximation measured against fp32")
     ap.add_argument("--out", type=Path, help="also write the printed figures to this file")
+    ap.add_argument("--all-methods", action="store_true",
+                    help="also time every other --gradcam-method and the integrated-gradients sequence evidence")
     args = ap.parse_args()
     if args.real_size:
         real_size(args)
@@ -126,12 +130,17 @@ def main() -> None:
         Predictor(model, device, window=(window,) * 3, mc_samples=n, seed=0).predict(volume, net_mask)
 
     classes = (1, 2, 3)
-    _, layer = gc.resolve_layer(model, None)
 
-    def gradcam3():
+    def gradcam3(method=None):
+        _, layers = gc.resolve_layers(model, method, None)
         with torch.no_grad():
             for x in tiles:
-                gc.gradcam_from_features(model, model.encode(x), layer, classes)
+                gc.gradcam_from_features(model, model.encode(x), layers, classes, method=method)
+
+    def evidence(method):
+        reference = Predictor(model, device, window=(window,) * 3, mc_samples=0).predict(volume, net_mask).probabilities
+        return lambda: sequence_evidence(model, device, volume, net_mask, meta.get("sequences"), (window,) * 3,
+                                         reference=reference, method=method)
 
     def forward_backward():
         for x in tiles:
@@ -152,7 +161,17 @@ def main() -> None:
     t_fb = timed(forward_backward, device, args.repeats)
     rows.append(("one forward + backward", t_fb, ""))
     t_cam = timed(gradcam3, device, args.repeats)
-    rows.append(("Grad-CAM, 3 classes, one forward", t_cam, f"{t_cam / t_fb:.2f}x forward+backward (goal <= 1.5)"))
+    rows.append((f"Grad-CAM ({gc.DEFAULT_METHOD}, the default), 3 classes, one forward", t_cam,
+                 f"{t_cam / t_fb:.2f}x forward+backward (goal <= 1.5)"))
+    for method in (m for m in gc.METHODS if m != gc.DEFAULT_METHOD and args.all_methods):
+        t = timed(lambda: gradcam3(method), device, args.repeats)
+        rows.append((f"Grad-CAM --gradcam-method {method}, 3 classes", t, f"{t / t_fb:.2f}x forward+backward"))
+    t_ev = timed(evidence("occlusion"), device, args.repeats)
+    rows.append(("sequence evidence, occlusion (the default)", t_ev, f"{t_ev / t_single:.2f}x a deterministic pass"))
+    if args.all_methods:
+        t = timed(evidence("ig"), device, 1)
+        rows.append((f"sequence evidence, integrated gradients ({IG_STEPS} steps)", t,
+                     f"{t / t_single:.2f}x a deterministic pass"))
     rows.append(("surfaces (brain + 3 classes)", timed(surfaces, device, 1), ""))
 
     def whole():

@@ -34,6 +34,8 @@ from BrainTumorXAILib.io.case_files import list_cases
 from BrainTumorXAILib.io.case_io import load_case
 from BrainTumorXAILib.models.checkpoint import load_model
 from BrainTumorXAILib.errors import BrainTumorXAIError, exit_code
+from BrainTumorXAILib.inference.explanation_options import (DEFAULT_GRADCAM_METHOD, GRADCAM_METHODS,
+                                                          check_explanation_options)
 from BrainTumorXAILib.io.labels import SEQUENCES
 from BrainTumorXAILib.reporting.explanation_checks import table_columns as cam_columns
 from BrainTumorXAILib.reporting.metrics import mc_accuracy, segmentation_metrics
@@ -112,7 +114,7 @@ def select_cases(run: Path | None, data: Path, split: str) -> list[Path]:
 def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str = "best", mc_samples: int = 10,
              device: str = "auto", out: Path | None = None, quiet: bool = False, silver=(), drop=(),
              explanation_checks: bool = False, estimators: str = "", ensemble=(), tta: int = 8,
-             enhancement_check: bool = True) -> list[dict]:
+             enhancement_check: bool = True, gradcam_method: str | None = None) -> list[dict]:
     if checkpoint in ("best", "last") and run is None:
         raise BrainTumorXAIError("--checkpoint best/last needs --run (or give a checkpoint path)")
     if out is None and run is None:
@@ -131,7 +133,8 @@ def evaluate(run: Path | None, data: Path, split: str = "test", checkpoint: str 
     # The dropout-free pass too: the deterministic-entropy baseline of the trust report's uncertainty quality.
     options = AnalysisOptions(mc_samples=mc_samples, gradcam="all" if explanation_checks else "none",
                               keep_deterministic=True, explanation_checks=explanation_checks,
-                              enhancement_check=enhancement_check)
+                              enhancement_check=enhancement_check, gradcam_method=gradcam_method)
+    check_explanation_options(options)
     comparison = None
     if estimators:
         members = [load_model(Path(p), device=dev) for p in ensemble]
@@ -246,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--drop", default="", help="evaluate without these sequences, e.g. t1,t2")
     p.add_argument("--explanation-checks", action="store_true",
                    help="also Grad-CAM and its checks per case (randomisation, deletion: extra forward passes)")
+    p.add_argument("--gradcam-method", metavar="NAME",
+                   help=f"with --explanation-checks: {', '.join(GRADCAM_METHODS)} (default {DEFAULT_GRADCAM_METHOD})")
     p.add_argument("--estimators", default="", metavar="LIST",
                    help="also compare uncertainty estimators on the same cases (estimators.csv/.md): any of "
                         "deterministic, mc, tta, mc+tta, ensemble, ensemble+mc")
@@ -259,7 +264,7 @@ def main(argv=None) -> int:
     return exit_code("training.evaluate", lambda: evaluate(a.run, a.data, a.split, a.checkpoint, a.mc_samples,
                                                            a.device, a.out, a.quiet, a.silver, drop,
                                                            a.explanation_checks, a.estimators, a.ensemble,
-                                                           a.tta, not a.no_enhancement_check))
+                                                           a.tta, not a.no_enhancement_check, a.gradcam_method))
 
 
 if __name__ == "__main__":

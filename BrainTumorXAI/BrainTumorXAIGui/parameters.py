@@ -7,6 +7,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+from BrainTumorXAILib.inference.explanation_options import (DEFAULT_EVIDENCE_METHOD, DEFAULT_GRADCAM_METHOD,
+                                                          EVIDENCE_METHODS, GRADCAM_METHODS)
 from BrainTumorXAILib.resources import demo_weights_path
 
 
@@ -19,6 +21,7 @@ class BrainTumorXAIParameterNode:
     device - auto, CPU or GPU.  precision - the network's compute precision: fp32 (exact), bf16, auto.  mcSamples - Monte Carlo Dropout samples (0: deterministic only).
     gradcamNCR/ED/ET - classes to compute Grad-CAM for.  overlayOpacity - opacity of the slice overlay.
     enhancementCheck - predicted enhancing tumour not brighter on T1ce than on T1 is shown as necrotic core.
+    gradcamMethod, sequenceEvidence - ``analyze --gradcam-method`` / ``--sequence-evidence``.
     """
 
     t1Volume: Optional[vtkMRMLScalarVolumeNode]
@@ -38,3 +41,5 @@ class BrainTumorXAIParameterNode:
     gradcamET: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     enhancementCheck: bool = True
+    gradcamMethod: Annotated[str, Choice(list(GRADCAM_METHODS))] = DEFAULT_GRADCAM_METHOD
+    sequenceEvidence: Annotated[str, Choice(list(EVIDENCE_METHODS))] = DEFAULT_EVIDENCE_METHOD

@@ -61,7 +61,9 @@ class BrainTumorXAITest(ScriptedLoadableModuleTest):
         self.assertFalse(process.workFolder.exists(), "temporary results must be removed once loaded")
         self.assertTrue(fractions and fractions == sorted(fractions), "progress must move forward")
         nodes = logic.runNodes(folder)
-        self.assertEqual(len(nodes["overlays"]), 3 + 3 + 1 + 2)  # prob, var per class, Grad-CAM ET, H, MI
+        # prob, var per class, Grad-CAM ET, H, MI, and the sequence evidence per class from T1ce and FLAIR
+        self.assertEqual(len(nodes["overlays"]), 3 + 3 + 1 + 2 + 3 * 2)
+        self.assertGreaterEqual(nodes["table"].GetColumnIndex("FLAIR evidence [%]"), 0)
         for node in [nodes["labelmap"], *nodes["overlays"].values()]:
             self.assertEqual(node.GetImageData().GetDimensions(), inputs["t1ce"].GetImageData().GetDimensions())
         self.assertGreaterEqual(nodes["table"].GetColumnIndex("Dice"), 0)

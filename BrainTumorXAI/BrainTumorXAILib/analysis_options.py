@@ -19,6 +19,8 @@ class AnalysisOptions:
     mc_batch: int | None = None
     gradcam: str | list[str] = "all"  # 'all', 'none', or class names
     gradcam_layer: str | None = None
+    gradcam_method: str | None = None  # None: inference.explanation_options.DEFAULT_GRADCAM_METHOD
+    sequence_evidence: str | None = None  # occlusion, ig or none (None: explanation_options.DEFAULT_EVIDENCE_METHOD)
     seed: int = 0
     overlap: float = 0.5
     mapping: dict | None = None  # explicit sequence -> file mapping

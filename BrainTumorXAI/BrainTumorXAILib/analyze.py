@@ -21,6 +21,7 @@ from . import __version__, resources
 from .analysis_options import AnalysisOptions, gradcam_class_indices, resolved_flips
 from .errors import BrainTumorXAIError
 from .inference.case_prediction import CasePrediction, optional_sequences, pool_checkpoints, predict_case
+from .inference.explanation_options import check_explanation_options
 from .inference.precision import precision_name, resolve_precision
 from .io.case_io import load_case
 from .io.labels import CLASS_NAMES, SEQUENCES
@@ -54,6 +55,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
                  control: JobControl | None = None) -> dict:
     """Run the whole analysis and return the summary (also written as summary.json)."""
     options = options or AnalysisOptions()
+    check_explanation_options(options)
     control = control or JobControl(stage_weights=STAGE_WEIGHTS)
     out_dir = Path(out_dir)
     weights = resolve_weights(options.weights)
@@ -111,12 +113,14 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             "precision": precision_name(precision),
             "platform": {"python": platform.python_version(), "torch": torch.__version__},
             "options": {"mc_samples": options.mc_samples, "gradcam_classes": [CLASS_NAMES[c] for c in classes],
-                        "gradcam_layer": maps.gradcam_layer, "seed": options.seed, "overlap": options.overlap,
+                        "gradcam_layer": maps.gradcam_layer, "gradcam_method": maps.gradcam_method,
+                        "seed": options.seed, "overlap": options.overlap,
                         "windows": maps.n_windows, "tta_flips": resolved_flips(options),
                         "ensemble_members": 1 + len(members)},
             "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
             "preprocessing": prediction.transform.to_dict(),
             "postprocessing": prediction.grid.get("postprocessing"),
+            "sequence_evidence": (prediction.grid.get("sequence_evidence") or {}).get("table"),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             **evaluation,
             "outputs": outputs,
@@ -130,7 +134,8 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
 def _predict(case, model, meta: dict, members: list, device, options: AnalysisOptions, control: JobControl,
              classes: list[int], timings: dict) -> CasePrediction:
     """The primary checkpoint's prediction, pooled with the ensemble members' when there are any."""
-    prediction = predict_case(case, model, meta, device, options, control, classes, postprocessing=not members)
+    prediction = predict_case(case, model, meta, device, options, control, classes, postprocessing=not members,
+                              evidence=True)
     timings.update(prediction.timings)
     if members:
         t0 = time.perf_counter()

@@ -17,7 +17,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import BrainTumorXAIError, exit_code
+from .inference.explanation_options import (DEFAULT_EVIDENCE_METHOD, DEFAULT_GRADCAM_METHOD, EVIDENCE_METHODS,
+                                            GRADCAM_METHODS)
 from .inference.precision import PRECISIONS
+from .reporting.evidence_table import evidence_text
 from .runtime import Cancelled, JobControl, json_progress_printer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -92,7 +95,8 @@ def _cmd_analyze(args) -> int:
         weights=weights[0], ensemble=tuple(weights[1:]), tta=args.tta, min_et_ml=args.min_et_ml,
         enhancement_check=not args.no_enhancement_check,
         device=args.device, precision=args.precision, mc_samples=args.mc_samples, mc_batch=args.mc_batch,
-        gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, seed=args.seed, overlap=args.overlap,
+        gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, gradcam_method=args.gradcam_method,
+        sequence_evidence=args.sequence_evidence, seed=args.seed, overlap=args.overlap,
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite,
         explanation_checks=args.explanation_checks,
     )
@@ -185,6 +189,10 @@ def _print_analysis(summary: dict, out: Path) -> None:
     if fallback:
         print(f"grad-cam: {', '.join(fallback)} not predicted anywhere; "
               "explained over all brain voxels instead (a weak, unspecific map)")
+    evidence = evidence_text(summary.get("sequence_evidence"))
+    if evidence:
+        print("sequence evidence (share of each class's evidence; an attribution of the network's output, "
+              "not proof of tumour):\n" + evidence)
     if summary.get("dicom_outputs"):
         print(f"DICOM SEG and {len(summary['dicom_outputs']['maps'])} parametric maps -> "
               f"{summary['dicom_outputs']['folder']}")
@@ -250,7 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "component becomes necrotic core when the case has a T1 image)")
     p.add_argument("--mc-batch", type=int, help="MC samples decoded together per window (default: as many as a voxel budget per call holds: about 1M voxels on CPU, 24M on CUDA)")
     p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
-    p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: a mid decoder stage)")
+    p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: the method's: the finest decoder stage "
+                                           "for gradcam-finest, a mid decoder stage for the others)")
+    p.add_argument("--gradcam-method", metavar="NAME",
+                   help=f"how the class activation maps are made: {', '.join(GRADCAM_METHODS)} "
+                        f"(default {DEFAULT_GRADCAM_METHOD})")
+    p.add_argument("--sequence-evidence", metavar="METHOD",
+                   help=f"how much each class's call rests on each sequence: {', '.join(EVIDENCE_METHODS)} "
+                        f"(default {DEFAULT_EVIDENCE_METHOD}: one extra pass per sequence the model reads; "
+                        "ig: integrated gradients, several times slower)"),
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
     p.add_argument("--scene", type=Path, help="also write a 3D Slicer scene bundle (.mrb)")

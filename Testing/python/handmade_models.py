@@ -6,7 +6,8 @@
     f = (L(z), L(-z), L(d), L(-d))        L = four times (scale by k, LeakyReLU 0.01)
 
 where ``z`` is input channel ``channel`` and ``d = (z[v + 1] - z[v - 1]) / 2`` is its central difference
-along network axis ``gradient_axis`` (zero padding; ``d = 0`` without a gradient axis).  The bottleneck
+along network axis ``gradient_axis`` (zero padding; ``d = 0`` without a gradient axis), or, with
+``second_channel``, that input channel's value itself (a network reading two sequences).  The bottleneck
 and the up-convolution are zero, the skip passes through identity convolutions, and the logits are
 ``head_weight @ f + head_bias``.  The decoder's MC dropout (4 channels) drops entries of ``f``.
 
@@ -27,7 +28,7 @@ NEGATIVE_SLOPE = 0.01
 
 
 def linear_unet(head_weight, head_bias, *, channel: int = 3, gradient_axis: int | None = None,
-                dropout: float = 0.3, in_channels: int = 4) -> nn.Module:
+                dropout: float = 0.3, in_channels: int = 4, second_channel: int | None = None) -> nn.Module:
     model = build_model("unet", in_channels=in_channels, num_classes=4, base_channels=4, depth=1, norm="batch",
                         dropout=dropout)
     with torch.no_grad():
@@ -49,6 +50,9 @@ def linear_unet(head_weight, head_bias, *, channel: int = 3, gradient_axis: int 
             w1[2, channel][tuple(lo)] = -0.5
             w1[2, channel][tuple(hi)] = 0.5
             w1[3] = -w1[2]
+        if second_channel is not None:
+            w1[2, second_channel, 1, 1, 1] = 1.0
+            w1[3, second_channel, 1, 1, 1] = -1.0
         for k in range(4):
             enc[1][0].weight[k, k, 1, 1, 1] = 1.0
             model.decoder[0].block[0][0].weight[k, 4 + k, 1, 1, 1] = 1.0  # cat([up, skip]): skip is 4..7

@@ -83,6 +83,17 @@ def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: st
         cam = np.clip(1.0 - r_t / 10.0, 0, 1).astype(np.float32)
         outputs["gradcam"][name] = _save(cam, affine, out / f"gradcam_{name}.nii.gz", np.float32)
 
+    # Sequence evidence of a model reading T1ce and FLAIR only (as the default does).
+    evidence = {"method": "occlusion", "what_it_is": "an attribution of the network's output, not proof of tumour",
+                "sequences": {s: {"read": s in ("t1ce", "flair"), "acquired": True} for s in SEQUENCES},
+                "classes": {n: {"predicted_voxels": int((classes == c + 1).sum()),
+                                "share": {"t1": 0.0, "t1ce": 0.25 * (c + 1), "t2": 0.0, "flair": 1 - 0.25 * (c + 1)},
+                                "drop": None} for c, n in enumerate(TUMOUR_CLASSES)}}
+    outputs["sequence_evidence"] = {"volumes": {n: {s: _save(np.clip(1.0 - r_t / (8.0 + i), 0, 1).astype(np.float32),
+                                                          affine, out / f"evidence_{n}_{s}.nii.gz", np.float32)
+                                                    for i, s in enumerate(("t1ce", "flair"))}
+                                                for n in TUMOUR_CLASSES}, "figure": None}
+
     from BrainTumorXAILib.reporting.surfaces import case_surfaces, write_case_surfaces
 
     written = write_case_surfaces(case_surfaces(classes, brain, affine), out / "surfaces")
@@ -103,7 +114,7 @@ def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: st
                  "label_convention": convention, "has_label": True},
         "model": {"weights": "none"}, "device": "cpu", "timings_s": {"total": 0.0},
         "volumes_cm3": {"classes": vol, "regions": regions}, "metrics": metrics, "uncertainty_quality": None,
-        "outputs": outputs,
+        "outputs": outputs, "sequence_evidence": evidence,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return case_dir, out, arrays

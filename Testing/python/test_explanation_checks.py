@@ -25,6 +25,17 @@ def test_cam_energy_by_hand():
     assert cam_energy({3: np.zeros_like(cam)}, classes, brain)["ET"]["in_region"] is None
 
 
+def test_cam_energy_within_the_margin_counts_millimetres_not_voxels():
+    classes = np.zeros((10, 1, 1), np.uint8)
+    classes[0] = 1
+    brain = np.ones((10, 1, 1), bool)
+    cam = np.ones((10, 1, 1))
+    # 2 mm voxels along the first axis: voxels 0, 1, 2 lie within 5 mm of voxel 0 (0, 2, 4 mm), voxel 3 does not.
+    e = cam_energy({1: cam}, classes, brain, spacing=(2.0, 1.0, 1.0))["NCR"]
+    assert e["in_region"] == pytest.approx(0.1) and e["in_region_margin"] == pytest.approx(0.3)
+    assert cam_energy({1: cam}, classes, brain, spacing=(1.0, 1.0, 1.0))["NCR"]["in_region_margin"] == pytest.approx(0.6)
+
+
 def test_spearman_is_rank_based():
     rng = np.random.default_rng(0)
     a = rng.random((8, 8, 8))
@@ -139,11 +150,13 @@ def test_explanation_checks_on_a_tiny_network():
     volume = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
     brain = np.zeros((32, 32, 32), bool)
     brain[4:28, 4:28, 4:28] = True
-    maps = Predictor(model, torch.device("cpu"), window=(32, 32, 32), mc_samples=2, gradcam_classes=(1, 2, 3)).predict(
-        volume, brain)
+    maps = Predictor(model, torch.device("cpu"), window=(32, 32, 32), mc_samples=2, gradcam_classes=(1, 2, 3),
+                     gradcam_method="gradcam").predict(volume, brain)
     out = explanation_checks(model, torch.device("cpu"), volume, brain, maps, (32, 32, 32), steps=2,
                              fractions=(0.1, 0.3))
-    assert out["layer"] == "decoder.0"
+    assert out["layer"] == "decoder.0" and out["method"] == "gradcam"
+    assert all(0.0 <= e["in_region"] <= e["in_region_margin"] <= 1.0 for e in out["energy"].values()
+               if e["in_region"] is not None)
     assert set(out["energy"]) == {"NCR", "ED", "ET"}
     assert all(e["in_brain"] in (None, pytest.approx(1.0)) for e in out["energy"].values())
     assert [s["blocks"] for s in out["randomisation"]] == [1, 6]
@@ -154,7 +167,7 @@ def test_explanation_checks_on_a_tiny_network():
     assert cols["deletion_area_NCR"] == out["deletion"]["NCR"]["area_between"]
     # Re-running the unchanged model reproduces the trained CAM exactly: the check's own floor.
     same = Predictor(model, torch.device("cpu"), window=(32, 32, 32), mc_samples=0, gradcam_classes=(1, 2, 3),
-                     gradcam_layer="decoder.0").predict(volume, brain).gradcam
+                     gradcam_layer="decoder.0", gradcam_method="gradcam").predict(volume, brain).gradcam
     for c in (1, 2, 3):
         if maps.gradcam[c].any():
             assert spearman(maps.gradcam[c], same[c], brain) == pytest.approx(1.0)

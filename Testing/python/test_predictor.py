@@ -180,7 +180,8 @@ def test_gradcam_score_region_and_fallback_use_the_brain_masked_window_predictio
     brain = raw != hidden  # ... but only outside the brain
     brain[:2] = False  # and some padding with other classes outside too
     layer_name = gc.resolve_layer(model, None)[0]
-    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=3, gradcam_classes=(1, 2, 3)).predict(x, brain)
+    maps = Predictor(model, CPU, window=(32, 32, 24), mc_samples=3, gradcam_classes=(1, 2, 3),
+                     gradcam_method="gradcam").predict(x, brain)
     for c in (1, 2, 3):
         inside = bool((brain & (raw == c)).any())
         assert maps.gradcam_fallback[c] == (not inside)

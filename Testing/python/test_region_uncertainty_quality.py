@@ -167,6 +167,7 @@ def test_training_evaluate_tabulates_the_trust_report(small_case, tiny_checkpoin
     assert 0.0 <= float(row["ece_WT"]) <= 1.0
     for name in ("NCR", "ED", "ET"):  # the checks ran: Grad-CAM was computed for them
         assert row[f"cam_energy_{name}"] != "" and 0.0 <= float(row[f"cam_energy_{name}"]) <= 1.0
+        assert float(row[f"cam_energy_{name}"]) <= float(row[f"cam_energy_margin_{name}"]) <= 1.0
         assert row[f"cam_random_spearman_{name}"] != "" and row[f"deletion_area_{name}"] != ""
     summary = (out / "summary.md").read_text()
     assert "qubrats_entropy_WT" in summary and "auroc_mutual_information_ET" in summary

@@ -119,7 +119,26 @@ def test_analyze_writes_the_trust_report(small_case, tiny_checkpoint, tmp_path):
     checks = trust["explanation_checks"]
     assert [s["randomised_up_to"] for s in checks["randomisation"]][-1] == "encoder.0"
     assert set(checks["deletion"]) == {"NCR", "ED", "ET"}
+    assert checks["method"] == "gradcam-finest" and summary["options"]["gradcam_method"] == "gradcam-finest"
+    assert all(e["in_region_margin"] is None or e["in_region"] <= e["in_region_margin"] <= 1.0
+               for e in checks["energy"].values())
     assert "trust_report" in summary["timings_s"]
+    # Sequence evidence (on by default): the table, and every map on the case's grid, beside the segmentation.
+    import nibabel as nib
+
+    evidence = summary["sequence_evidence"]
+    assert evidence["method"] == "occlusion" and "not proof of tumour" in evidence["what_it_is"]
+    seg = nib.load(str(out / "seg.nii.gz"))
+    written = summary["outputs"]["sequence_evidence"]
+    assert written["figure"] == "figures/evidence.png" and (out / written["figure"]).is_file()
+    for name, files in written["volumes"].items():
+        assert set(files) == {s for s, info in evidence["sequences"].items() if info["read"]}
+        for sequence, file_name in files.items():
+            img = nib.load(str(out / file_name))
+            assert file_name == f"evidence_{name}_{sequence}.nii.gz" and img.shape == seg.shape
+            np.testing.assert_allclose(img.affine, seg.affine, atol=1e-5)
+            data = np.asarray(img.dataobj)
+            assert data.min() >= 0.0 and data.max() <= 1.0
 
 
 def test_trust_figures_drawn_beside_pyplot_figures_are_the_serial_pixels(tmp_path):

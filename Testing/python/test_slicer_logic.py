@@ -100,12 +100,14 @@ def test_find_sequences_by_name_both_conventions():
 def test_every_output_volume_has_the_nifti_affine_and_array(loaded):
     scene, logic, inputs, folder, out, _ = loaded
     nodes = logic.runNodes(folder)
-    expected_keys = {f"{k}:{c}" for k in ("probability", "variance", "gradcam") for c in TUMOUR_CLASSES}
+    kinds = ("probability", "variance", "gradcam", "evidence_t1ce", "evidence_flair")
+    expected_keys = {f"{k}:{c}" for k in kinds for c in TUMOUR_CLASSES}
     assert expected_keys | {"entropy", "mutual_information"} == set(nodes["overlays"])
     files = {"labelmap": "seg.nii.gz", "entropy": "entropy.nii.gz", "mutual_information": "mutual_information.nii.gz",
              **{f"probability:{c}": f"prob_{c}.nii.gz" for c in TUMOUR_CLASSES},
              **{f"variance:{c}": f"mc_variance_{c}.nii.gz" for c in TUMOUR_CLASSES},
-             **{f"gradcam:{c}": f"gradcam_{c}.nii.gz" for c in TUMOUR_CLASSES}}
+             **{f"gradcam:{c}": f"gradcam_{c}.nii.gz" for c in TUMOUR_CLASSES},
+             **{f"evidence_{s}:{c}": f"evidence_{c}_{s}.nii.gz" for c in TUMOUR_CLASSES for s in ("t1ce", "flair")}}
     for key, name in files.items():
         node = nodes["labelmap"] if key == "labelmap" else nodes["overlays"][key]
         img = nib.load(str(out / name))
@@ -334,6 +336,14 @@ def test_table_and_hierarchy(loaded):
     dice_col = table.GetColumnIndex("Dice")
     assert float(table.GetCellText(df["WT/region"], vol_col)) == pytest.approx(summary["volumes_cm3"]["regions"]["WT"], rel=1e-5)
     assert float(table.GetCellText(df["TC/region"], dice_col)) == pytest.approx(summary["metrics"]["regions"]["TC"]["dice"])
+    # Sequence evidence beside the volumes: one column per sequence the model reads, per class; none for T1/T2.
+    evidence = summary["sequence_evidence"]["classes"]
+    for seq, title in (("t1ce", "T1ce"), ("flair", "FLAIR")):
+        col = table.GetColumnIndex(f"{title} evidence [%]")
+        assert "not proof of tumour" in table.GetColumnDescription(f"{title} evidence [%]")
+        for name in ("NCR", "ED", "ET"):
+            assert float(table.GetCellText(df[f"{name}/class"], col)) == pytest.approx(100 * evidence[name]["share"][seq])
+    assert table.GetColumnIndex("T1 evidence [%]") < 0 and table.GetColumnIndex("T2 evidence [%]") < 0
     inside = _folder_nodes(scene, folder)
     expected = {n.GetID() for n in nodes["overlays"].values()} | {nodes[k].GetID() for k in ("segmentation", "labelmap", "brain", "table")}
     assert expected <= inside and len(inside) == len(expected)

@@ -83,6 +83,8 @@ def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_pa
         assert state["trust"]["measured"] and state["trust"]["rows"][0] == {"region": "WT",
                                                                            "text": "ECE 0.020 · AUROC 0.930"}
         assert state["trust"]["rows"][2]["text"] == "not measured for this checkpoint"  # ET: no figure
+        # The sequence-evidence table beside the volumes (the factory's model reads T1ce and FLAIR only).
+        assert state["evidence"][2] == {"name": "ET", "cells": ["not read", "75 %", "not read", "25 %"]}
 
         focus = page.trigger("btx_review_jump", 1)
         assert focus["rank"] == 2 and focus["ras"] == pytest.approx([30.5, -20.0, 5.0])

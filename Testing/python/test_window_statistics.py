@@ -152,7 +152,8 @@ def test_gradcam_fallback_is_the_score_over_brain_voxels():
     brain[:3] = False
     assert counts[hidden] > 100 and brain.sum() > 1000
     layer = gc.resolve_layer(model, None)[0]
-    maps = Predictor(model, CPU, window=x.shape[1:], mc_samples=0, gradcam_classes=(hidden,)).predict(x, brain)
+    maps = Predictor(model, CPU, window=x.shape[1:], mc_samples=0, gradcam_classes=(hidden,),
+                     gradcam_method="gradcam").predict(x, brain)
     assert maps.gradcam_fallback[hidden]
     ref = reference_gradcam_region(model, torch.from_numpy(x)[None], layer, hidden, brain.astype(np.float32))
     ref = np.where(brain, ref, 0.0)

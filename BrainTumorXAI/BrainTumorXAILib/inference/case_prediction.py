@@ -23,6 +23,7 @@ from ..runtime import JobControl
 from .combine import Member, pool
 from .postprocess import ENHANCEMENT_CHECK, MIN_ET_ML, small_et_to_core, unenhanced_et_to_core
 from .predictor import PredictionMaps, Predictor
+from .sequence_evidence import DEFAULT_METHOD, case_sequence_evidence
 from .tta import predict_with_flips
 
 
@@ -76,12 +77,13 @@ def _name_the_file(exc: ValueError, case, sequences) -> Exception:
 
 
 def predict_case(case, model, meta: dict, device, options: AnalysisOptions, control: JobControl | None = None,
-                 gradcam_classes=None, postprocessing: bool = True) -> CasePrediction:
+                 gradcam_classes=None, postprocessing: bool = True, evidence: bool = False) -> CasePrediction:
     """Prepare the network grid, predict on it, and map everything back onto the case grid.
 
     Grad-CAM is computed for ``options.gradcam`` unless ``gradcam_classes`` says otherwise (() for none).
     ``postprocessing`` False leaves the segmentation the maps' argmax (an ensemble member: ``pool_checkpoints``
-    post-processes the pooled segmentation once).
+    post-processes the pooled segmentation once).  ``evidence``: also the sequence evidence
+    (``options.sequence_evidence``; ``grid["sequence_evidence"]``).
     """
     if gradcam_classes is None:
         gradcam_classes = gradcam_class_indices(options.gradcam)
@@ -100,6 +102,7 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
                          mc_samples=mc_samples, mc_batch=options.mc_batch, seed=options.seed + seed_offset,
                          gradcam_classes=gradcam_classes if primary else (),
                          gradcam_layer=options.gradcam_layer if primary else None, control=control,
+                         gradcam_method=options.gradcam_method if primary else None,
                          keep_deterministic=primary and options.keep_deterministic,
                          precision=options.precision)
 
@@ -115,6 +118,11 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     t0 = time.perf_counter()
     grid = back_to_input_grid(maps, transform, brain)
     timings["resample"] = time.perf_counter() - t0
+    if evidence:
+        t0 = time.perf_counter()
+        grid["sequence_evidence"] = case_sequence_evidence(model, device, net_input, net_mask, maps, transform, brain,
+                                                           meta, case, options.sequence_evidence or DEFAULT_METHOD)
+        timings["sequence_evidence"] = time.perf_counter() - t0
     if postprocessing:
         grid["postprocessing"] = postprocess_segmentation(grid["classes"], case, brain, options)
     return CasePrediction(grid, maps, transform, brain, timings)

@@ -73,6 +73,7 @@ class PredictionMaps:
     gradcam: dict[int, np.ndarray] = field(default_factory=dict)  # class -> [0, 1]
     gradcam_fallback: dict[int, bool] = field(default_factory=dict)
     gradcam_layer: str | None = None
+    gradcam_method: str | None = None
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     n_windows: int = 0
     mc_samples: int = 0
@@ -84,7 +85,8 @@ class Predictor:
 
     def __init__(self, model: nn.Module, device: torch.device, *, window=(128, 128, 128), overlap: float = 0.5,
                  mc_samples: int = 20, mc_batch: int | None = None, window_batch: int | None = None, seed: int = 0,
-                 gradcam_classes=(), gradcam_layer: str | None = None, keep_deterministic: bool = False,
+                 gradcam_classes=(), gradcam_layer: str | None = None, gradcam_method: str | None = None,
+                 keep_deterministic: bool = False,
                  control: JobControl | None = None, precision: str = "fp32"):
         if mc_samples < 0:
             raise ValueError("mc_samples must be >= 0")
@@ -105,7 +107,10 @@ class Predictor:
         self.autocast_dtype = resolve_precision(precision, torch.device(device))
         self.seed = int(seed)
         self.gradcam_classes = tuple(int(c) for c in gradcam_classes)
-        self.gradcam_layer = gc.resolve_layer(model, gradcam_layer) if self.gradcam_classes else None
+        self.gradcam_method = (gradcam_method or gc.DEFAULT_METHOD).strip().lower()
+        gc.method_spec(self.gradcam_method)  # an unknown name fails here, with the list
+        self.gradcam_layer = (gc.resolve_layers(model, self.gradcam_method, gradcam_layer)
+                              if self.gradcam_classes else None)
         self.control = control or JobControl()
         # Attention maps are read from the dropout-free pass, so gated models always run it.
         self.run_deterministic = (keep_deterministic or not self.mc_samples or bool(self.gradcam_classes)
@@ -204,7 +209,8 @@ class Predictor:
             timings["deterministic"] += _elapsed(t0, self.device)
             return {"det": torch.softmax(logits.float(), dim=1)}
         _, layer = self.gradcam_layer
-        out = gc.gradcam_from_features(self.model, feats, layer, self.gradcam_classes, region_mask=window_brain)
+        out = gc.gradcam_from_features(self.model, feats, layer, self.gradcam_classes, region_mask=window_brain,
+                                       method=self.gradcam_method)
         timings["gradcam"] += _elapsed(t0, self.device)
         if cam_found is not None:
             for c, found in out.has_region.items():
@@ -245,7 +251,8 @@ class Predictor:
             regions = {c: region for c in classes}
             with self._autocast():
                 feats = self.model.encode(torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device))
-                out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions)
+                out = gc.gradcam_from_features(self.model, feats, layer, classes, score_regions=regions,
+                                               method=self.gradcam_method)
             for i, box in enumerate(group):
                 blend.add(box, weight, {f"cam{c}": out.cams[c][i:i + 1] for c in classes})
         return {c: blend.result(f"cam{c}")[0] for c in classes}
@@ -281,6 +288,7 @@ class Predictor:
             gradcam={c: _np(_normalise(cam, outside)) for c, cam in cams.items()},
             gradcam_fallback={c: False for c in cams},
             gradcam_layer=None if self.gradcam_layer is None else self.gradcam_layer[0],
+            gradcam_method=None if self.gradcam_layer is None else self.gradcam_method,
             attention={} if attention is None else {k: _np(attention.result(k)[0]) for k in attention.sums},
             n_windows=n_windows, mc_samples=self.mc_samples, timings_s={k: round(v, 4) for k, v in timings.items()},
         )

@@ -13,6 +13,7 @@ from ..io.nifti_writer import save_label_map, save_volume
 from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..runtime import JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality
+from .evidence_report import write_evidence
 from .figures import write_all_figures
 from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 
@@ -56,6 +57,10 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
         jobs.append(("trust_report", trust))  # times itself (its "seconds")
     if surfaces:
         jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
+    if grid.get("sequence_evidence"):
+        evidence = grid["sequence_evidence"]
+        jobs.append(job("evidence", write_evidence, staging, case, evidence["table"], evidence["maps"],
+                        grid["classes"], figures))
     jobs.append(job("metrics", _evaluate, case, grid, brain))
     control.report("write", 0.0, "writing volumes" + (", surfaces" if surfaces else "")
                    + ", metrics" + (" and figures" if figures else ""))
@@ -72,6 +77,10 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
         outputs["surfaces"] = futures["surfaces"].result()
     if "figures" in futures:
         outputs["figures"] = futures["figures"].result()
+    if "evidence" in futures:
+        outputs["sequence_evidence"] = futures["evidence"].result()
+        if outputs["sequence_evidence"]["figure"] and "figures" in outputs:
+            outputs["figures"].append(outputs["sequence_evidence"]["figure"])
     for name in futures:
         if name in OUTPUT_STAGES:
             control.report(name, 1.0, f"{name} done")

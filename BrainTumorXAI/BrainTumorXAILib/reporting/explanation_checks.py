@@ -1,6 +1,7 @@
 """Explanation checks for Grad-CAM, on the network grid: the trust report's second part.
 
-- **Energy** of each class's CAM: the share of its mass inside that class's predicted region and inside the
+- **Energy** of each class's CAM: the share of its mass inside that class's predicted region, inside that
+  region grown by ``MARGIN_MM`` (a map that lights the tumour's rim still points at it), and inside the
   brain (the Predictor zeroes the CAM outside the brain mask, so the latter is 1 by construction and only
   guards against a regression), and ``ratio_to_chance`` = energy in the region / the region's share of the
   brain (1: no better than a uniform map).
@@ -26,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 from scipy.stats import rankdata
 from torch import nn
 
@@ -34,6 +36,7 @@ from ..io.labels import CLASS_NAMES
 
 DELETION_FRACTIONS = (0.02, 0.05, 0.1, 0.2)
 RANDOMISATION_STEPS = 4
+MARGIN_MM = 5.0
 SPEARMAN_MAX_VOXELS = 200_000
 
 
@@ -43,8 +46,10 @@ def _f(value) -> float | None:
 
 
 # -- energy ------------------------------------------------------------------------
-def cam_energy(cams: dict, classes: np.ndarray, brain: np.ndarray) -> dict:
-    """Per class: CAM mass share inside its predicted region and inside the brain, and the ratio to chance."""
+def cam_energy(cams: dict, classes: np.ndarray, brain: np.ndarray, spacing=(1.0, 1.0, 1.0),
+               margin_mm: float = MARGIN_MM) -> dict:
+    """Per class: CAM mass share inside its predicted region, inside it grown by ``margin_mm`` (``spacing``: the
+    grid's voxel size in mm) and inside the brain, and the ratio to chance."""
     brain = np.asarray(brain, bool)
     out = {}
     for c, cam in cams.items():
@@ -53,7 +58,10 @@ def cam_energy(cams: dict, classes: np.ndarray, brain: np.ndarray) -> dict:
         region = (np.asarray(classes) == c) & brain
         share = region.sum() / max(int(brain.sum()), 1)
         in_region = cam[region].sum() / total if total > 0 else float("nan")
-        out[CLASS_NAMES[c]] = {"in_region": _f(in_region), "in_brain": _f(cam[brain].sum() / total if total > 0 else np.nan),
+        near = distance_transform_edt(~region, sampling=spacing) <= margin_mm if region.any() else region
+        in_margin = cam[near].sum() / total if total > 0 and region.any() else float("nan")
+        out[CLASS_NAMES[c]] = {"in_region": _f(in_region), "in_region_margin": _f(in_margin),
+                               "in_brain": _f(cam[brain].sum() / total if total > 0 else np.nan),
                                "region_share_of_brain": _f(share),
                                "ratio_to_chance": _f(in_region / share if share > 0 else np.nan)}
     return out
@@ -181,13 +189,17 @@ def deletion_check(volume, brain, cams: dict, reference_classes, run_probs, frac
 
 # -- everything on one case ---------------------------------------------------------------
 def explanation_checks(model, device, volume, brain, maps, window, overlap: float = 0.5, layer: str | None = None,
-                       steps: int = RANDOMISATION_STEPS, fractions=DELETION_FRACTIONS, seed: int = 0) -> dict:
+                       steps: int = RANDOMISATION_STEPS, fractions=DELETION_FRACTIONS, seed: int = 0,
+                       method: str | None = None, spacing=(1.0, 1.0, 1.0)) -> dict:
     """All checks for one preprocessed volume and its ``PredictionMaps`` (network grid), JSON-serialisable."""
     t0 = time.perf_counter()
     classes = sorted(maps.gradcam)
     if not classes:
         return {"skipped": "no Grad-CAM maps (--gradcam none)"}
+    method = method or maps.gradcam_method
     layer = layer or maps.gradcam_layer
+    if "+" in (layer or ""):  # a fused method's layers follow from the method
+        layer = None
     window = tuple(int(w) for w in window)
     brain = np.asarray(brain, bool)
     reference = maps.deterministic if maps.deterministic is not None else maps.probabilities
@@ -196,14 +208,15 @@ def explanation_checks(model, device, volume, brain, maps, window, overlap: floa
 
     def run_cams(net):
         p = Predictor(net, device, window=window, overlap=overlap, mc_samples=0, seed=seed,
-                      gradcam_classes=classes, gradcam_layer=layer)
+                      gradcam_classes=classes, gradcam_layer=layer, gradcam_method=method)
         return p.predict(volume, brain).gradcam
 
     def run_probs(vol):
         p = Predictor(model, device, window=window, overlap=overlap, mc_samples=0, seed=seed)
         return p.predict(vol, brain).probabilities
 
-    result = {"layer": layer, "energy": cam_energy(maps.gradcam, predicted, brain)}
+    result = {"method": method, "layer": maps.gradcam_layer,
+              "energy": cam_energy(maps.gradcam, predicted, brain, spacing)}
     result["randomisation"] = randomisation_check(model, run_cams, maps.gradcam, brain, steps, seed)
     result["deletion"] = deletion_check(volume, brain, maps.gradcam, predicted, run_probs, fractions, seed)
     result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -217,6 +230,7 @@ def table_columns(checks: dict | None) -> dict:
     full = (checks.get("randomisation") or [{}])[-1].get("spearman", {})
     for name in CLASS_NAMES[1:]:
         cols[f"cam_energy_{name}"] = checks.get("energy", {}).get(name, {}).get("in_region")
+        cols[f"cam_energy_margin_{name}"] = checks.get("energy", {}).get(name, {}).get("in_region_margin")
         cols[f"cam_random_spearman_{name}"] = full.get(name)
         cols[f"deletion_area_{name}"] = checks.get("deletion", {}).get(name, {}).get("area_between")
     return cols

@@ -84,5 +84,7 @@ def case_explanation_checks(case, prediction: CasePrediction, model, device, met
     """Explanation checks on the network grid (the preprocessing is rerun: it is cheap and deterministic)."""
     volume, net_mask, _, _ = network_input(case, meta)
     window = int(meta.get("normalisation", {}).get("window", 128))
+    spacing = np.linalg.norm(prediction.transform.resampled_affine[:3, :3], axis=0)  # the network grid's
     return explanation_checks(model, device, volume, net_mask, prediction.maps, (window,) * 3,
-                              overlap=options.overlap, layer=prediction.maps.gradcam_layer, seed=options.seed)
+                              overlap=options.overlap, layer=prediction.maps.gradcam_layer, seed=options.seed,
+                              method=prediction.maps.gradcam_method, spacing=tuple(float(s) for s in spacing))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..io.labels import SEQUENCES, TERMINOLOGY_TYPES, TUMOUR_CLASSES
 from ..io.labels import TERMINOLOGY_CATEGORY as _CATEGORY
 from ..io.labels import TERMINOLOGY_REGION as _REGION
-from ..io.labels import TERMINOLOGY_TYPES, TUMOUR_CLASSES
+from ..reporting.evidence_table import SEQUENCE_LABELS
 from .i18n import tr
 
 # -- terminology --------------------------------------------------------------------
@@ -29,12 +30,19 @@ OVERLAY_COLORS = {  # fallbacks chosen dark/cold at 0 and bright/hot at the maxi
     "entropy": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
     "mutual_information": ("Magma", "vtkMRMLPETProceduralColorNodePET-HotMetalBlue"),
     "gradcam": ("ColdToHotRainbow", "vtkMRMLPETProceduralColorNodePET-Rainbow2"),
+    # Sequence evidence (evidence_<sequence>, per class): where the class's probability rests on that sequence.
+    **{f"evidence_{s}": ("Inferno", "vtkMRMLColorTableNodeIron") for s in SEQUENCES},
 }
 OVERLAY_TITLES = {"probability": "probability", "variance": "MC variance", "entropy": "entropy",
-                  "mutual_information": "mutual information", "gradcam": "Grad-CAM"}
+                  "mutual_information": "mutual information", "gradcam": "Grad-CAM",
+                  **{f"evidence_{s}": f"evidence from {SEQUENCE_LABELS[s]}" for s in SEQUENCES}}
 #: The colour legends' titles (shown in the views: translated; the node names above stay as they are).
 LEGEND_TITLES = {"probability": tr("probability"), "variance": tr("MC variance"), "entropy": tr("entropy"),
-                 "mutual_information": tr("mutual information"), "gradcam": tr("Grad-CAM")}
+                 "mutual_information": tr("mutual information"), "gradcam": tr("Grad-CAM"),
+                 **{f"evidence_{s}": tr("evidence from {sequence}").format(sequence=SEQUENCE_LABELS[s])
+                    for s in SEQUENCES}}
+#: Overlay kinds on a 0..1 scale (the rest: 0 to the map's maximum).
+UNIT_OVERLAYS = ("probability", "gradcam", *(f"evidence_{s}" for s in SEQUENCES))
 BRAIN_COLOR = (0.90, 0.82, 0.76)
 BRAIN_OPACITY = 0.15
 PRESETS = {"tumour": TUMOUR_CLASSES, "tumor": TUMOUR_CLASSES, "ncr": ("NCR",), "ed": ("ED",), "et": ("ET",),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import slicer
 
 from ..io.labels import CLASS_COLORS, CLASS_NAMES, CONVENTIONS, TUMOUR_CLASSES
-from .constants import ATTR_CLASS, ATTR_KIND, LEGEND_TITLES, OVERLAY_COLORS, OVERLAY_TITLES, PRESETS
+from .constants import ATTR_CLASS, ATTR_KIND, LEGEND_TITLES, OVERLAY_COLORS, OVERLAY_TITLES, PRESETS, UNIT_OVERLAYS
 
 
 class DisplayMixin:
@@ -43,7 +43,7 @@ class DisplayMixin:
         display.SetAndObserveColorNodeID(self._colorNodeId(kind))
         display.SetAutoWindowLevel(False)
         lo, hi = node.GetImageData().GetScalarRange()
-        if kind in ("probability", "gradcam"):
+        if kind in UNIT_OVERLAYS:
             lo, hi = 0.0, 1.0
         else:
             lo, hi = 0.0, max(float(hi), 1e-6)
@@ -108,7 +108,7 @@ class DisplayMixin:
         legend.SetName(f"{volumeNode.GetName()} legend")
         legend.SetTitleText(title)
         # Probabilities and Grad-CAM run 0..1; variance, entropy and MI can be small numbers.
-        legend.SetLabelFormat("%.1f" if kind in ("probability", "gradcam") else "%.3g")
+        legend.SetLabelFormat("%.1f" if kind in UNIT_OVERLAYS else "%.3g")
         legend.SetUseColorNamesForLabels(False)
         return legend
 

@@ -295,7 +295,8 @@ class ProcessMixin:
 
     def analysisCommand(self, caseFolder, outDir, weights=None, device: str = "auto", mcSamples: int = 20,
                         gradcamClasses=TUMOUR_CLASSES, python: str | None = None, figures: bool = False,
-                        extra=(), precision: str = "fp32", enhancementCheck: bool = True) -> list[str]:
+                        extra=(), precision: str = "fp32", enhancementCheck: bool = True,
+                        gradcamMethod: str | None = None, sequenceEvidence: str | None = None) -> list[str]:
         """argv of ``python -m BrainTumorXAILib.cli analyze`` with machine-readable progress.
 
         No figures by default (``--no-figures``): the module shows the maps in the views, so
@@ -312,6 +313,10 @@ class ProcessMixin:
             argv.append("--no-figures")
         if not enhancementCheck:
             argv.append("--no-enhancement-check")
+        if gradcamMethod:
+            argv += ["--gradcam-method", str(gradcamMethod)]
+        if sequenceEvidence:
+            argv += ["--sequence-evidence", str(sequenceEvidence)]
         return argv + list(extra)
 
     def startRun(self, volumes: dict, tempRoot, groundTruth=None, optional=(), **analysisOptions) -> AnalysisProcess:

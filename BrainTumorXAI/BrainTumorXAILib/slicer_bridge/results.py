@@ -15,6 +15,7 @@ from ..errors import BrainTumorXAIError
 from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, CONVENTIONS, REGIONS, TUMOUR_CLASSES
 from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLOR, BRAIN_OPACITY, OVERLAY_TITLES,
                         RUN_FOLDER_PREFIX, terminologyEntry)
+from ..reporting.evidence_table import SEQUENCE_LABELS
 from .i18n import tr
 from .nodes import niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers, vtkMatrixFromArray
 
@@ -148,6 +149,9 @@ class ResultsMixin:
         for kind in ("entropy", "mutual_information"):
             if outputs.get(kind):
                 addMap(kind, outputs[kind])
+        for className, files in ((outputs.get("sequence_evidence") or {}).get("volumes") or {}).items():
+            for sequence, rel in files.items():
+                addMap(f"evidence_{sequence}", rel, className)
 
         brainFiles = (outputs.get("surfaces") or {}).get("brain") or {}
         if brainFiles.get("vtp") or brainFiles.get("stl"):
@@ -292,6 +296,7 @@ class ResultsMixin:
         if metrics:
             table.SetColumnDescription("Dice", tr("Dice coefficient against the ground truth"))
             table.SetColumnUnitLabel("HD95 [mm]", "mm")
+        _addEvidenceColumns(table, summary.get("sequence_evidence"), [s for s, _ in rows])
         table.SetUseColumnTitleAsColumnHeader(True)
         return table
 
@@ -355,3 +360,25 @@ def _number(value) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return v
+
+
+def _addEvidenceColumns(table, evidence: dict | None, structures: list[str]) -> None:
+    """Beside the volumes: the share of each class's evidence per sequence the model reads (empty for regions)."""
+    if not evidence:
+        return
+    read = [s for s, info in evidence.get("sequences", {}).items() if info.get("read")]
+    unread = [SEQUENCE_LABELS[s] for s, info in evidence.get("sequences", {}).items() if not info.get("read")]
+    for sequence in read:
+        title = f"{SEQUENCE_LABELS[sequence]} evidence [%]"
+        array = vtk.vtkDoubleArray()
+        array.SetName(title)
+        for structure in structures:
+            share = ((evidence.get("classes", {}).get(structure) or {}).get("share") or {}).get(sequence)
+            array.InsertNextValue(_number(None if share is None else 100.0 * share))
+        table.AddColumn(array)
+        table.SetColumnUnitLabel(title, "%")
+        table.SetColumnDescription(title, f"Share of this class's call that rests on {SEQUENCE_LABELS[sequence]} "
+                                          f"({evidence.get('method')}): an attribution of the network's output, not "
+                                          "proof of tumour" + (f"; not read by this model: {', '.join(unread)}"
+                                                               if unread else ""))
+

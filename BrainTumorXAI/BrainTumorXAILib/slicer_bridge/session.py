@@ -17,14 +17,17 @@ import traceback
 
 from ..errors import BrainTumorXAIError
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
+from ..reporting.evidence_table import SEQUENCE_LABELS
 from .i18n import tr
 
 #: The overlay menu: (kind, title); the kinds are :meth:`DisplayMixin.overlayNode`'s.
 OVERLAY_KINDS = (("none", tr("None")), ("probability", tr("Probability")), ("variance", tr("MC variance")),
                  ("entropy", tr("Entropy")), ("mutual_information", tr("Mutual information")),
-                 ("gradcam", tr("Grad-CAM")))
+                 ("gradcam", tr("Grad-CAM")),
+                 *((f"evidence_{s}", tr("Evidence from {sequence}").format(sequence=SEQUENCE_LABELS[s]))
+                   for s in ("t1ce", "flair", "t1", "t2")))
 #: Overlay kinds that exist once per tumour class (the class menu applies to them).
-CLASS_OVERLAYS = ("probability", "variance", "gradcam")
+CLASS_OVERLAYS = ("probability", "variance", "gradcam", *(f"evidence_{s}" for s in SEQUENCES))
 
 APPLY_TOOLTIP = tr("Segment the tumour and compute the explanation maps")
 STARTING = tr("Starting…")
@@ -177,7 +180,9 @@ class RunSession:
         return dict(groundTruth=params.groundTruth, optional=self.logic.optionalSequences(weights), weights=weights,
                     device=params.device, precision=params.precision, mcSamples=params.mcSamples,
                     gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")],
-                    enhancementCheck=bool(getattr(params, "enhancementCheck", True)))
+                    enhancementCheck=bool(getattr(params, "enhancementCheck", True)),
+                    gradcamMethod=getattr(params, "gradcamMethod", None),
+                    sequenceEvidence=getattr(params, "sequenceEvidence", None))
 
     @contextlib.contextmanager
     def installingPackages(self):

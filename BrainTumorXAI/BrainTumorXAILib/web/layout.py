@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .handlers import ROUTE
+from ..io.labels import SEQUENCES
+from ..reporting.evidence_table import SEQUENCE_LABELS
 from .results_scene import VIEW_PRESETS
 
 LAYOUT_ID = "BrainTumorXAI"
@@ -112,6 +114,18 @@ class LayoutMixin:
                             with html.Tr(v_for="m in metrics", key="m.region"):
                                 for k in ("region", "dice", "hd95", "sensitivity", "precision"):
                                     html.Td(f"{{{{ m.{k} }}}}")
+                    with html.Div(v_show=("evidence.length",), classes="mt-3", id="evidence"):
+                        html.Div("Sequence evidence: share of each class's call resting on each sequence (an "
+                                 "attribution of the network's output, not proof of tumour)", classes="text-caption")
+                        with v3.VTable(density="compact"):
+                            with html.Thead():
+                                with html.Tr():
+                                    for h in ("Class", *(SEQUENCE_LABELS[s] for s in SEQUENCES)):
+                                        html.Th(h)
+                            with html.Tbody():
+                                with html.Tr(v_for="e in evidence", key="e.name"):
+                                    html.Td("{{ e.name }}")
+                                    html.Td("{{ c }}", v_for="(c, i) in e.cells", key="i")
                     with html.Div(v_show=("review.length",), classes="mt-3", id="review"):
                         html.Div("Where to look (click: centre the views, show the entropy)", classes="text-caption")
                         with v3.VTable(density="compact", hover=True):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
+from ..reporting.evidence_table import evidence_rows
 from ..slicer_bridge.constants import OVERLAY_TITLES
 from ..slicer_bridge.logic import BrainTumorXAILogic
 
@@ -30,7 +31,8 @@ BACKGROUND_SEQUENCES = ("t1ce", "flair", "t2", "t1")
 VIEW_PRESETS = {"all": "All + brain", "tumour": "Tumour", "NCR": "NCR", "ED": "ED", "ET": "ET", "WT": "WT",
                 "TC": "TC"}
 #: Page order of the Logic's overlay kinds (runNodes()["overlays"] keys are "kind:class" or "kind").
-OVERLAY_ORDER = ("probability", "variance", "gradcam", "entropy", "mutual_information")
+OVERLAY_ORDER = ("probability", "variance", "gradcam", "evidence_t1ce", "evidence_flair", "evidence_t1", "evidence_t2",
+                 "entropy", "mutual_information")
 
 
 def _overlay_title(key: str) -> str:
@@ -206,8 +208,9 @@ class ResultsScene:
     def tables(self) -> dict:
         """Page tables from the Logic's results table node: volumes per class and region, metrics per region."""
         table_node = self.nodes.get("table")
+        evidence = [{"name": r[0], "cells": r[1:]} for r in evidence_rows((self.summary or {}).get("sequence_evidence"))]
         if table_node is None:
-            return {"volumes": [], "metrics": []}
+            return {"volumes": [], "metrics": [], "evidence": evidence}
         table = table_node.GetTable()
 
         def column(name):
@@ -225,7 +228,7 @@ class ResultsScene:
             values = {k: (v[i] if v is not None else None) for k, v in metric_columns.items()}
             if kind == "region" and any(_finite(v) for v in values.values()):
                 metrics.append({"region": name, **{k: _fmt(v, 3) for k, v in values.items()}})
-        return {"volumes": rows, "metrics": metrics}
+        return {"volumes": rows, "metrics": metrics, "evidence": evidence}
 
 
     # -- where to look, checkpoint trust --------------------------------------------------------------------

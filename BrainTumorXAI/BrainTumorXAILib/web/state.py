@@ -34,6 +34,7 @@ class StateMixin:
         s.preset_items = [{"title": t, "value": v} for v, t in VIEW_PRESETS.items()]
         s.volumes = []
         s.metrics = []
+        s.evidence = []  # sequence evidence: per class, the share resting on each sequence
         s.review = []  # the trust report's high-uncertainty regions ("where to look")
         s.review_focus = None  # the region the slice views were last centred on
         s.trust = None  # the checkpoint's uncertainty-quality figures
@@ -149,7 +150,7 @@ class StateMixin:
         if s.overlay not in [i["value"] for i in s.overlay_items]:
             s.overlay = "none"
         tables = self.results.tables()
-        s.volumes, s.metrics = tables["volumes"], tables["metrics"]
+        s.volumes, s.metrics, s.evidence = tables["volumes"], tables["metrics"], tables.get("evidence", [])
         s.review, s.review_focus, s.trust = self.results.review_rows(), None, self.results.checkpoint_trust()
         legend = self.results.set_overlay(s.overlay, s.opacity)
         s.legend = legend.as_state() if legend else None
@@ -165,7 +166,7 @@ class StateMixin:
     def _clear_results(self) -> None:
         self.results.clear()
         s = self.state
-        s.loaded_case, s.volumes, s.metrics, s.legend = "", [], [], None
+        s.loaded_case, s.volumes, s.metrics, s.evidence, s.legend = "", [], [], [], None
         s.review, s.review_focus, s.trust = [], None, None
         s.overlay_items, s.overlay = [{"title": "None", "value": "none"}], "none"
         s.progress_text = ""
