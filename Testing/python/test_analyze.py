@@ -77,7 +77,12 @@ def test_summary_and_surfaces(oblique_case, oblique_result):
     assert on_disk["case"]["naming"] == "brats2023"
     assert set(on_disk["volumes_cm3"]["regions"]) == {"WT", "TC", "ET"}
     assert on_disk["metrics"]["regions"]["WT"]["dice"] is not None  # the case has a ground truth
-    assert on_disk["options"]["gradcam_layer"] == "decoder.0"
+    # The default method explains at the finest decoder stage (this tiny network has two).
+    assert on_disk["options"]["gradcam_method"] == "gradcam-finest" and on_disk["options"]["gradcam_layer"] == "decoder.1"
+    # Sequence evidence for every sequence the network reads, written beside the other maps (checked on the case
+    # grid with them above).
+    read = [s for s, info in on_disk["sequence_evidence"]["sequences"].items() if info["read"]]
+    assert read and all((out / f"evidence_{c}_{s}.nii.gz").is_file() for c in ("NCR", "ED", "ET") for s in read)
     assert {"load", "inference", "total"} <= set(on_disk["timings_s"])
     for fig in on_disk["outputs"]["figures"]:
         assert (out / fig).stat().st_size > 1000
