@@ -4,9 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,slicer,web
 # Headless Chromium for the web viewer's end-to-end test (Debian package; skipped with a reason if absent).
+# Run as root on a Debian/Ubuntu machine without Chromium, this installs the system package (said before it starts).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing the Debian package chromium (apt-get, as root) for the web viewer's browser test"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "note: chromium could not be installed; the browser test will be skipped"
+elif ! command -v chromium >/dev/null 2>&1; then
+    echo "scripts/test.sh: chromium not found (install it, e.g. apt-get install chromium); the browser test will be skipped"
 fi
 # dciodvfy (dicom3tools) validates the written DICOM SEG and parametric maps; dcm2niix is an independent reader
 # to compare the series geometry with (each test skipped with a reason if absent).

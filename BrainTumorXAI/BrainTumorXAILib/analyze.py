@@ -34,8 +34,8 @@ from .runtime import JobControl, resolve_device
 
 __all__ = ["STAGE_WEIGHTS", "AnalysisOptions", "analyze_case", "resolve_weights"]
 
-STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "write": 5,
-                 "surfaces": 5, "metrics": 3, "figures": 4}
+#: Stages in the order they run; "outputs" are the parallel jobs (volumes, figures, trust report, surfaces, metrics).
+STAGE_WEIGHTS = {"load": 3, "preprocess": 2, "inference": 70, "resample": 8, "outputs": 17}
 
 
 def resolve_weights(weights: Path | None) -> Path:
@@ -127,21 +127,23 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             **options.extra_summary,
         }
         (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
-    control.report("figures", 1.0, "done")
+    control.report("outputs", 1.0, "done")
     return summary
 
 
 def _predict(case, model, meta: dict, members: list, device, options: AnalysisOptions, control: JobControl,
              classes: list[int], timings: dict) -> CasePrediction:
     """The primary checkpoint's prediction, pooled with the ensemble members' when there are any."""
-    prediction = predict_case(case, model, meta, device, options, control, classes, postprocessing=not members,
-                              evidence=True)
+    passes = 1 + len(members)  # each checkpoint's inference takes its share of the bar
+    prediction = predict_case(case, model, meta, device, options, control.share("inference", 0, passes), classes,
+                              postprocessing=not members, evidence=True)
     timings.update(prediction.timings)
     if members:
         t0 = time.perf_counter()
-        prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options, control, (),
+        prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options,
+                                                                control.share("inference", i, passes), (),
                                                                 postprocessing=False)
-                                                   for _, m, mm in members], case, options)
+                                                   for i, (_, m, mm) in enumerate(members, 1)], case, options)
         timings["ensemble"] = time.perf_counter() - t0
     return prediction
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .console import AnalysisProgress, print_analysis
 from .errors import BrainTumorXAIError, exit_code
 from .inference.explanation_options import (DEFAULT_EVIDENCE_METHOD, DEFAULT_GRADCAM_METHOD, EVIDENCE_METHODS,
                                             GRADCAM_METHODS)
 from .inference.precision import PRECISIONS
-from .reporting.evidence_table import evidence_text
 from .runtime import Cancelled, JobControl, json_progress_printer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -105,12 +105,7 @@ def _cmd_analyze(args) -> int:
     if args.progress_json:
         callback = json_progress_printer()
     elif not args.quiet:
-        bar = _progress_bar(100, "analyze", False)
-
-        def callback(stage, fraction, message=""):
-            bar.set_description(stage)
-            bar.n = round(100 * fraction)
-            bar.refresh()
+        callback = bar = AnalysisProgress()
     else:
         callback = None
     control = JobControl(callback, stage_weights=STAGE_WEIGHTS)
@@ -120,11 +115,12 @@ def _cmd_analyze(args) -> int:
             from .slicer_bridge.mrb_from_results import write_scene_from_results
 
             write_scene_from_results(args.out, args.scene)
+            summary["scene"] = str(args.scene)
     finally:
         if bar:
             bar.close()
     if not args.quiet and not args.progress_json:
-        _print_analysis(summary, args.out)
+        print_analysis(summary, args.out)
     return 0
 
 
@@ -177,34 +173,21 @@ def _add_sequence_choices(p, analyze: bool) -> None:
                             + (f"; for NIfTI input, the {title} file" if analyze else ""))
 
 
-def _print_analysis(summary: dict, out: Path) -> None:
-    vols = summary["volumes_cm3"]["regions"]
-    print(f"case {summary['case']['id']} -> {out}")
-    print("volumes (cm3): " + ", ".join(f"{k} {v:.1f}" for k, v in vols.items()))
-    metrics = summary.get("metrics")
-    if metrics:
-        print("dice: " + ", ".join(f"{k} {v['dice']:.3f}" for k, v in metrics["regions"].items()))
-        print("hd95 (mm): " + ", ".join(f"{k} {v['hd95']:.1f}" for k, v in metrics["regions"].items()))
-    fallback = [name for name, used in (summary.get("gradcam_fallback_all_voxels") or {}).items() if used]
-    if fallback:
-        print(f"grad-cam: {', '.join(fallback)} not predicted anywhere; "
-              "explained over all brain voxels instead (a weak, unspecific map)")
-    evidence = evidence_text(summary.get("sequence_evidence"))
-    if evidence:
-        print("sequence evidence (share of each class's evidence; an attribution of the network's output, "
-              "not proof of tumour):\n" + evidence)
-    if summary.get("dicom_outputs"):
-        print(f"DICOM SEG and {len(summary['dicom_outputs']['maps'])} parametric maps -> "
-              f"{summary['dicom_outputs']['folder']}")
-    print(f"total {summary['timings_s']['total']:.1f} s on {summary['device']}")
-
-
 def _cmd_view(args) -> int:
-    from .web.app import serve
+    from .web.launcher import serve_sessions
 
-    return serve(args.data_dir, host=args.host, port=args.port, open_browser=args.open, results_dir=args.results,
-                 weights=args.weights, device=args.device, mc_samples=args.mc_samples, gradcam=args.gradcam,
-                 max_upload_bytes=args.max_upload_mb * 1024 * 1024)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise BrainTumorXAIError(f"{args.data_dir}: data folder does not exist or is not a folder")
+    viewer = [str(args.data_dir.resolve())] if args.data_dir else []
+    for flag, value in (("--results", args.results), ("--weights", args.weights), ("--device", args.device),
+                        ("--mc-samples", args.mc_samples), ("--gradcam", args.gradcam),
+                        ("--max-upload-mb", args.max_upload_mb)):
+        if value is not None:
+            viewer += [flag, str(Path(value).resolve() if isinstance(value, Path) else value)]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone who can reach it can upload and run analyses", file=sys.stderr)
+    return serve_sessions(viewer, host=args.host, port=args.port, max_sessions=args.max_sessions,
+                          open_browser=args.open, idle_s=args.session_idle)
 
 
 def _progress_bar(total: int, desc: str, quiet: bool):
@@ -213,51 +196,62 @@ def _progress_bar(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
 
 
+#: Defaults the help states without importing the inference code (torch) for ``--help``; a test holds them equal.
+TTA_DEFAULT_FLIPS = 1
+MIN_ET_ML_DEFAULT = 0.5
+MC_BATCH_DEFAULT_HELP = ("MC samples decoded together per window (default: as many as fit a voxel budget per call: "
+                         "1 on CPU and up to 11 on CUDA with the default 128^3 window)")
+_D = " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braintumorxai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write synthetic BraTS-layout cases")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cases", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--naming", choices=("brats2021", "brats2023"), default="brats2021")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the case folders into")
+    p.add_argument("--cases", type=int, default=1, help="number of cases" + _D)
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same cases" + _D)
+    p.add_argument("--naming", choices=("brats2021", "brats2023"), default="brats2021",
+                   help="file names: brats2021 (<id>_t1ce.nii.gz) or brats2023 (<id>-t1c.nii.gz)" + _D)
     p.add_argument("--size", choices=("brats", "small"), default="brats",
-                   help="brats: 240x240x155 at 1 mm; small: the same field of view at 2 mm")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
-    p.add_argument("--spacing", type=float, help="voxel size in mm")
-    p.add_argument("--quiet", action="store_true")
+                   help="brats: 240x240x155 at 1 mm; small: the same field of view at 2 mm" + _D)
+    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="grid size in voxels (overrides --size)")
+    p.add_argument("--spacing", type=float, help="voxel size in mm (overrides --size)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("info", help="check a case folder (NIfTI, or a DICOM study: its series table) "
                                     "and print what was found")
-    p.add_argument("case_dir", type=Path)
+    p.add_argument("case_dir", type=Path, help="case folder (BraTS file names) or DICOM study folder")
     _add_sequence_choices(p, analyze=False)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("analyze", help="segment a case with probabilities, uncertainty, Grad-CAM, surfaces")
-    p.add_argument("case_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("case_dir", type=Path, help="case folder (BraTS file names: <id>_t1ce.nii.gz, _flair, _t1, _t2, "
+                                               "optional _seg)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--weights", type=Path, action="append",
                    help="checkpoint (default: the bundled demo weights); repeat it for a checkpoint ensemble "
                         "(samples pooled; Grad-CAM from the first)")
-    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
-    p.add_argument("--mc-samples", type=int, default=20, help="Monte Carlo Dropout samples (0: deterministic only)")
+    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP + _D)
+    p.add_argument("--mc-samples", type=int, default=20,
+                   help="Monte Carlo Dropout samples (0: deterministic only)" + _D)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the network's compute precision: fp32 (exact, the default), bf16 (about 2x faster on CPUs "
                         "with AMX or AVX512-BF16, and on GPUs; slower where it is emulated), fp16 (CUDA only), auto "
                         "(bf16 where the hardware has it, else fp32)")
     p.add_argument("--tta", type=_flips_arg, metavar="1..8",
                    help="test-time augmentation: flips of the image (1: none, 2: also left-right, ... 8: all); "
-                        "the MC samples are spread over them (default: inference.tta.DEFAULT_FLIPS)")
+                        f"the MC samples are spread over them (default: {TTA_DEFAULT_FLIPS}, no flips)")
     p.add_argument("--min-et-ml", type=float, metavar="ML",
                    help="a predicted enhancing tumour smaller than this becomes necrotic core in the segmentation "
-                        "(default 0.5 mL; 0: off)")
+                        f"(default: {MIN_ET_ML_DEFAULT} mL; 0: off)")
     p.add_argument("--no-enhancement-check", action="store_true",
                    help="keep predicted enhancing tumour that is not brighter on T1ce than on T1 (by default such a "
                         "component becomes necrotic core when the case has a T1 image)")
-    p.add_argument("--mc-batch", type=int, help="MC samples decoded together per window (default: as many as a voxel budget per call holds: about 1M voxels on CPU, 24M on CUDA)")
-    p.add_argument("--gradcam", default="all", help="all, none, or classes like NCR,ET")
+    p.add_argument("--mc-batch", type=int, metavar="N", help=MC_BATCH_DEFAULT_HELP)
+    p.add_argument("--gradcam", default="all", help="Grad-CAM maps: all, none, or classes like NCR,ET" + _D)
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: the method's: the finest decoder stage "
                                            "for gradcam-finest, a mid decoder stage for the others)")
     p.add_argument("--gradcam-method", metavar="NAME",
@@ -266,12 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence-evidence", metavar="METHOD",
                    help=f"how much each class's call rests on each sequence: {', '.join(EVIDENCE_METHODS)} "
                         f"(default {DEFAULT_EVIDENCE_METHOD}: one extra pass per sequence the model reads; "
-                        "ig: integrated gradients, several times slower)"),
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
+                        "ig: integrated gradients, several times slower)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MC Dropout masks" + _D)
+    p.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring sliding windows, a fraction of the window" + _D)
     p.add_argument("--scene", type=Path, help="also write a 3D Slicer scene bundle (.mrb)")
-    p.add_argument("--no-surfaces", action="store_true")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-surfaces", action="store_true", help="skip the 3D surface meshes (surfaces/)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures (figures/)")
     p.add_argument("--explanation-checks", action="store_true",
                    help="trust report: Grad-CAM randomisation and deletion checks (extra forward passes)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -282,20 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-maps", type=_dicom_maps_arg, default=("probability", "entropy"), metavar="KINDS",
                    help="parametric maps written for DICOM input: probability, entropy, variance, mutual_information, "
                         "gradcam (comma-separated; default probability,entropy)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--progress-json", action="store_true", help="one JSON progress object per line on stdout")
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("view", help="web viewer (trame-slicer) for a folder of cases")
-    p.add_argument("data_dir", type=Path, nargs="?")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("data_dir", type=Path, nargs="?", help="folder of case folders to list (optional: cases can also "
+                                                          "be uploaded in the page)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves other machines too" + _D)
+    p.add_argument("--port", type=int, default=8080, help="port to listen on" + _D)
     p.add_argument("--results", type=Path, help="where analyses are cached (default: a per-user cache folder)")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the bundled demo weights)")
-    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP)
-    p.add_argument("--mc-samples", type=int, default=20)
-    p.add_argument("--gradcam", default="all")
-    p.add_argument("--max-upload-mb", type=int, default=2048)
+    p.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda}", help=_DEVICE_HELP + _D)
+    p.add_argument("--mc-samples", type=int, default=20,
+                   help="Monte Carlo Dropout samples per analysis (0: deterministic only)" + _D)
+    p.add_argument("--gradcam", default="all", help="Grad-CAM maps: all, none, or classes like NCR,ET" + _D)
+    p.add_argument("--max-upload-mb", type=int, default=2048, help="largest upload accepted, in MB" + _D)
+    p.add_argument("--max-sessions", type=int, default=4,
+                   help="browser sessions served at once, each with its own scene; one more is told to wait" + _D)
+    p.add_argument("--session-idle", type=float, default=60.0, metavar="S",
+                   help="seconds a session's viewer process waits without an open page before it stops" + _D)
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.set_defaults(func=_cmd_view)
     return parser

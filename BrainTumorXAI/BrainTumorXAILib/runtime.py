@@ -48,8 +48,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 class JobControl:
     """Progress sink plus a cancel flag, passed down through every stage.
 
-    Stages report a fraction of their own work; the job maps it onto the
-    overall bar using stage weights so the bar moves monotonically.
+    Stages report a fraction of their own work; the job maps it onto the overall bar using
+    stage weights.  Stages may report out of order (output jobs run in parallel threads) or
+    repeat (test-time flips, ensemble members): the overall fraction never moves back.
     """
 
     def __init__(self, callback: Callable[[str, float, str], None] | None = None,
@@ -64,6 +65,8 @@ class JobControl:
         for stage, w in weights.items():
             self._offsets[stage] = (acc / total, w / total)
             acc += w
+        self._lock = threading.Lock()  # output jobs report from their own threads
+        self._reached = 0.0
 
     def check(self) -> None:
         if self.cancel_event.is_set():
@@ -76,9 +79,39 @@ class JobControl:
         self.check()
         if self.callback is None:
             return
-        start, width = self._offsets.get(stage, (None, None)) if self._offsets else (None, None)
-        overall = fraction if start is None else start + width * min(max(fraction, 0.0), 1.0)
-        self.callback(stage, float(overall), message)
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        start, width = self._offsets.get(stage, (None, None))
+        overall = fraction if start is None else start + width * fraction
+        with self._lock:
+            self._reached = overall = max(self._reached, overall)
+            self.callback(stage, float(overall), message)
+
+    def share(self, stage: str, index: int, count: int) -> StageShare:
+        """This control for pass ``index`` of ``count`` repeats of ``stage`` (e.g. one test-time flip)."""
+        return StageShare(self, stage, index, count)
+
+
+class StageShare:
+    """A JobControl seen by one of ``count`` passes of a stage: its 0..1 covers the pass's share of the stage."""
+
+    def __init__(self, control: JobControl, stage: str, index: int, count: int):
+        self._control, self._stage, self._index, self._count = control, stage, index, max(int(count), 1)
+        self.cancel_event = control.cancel_event
+
+    def check(self) -> None:
+        self._control.check()
+
+    def cancel(self) -> None:
+        self._control.cancel()
+
+    def report(self, stage: str, fraction: float, message: str = "") -> None:
+        if stage == self._stage:
+            fraction = (self._index + min(max(float(fraction), 0.0), 1.0)) / self._count
+            message = f"pass {self._index + 1}/{self._count}: {message}" if self._count > 1 else message
+        self._control.report(stage, fraction, message)
+
+    def share(self, stage: str, index: int, count: int) -> StageShare:
+        return StageShare(self, stage, index, count)
 
 
 def json_progress_printer(stream=None) -> Callable[[str, float, str], None]:

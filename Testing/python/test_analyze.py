@@ -149,7 +149,7 @@ def test_existing_output_is_never_overwritten_without_permission(small_case, tin
 
 def test_cancelled_run_leaves_no_partial_results(small_case, tiny_checkpoint, tmp_path):
     def cancel_when_writing(stage, fraction, message=""):
-        if stage == "write":
+        if stage == "outputs":
             control.cancel()
 
     control = JobControl(cancel_when_writing)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from BrainTumorXAILib import analyze as analyze_mod
 from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case, resolve_weights
-from BrainTumorXAILib.cli import _print_analysis, main
+from BrainTumorXAILib.cli import main
+from BrainTumorXAILib.console import print_analysis
 from BrainTumorXAILib.errors import BrainTumorXAIError
 from BrainTumorXAILib.reporting.output_folder import remove_stale_staging, staged_output
 from BrainTumorXAILib.runtime import JobControl
@@ -231,6 +232,6 @@ def test_stale_staging_of_dead_processes_is_removed(tmp_path):
 def test_cli_summary_names_gradcam_fallback_classes(capsys):
     summary = {"case": {"id": "c"}, "volumes_cm3": {"regions": {"WT": 1.0}}, "metrics": None, "device": "cpu",
                "timings_s": {"total": 1.0}, "gradcam_fallback_all_voxels": {"NCR": False, "ET": True}}
-    _print_analysis(summary, Path("o"))
+    print_analysis(summary, Path("o"))
     lines = [line for line in capsys.readouterr().out.splitlines() if "grad-cam" in line.lower()]
     assert len(lines) == 1 and "ET" in lines[0] and "NCR" not in lines[0]

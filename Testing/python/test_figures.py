@@ -96,9 +96,10 @@ def test_flipped_or_permuted_header_draws_the_same_picture(tmp_path):
         m = map_figure(store(images["flair"]), {"ED": store((classes == 2).astype(float))}, affine,
                        tmp_path / f"{name}_map.png", title="t")
         drawn[name, "map"] = mpimg.imread(m)
+    below_titles = int(0.55 * figures.DPI)  # the column titles name each file's own slice index and position
     for key in ("axial", "coronal", "sagittal", "map"):
-        np.testing.assert_array_equal(drawn["lps", key], drawn["ras", key])
-        np.testing.assert_array_equal(drawn["lps", key], drawn["permuted", key])
+        np.testing.assert_array_equal(drawn["lps", key][below_titles:], drawn["ras", key][below_titles:])
+        np.testing.assert_array_equal(drawn["lps", key][below_titles:], drawn["permuted", key][below_titles:])
 
 
 # Slicer's default views (vtkMRMLSliceNode::Get{Axial,Coronal,Sagittal}SliceToRASMatrix):
@@ -168,9 +169,10 @@ def test_uncertainty_colour_bars_reach_the_hot_spot(tmp_path, monkeypatch):
     map_bars = [b for b in bars if b]
     assert len(map_bars) == len(figures.PLANES)  # one uncertainty figure per plane, sharing the scales
     for row in map_bars:
-        (_, ncr), (_, entropy) = row
+        (_, ncr, ncr_unit), (_, entropy, entropy_unit) = row
         assert ncr.vmin == 0.0 and ncr.vmax >= 0.5 * volume.max()
         assert entropy.vmax >= 0.5 * 5 * volume.max()
+        assert "variance" in ncr_unit and "nats" in entropy_unit
 
 
 @pytest.mark.parametrize("shape, box", [((50, 70), (0.3, 0.1, 5.4, 3.857)), ((242 * 3, 242 * 5), (0.3, 0.45, 9.0, 5.4)),

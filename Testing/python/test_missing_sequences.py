@@ -71,7 +71,7 @@ def test_missing_sequence_equals_a_zero_channel_after_normalisation(small_case, 
 def test_checkpoint_without_dropout_keeps_the_one_line_error(small_case, tmp_path):
     weights, _ = _checkpoint(tmp_path / "plain.pt")
     case = _without(small_case, tmp_path)
-    with pytest.raises(BrainTumorXAIError, match=r"missing t1 image; expected .*_t1\.nii"):
+    with pytest.raises(BrainTumorXAIError, match=r"missing t1 and t2 images; expected .*_t1\.nii.*_t2\.nii"):
         analyze_case(case, tmp_path / "out", _options(weights))
     assert not (tmp_path / "out").exists()
 

@@ -78,7 +78,7 @@ def test_default_model_runs_without_t1_and_t2_and_says_so(default_model, tmp_pat
     assert dice["WT"] >= MEASURED["TCGA-FG-6692"]["WT"] - 0.15
     assert steps["enhancement_check"]["skipped"] == "no T1 image"  # nothing to compare T1ce with: ET kept as called
     # a checkpoint that cannot do without T1 keeps the loader's one-line error
-    with pytest.raises(BrainTumorXAIError, match="missing t1 image"):
+    with pytest.raises(BrainTumorXAIError, match="missing t1 and t2 images"):  # both named, not only the first
         load_case(folder)
 
 

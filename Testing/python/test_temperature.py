@@ -103,7 +103,7 @@ def test_calibrate_reads_cases_without_the_optional_sequences_and_fails_in_one_l
     assert main(["--checkpoint", str(_tiny(tmp_path / "needs_t1.pt")), "--data", str(data), "--out",
                  str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err
-    assert "training.calibrate: error:" in err and "missing t1 image" in err and "Traceback" not in err
+    assert "training.calibrate: error:" in err and "missing t1 and t2 images" in err and "Traceback" not in err
 
 
 # -- class bias (prior correction): training.calibrate --fit class-bias -------------------------------------

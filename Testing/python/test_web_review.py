@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import contextlib
 import shutil
 import sys
@@ -75,6 +76,15 @@ def _page(tmp_path, trust):
         log.close()
 
 
+def _tumour_centroid(tmp_path) -> list[float]:
+    import nibabel as nib
+    import numpy as np
+
+    seg = nib.load(next((tmp_path / "results").glob("*/seg.nii.gz")))
+    voxels = np.argwhere(np.asarray(seg.dataobj) > 0)
+    return list((seg.affine @ np.r_[voxels.mean(axis=0), 1.0])[:3])
+
+
 def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_path):
     with _page(tmp_path, trust=True) as (page, proc):
         state = page.wait_state(lambda st: st.get("loaded_case") and st.get("review"), 120)
@@ -85,7 +95,17 @@ def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_pa
         assert state["trust"]["rows"][2]["text"] == "not measured for this checkpoint"  # ET: no figure
         # The sequence-evidence table beside the volumes (the factory's model reads T1ce and FLAIR only).
         assert state["evidence"][2] == {"name": "ET", "cells": ["not read", "75 %", "not read", "25 %"]}
+        assert state["review"][0]["between"] == "edema or normal tissue?"  # the boundary in words
+        # The views were centred on the predicted tumour when the results loaded, and the page names each
+        # slice view's position.
+        tumour = _tumour_centroid(tmp_path)
+        assert state["view_centre"]["ras"] == pytest.approx(tumour, abs=1e-2)
+        for centre in state["view_centre"]["slices"].values():
+            assert centre == pytest.approx(tumour, abs=1e-2)
+        for view, axis in (("axial", "S"), ("coronal", "A"), ("sagittal", "R")):  # the made case is oblique
+            assert re.fullmatch(axis + r" -?\d+\.\d mm( \(oblique\))?", state["slice_labels"][view]), state["slice_labels"]
 
+        loaded_labels = dict(state["slice_labels"])
         focus = page.trigger("btx_review_jump", 1)
         assert focus["rank"] == 2 and focus["ras"] == pytest.approx([30.5, -20.0, 5.0])
         assert len(focus["slices"]) >= 3  # axial, coronal, sagittal all centred on the region
@@ -94,6 +114,8 @@ def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_pa
         state = page.wait_state(lambda st: (st.get("review_focus") or {}).get("rank") == 2
                                 and st.get("overlay") == "entropy", 30)
         state = page.wait_state(lambda st: st.get("legend"), 30)
+        # the page's slice positions follow the views as they move
+        page.wait_state(lambda st: st.get("slice_labels") and st["slice_labels"] != loaded_labels, 30)
         assert state["legend"]["title"] == "Entropy"
         assert page.trigger("btx_review_jump", 7) is None and page.trigger("btx_review_jump", "x") is None
         assert proc.poll() is None

@@ -101,7 +101,8 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
         return Predictor(model, device, window=(window,) * 3, overlap=options.overlap,
                          mc_samples=mc_samples, mc_batch=options.mc_batch, seed=options.seed + seed_offset,
                          gradcam_classes=gradcam_classes if primary else (),
-                         gradcam_layer=options.gradcam_layer if primary else None, control=control,
+                         gradcam_layer=options.gradcam_layer if primary else None,
+                         control=control.share("inference", seed_offset, resolved_flips(options)),
                          gradcam_method=options.gradcam_method if primary else None,
                          keep_deterministic=primary and options.keep_deterministic,
                          precision=options.precision)

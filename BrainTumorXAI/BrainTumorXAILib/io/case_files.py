@@ -114,10 +114,12 @@ def _scan_named(folder: Path, optional: tuple[str, ...] = ()) -> CaseFiles:
     if len(ids) > 1:
         raise CaseError(folder, f"files of different cases in one folder (ids {', '.join(ids)})")
     case_id = ids[0]
-    for seq in SEQUENCES:
-        if seq not in keys and seq not in optional:
-            raise CaseError(folder / f"{case_id}{NAMINGS[naming][seq]}.nii.gz",
-                            f"missing {seq} image; expected {_expected_names(case_id, naming, seq)} in {folder}")
+    missing = [seq for seq in SEQUENCES if seq not in keys and seq not in optional]
+    if missing:  # every missing sequence named at once: the user fixes the folder once, not once per file
+        where = folder / f"{case_id}{NAMINGS[naming][missing[0]]}.nii.gz" if len(missing) == 1 else folder
+        what = " and ".join((", ".join(missing[:-1]), missing[-1]) if len(missing) > 1 else missing)
+        expected = "; ".join(_expected_names(case_id, naming, seq) for seq in missing)
+        raise CaseError(where, f"missing {what} image{'s' if len(missing) > 1 else ''}; expected {expected} in {folder}")
     files = {key: keys[key][0][1] for key in (*SEQUENCES, LABEL_KEY) if key in keys}
     for key, path in files.items():
         _check_readable(path, key)

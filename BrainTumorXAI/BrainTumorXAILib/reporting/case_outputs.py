@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import suppress
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..io.nifti_writer import save_label_map, save_volume
 from ..io.labels import CLASS_NAMES, SEQUENCES
-from ..runtime import JobControl, usable_cpus
+from ..runtime import Cancelled, JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality
 from .evidence_report import write_evidence
 from .figures import write_all_figures
@@ -21,8 +23,8 @@ from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 #: from 2 CPUs ``OUTPUT_THREADS_FEW_CPUS`` threads (see ``_output_workers``).
 OUTPUT_THREADS_MIN_CPUS = 4
 OUTPUT_THREADS_FEW_CPUS = 3
-#: The jobs that are progress stages of ``analyze`` (the trust report reports nothing of its own).
-OUTPUT_STAGES = ("write", "figures", "surfaces", "metrics")
+#: Job names as the progress line says them.
+_OUTPUT_WORDS = {"write": "volumes", "trust_report": "trust report", "evidence": "sequence evidence"}
 
 
 def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: bool, figures: bool,
@@ -34,7 +36,7 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     They run in threads (``_output_workers``: one each from ``OUTPUT_THREADS_MIN_CPUS``
     CPUs, three on 2-3 CPUs, none on one), so the stage costs about its slowest lane.
     Every job's own duration is recorded; ``outputs`` is the wall time of all of them.
-    Progress is reported per stage in the usual order; a cancel stops the volume
+    Progress: one "outputs" stage, ticked by each job as it ends; a cancel stops the volume
     writer at its next file, and the folder is removed only after every job ended.
     The trust report's figures use matplotlib's object API (no pyplot), so they may
     be drawn beside the pyplot figures.
@@ -62,11 +64,22 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
         jobs.append(job("evidence", write_evidence, staging, case, evidence["table"], evidence["maps"],
                         grid["classes"], figures))
     jobs.append(job("metrics", _evaluate, case, grid, brain))
-    control.report("write", 0.0, "writing volumes" + (", surfaces" if surfaces else "")
-                   + ", metrics" + (" and figures" if figures else ""))
+    running = [name for name, _ in jobs]
+    control.report("outputs", 0.0, "writing " + ", ".join(_OUTPUT_WORDS.get(n, n) for n in running))
+
+    def finished(future, name):  # each job ticks the bar as it ends, in whatever order
+        running.remove(name)
+        if future.exception() is None and not control.cancel_event.is_set():
+            rest = ", ".join(_OUTPUT_WORDS.get(n, n) for n in running)
+            with suppress(Cancelled):  # a cancel between the test and the report: the main thread raises it
+                control.report("outputs", 1 - len(running) / len(jobs), f"{_OUTPUT_WORDS.get(name, name)} done"
+                               + (f"; still writing {rest}" if rest else ""))
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=_output_workers(len(jobs)), thread_name_prefix="analyze-output") as pool:
         futures = {name: pool.submit(run) for name, run in jobs}
+        for name, future in futures.items():
+            future.add_done_callback(partial(finished, name=name))
         wait(futures.values())
     timings["outputs"] = time.perf_counter() - t0
     for future in futures.values():  # the first failure (a cancel included), in stage order
@@ -81,9 +94,6 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
         outputs["sequence_evidence"] = futures["evidence"].result()
         if outputs["sequence_evidence"]["figure"] and "figures" in outputs:
             outputs["figures"].append(outputs["sequence_evidence"]["figure"])
-    for name in futures:
-        if name in OUTPUT_STAGES:
-            control.report(name, 1.0, f"{name} done")
     evaluation = futures["metrics"].result()
     if "trust_report" in futures:
         evaluation["trust_report"] = futures["trust_report"].result()

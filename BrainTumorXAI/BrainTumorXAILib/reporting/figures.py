@@ -26,6 +26,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from nibabel import orientations as nio  # noqa: E402
 
 from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES  # noqa: E402
+from .figure_style import (ENTROPY, GRADCAM, PLANE_LETTERS, PROBABILITY, VARIANCE, MapStyle,  # noqa: E402
+                           overlay_cmap, row_words, slice_label, underlay_window)
 
 PLANES = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS array order
@@ -82,13 +84,8 @@ def choose_slices(classes_or_mask: np.ndarray, n: int = 5, *, plane: str = "axia
 
 
 def _window(volume: np.ndarray) -> tuple[float, float]:
-    """1st-99th percentile of the non-zero voxels, once per volume so all columns share it."""
-    values = volume[::2, ::2, ::2]
-    values = values[values != 0]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(values, (1, 99))
-    return float(lo), float(max(hi, lo + 1e-6))
+    """The underlay's grey window, once per volume so all columns share it (``figure_style.underlay_window``)."""
+    return underlay_window(volume)
 
 
 def _grey(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -108,9 +105,10 @@ def _labels_rgba(labels: np.ndarray) -> np.ndarray:
 
 
 def _map_rgba(values: np.ndarray, cmap, norm: Normalize) -> np.ndarray:
-    """Colour-mapped values, transparent at (or below) the bottom of the scale."""
+    """Colour-mapped values; ``cmap``'s own alpha (``figure_style.overlay_cmap``: transparent at the bottom of
+    the scale) times ``MAP_ALPHA``."""
     rgba = np.asarray(cmap(norm(values)), float)
-    rgba[..., 3] = np.where(values > norm.vmin + 1e-3 * (norm.vmax - norm.vmin), MAP_ALPHA, 0.0)
+    rgba[..., 3] *= MAP_ALPHA
     return rgba
 
 
@@ -160,12 +158,13 @@ def _place_pixels(fig, mosaic: np.ndarray, box_in: tuple[float, float, float, fl
 
 
 def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
-            col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False):
-    """One image axes with row/column titles, optional per-row colour bars and class legend."""
+            col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False, plane: str = "axial"):
+    """One image axes with row/column titles, orientation letters on every panel, optional per-row colour bars
+    ((cmap, norm, unit) each) and class legend."""
     n_cols = len(col_titles)
     img_w = n_cols * CELL_IN
     img_h = img_w * mosaic.shape[0] * aspect / mosaic.shape[1]
-    left, right = 0.3, (0.75 if colorbars else 0.1)
+    left, right = 0.3, (1.05 if colorbars else 0.1)
     top, bottom = 0.55, (0.45 if legend else 0.1)
     fig_w, fig_h = left + img_w + right, top + img_h + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
@@ -181,17 +180,37 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
         ax.text(-GAP_PX, r * (h + GAP_PX) + h / 2, text, rotation=90, ha="right", va="center", fontsize=9)
     for c, text in enumerate(col_titles):
         ax.text(c * (w + GAP_PX) + w / 2, -GAP_PX, text, ha="center", va="bottom", fontsize=8)
+    _orientation_letters(ax, len(row_titles), n_cols, cell_shape, plane)
     fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=10)
-    for r, (cmap, norm) in enumerate(colorbars or ()):
+    for r, (cmap, norm, unit) in enumerate(colorbars or ()):
         row_top = 1 - r * (h + GAP_PX) / mosaic.shape[0]  # in axes fraction, from the top
         band = h / mosaic.shape[0]
         y0 = (bottom + img_h * (row_top - band * 0.95)) / fig_h
         cax = fig.add_axes(((left + img_w + 0.08) / fig_w, y0, 0.1 / fig_w, img_h * band * 0.9 / fig_h))
-        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax).ax.tick_params(labelsize=7)
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(unit, fontsize=7)
     if legend:
         handles = [Patch(color=CLASS_COLORS[c], label=f"{c}: {CLASS_LONG_NAMES[c]}") for c in TUMOUR_CLASSES]
         fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     return fig
+
+
+_LETTER_STYLE = {"fontsize": 6, "color": "0.85", "fontweight": "bold"}  # grey: no class colour in a sequence row
+
+
+def _orientation_letters(ax, n_rows: int, n_cols: int, cell_shape: tuple[int, int], plane: str) -> None:
+    """R/L, A/P or S/I at the middle of each panel's edges, as a radiology viewer shows them."""
+    h, w = cell_shape
+    left, right, top, bottom = PLANE_LETTERS[plane]
+    for r in range(n_rows):
+        for c in range(n_cols):
+            x0, y0 = c * (w + GAP_PX), r * (h + GAP_PX)
+            inset = 0.03 * min(h, w)
+            ax.text(x0 + inset, y0 + h / 2, left, ha="left", va="center", **_LETTER_STYLE)
+            ax.text(x0 + w - 1 - inset, y0 + h / 2, right, ha="right", va="center", **_LETTER_STYLE)
+            ax.text(x0 + w / 2, y0 + inset, top, ha="center", va="top", **_LETTER_STYLE)
+            ax.text(x0 + w / 2, y0 + h - 1 - inset, bottom, ha="center", va="bottom", **_LETTER_STYLE)
 
 
 def _save(fig, path) -> Path:
@@ -206,7 +225,9 @@ def overview_figures(images: dict[str, np.ndarray], pred_classes: np.ndarray, af
                      gt_classes: np.ndarray | None = None, n_slices: int = 5) -> list[Path]:
     """:func:`overview_figure` for several planes at once, ``paths`` = {plane: path}; the volumes are
     reoriented, windowed and searched for the tumour once for all planes."""
-    ras = {k: to_ras(v, affine)[0] for k, v in images.items()}
+    # A missing sequence arrives as zeros: it gets no row rather than a row of black panels.
+    ras = {k: to_ras(v, affine)[0] for k, v in images.items() if np.any(v)} or \
+        {k: to_ras(v, affine)[0] for k, v in images.items()}
     pred, spacing = to_ras(pred_classes, affine)
     gt = None if gt_classes is None else to_ras(gt_classes, affine)[0]
     tumour = pred > 0 if gt is None else (gt > 0) | (pred > 0)
@@ -229,9 +250,9 @@ def overview_figures(images: dict[str, np.ndarray], pred_classes: np.ndarray, af
                     rgb = _over(rgb, _labels_rgba(_slice(labels, plane, index)))
                 row.append(rgb)
             cells.append(row)
-        fig = _figure(_mosaic(cells), cells[0][0].shape[:2], _aspect(spacing, plane), legend=True,
-                      title=f"{plane.capitalize()} slices ({_VIEW_NOTE[plane]})",
-                      row_titles=[r[0] for r in rows], col_titles=[f"{plane} {i}" for i in slices])
+        fig = _figure(_mosaic(cells), cells[0][0].shape[:2], _aspect(spacing, plane), legend=True, plane=plane,
+                      title=f"{plane.capitalize()} slices ({_VIEW_NOTE[plane]})", row_titles=[r[0] for r in rows],
+                      col_titles=[slice_label(affine, pred.shape, plane, i) for i in slices])
         written.append(_save(fig, path))
     return written
 
@@ -262,37 +283,44 @@ def _top(volume: np.ndarray, vmin: float) -> float:
 
 
 def map_figures(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, paths: dict, *,
-                title: str, cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None,
-                focus: np.ndarray | None = None, slices: list[int] | None = None) -> list[Path]:
+                title: str, style: MapStyle = PROBABILITY, styles: dict[str, MapStyle] | None = None,
+                vmin: float = 0.0, focus: np.ndarray | None = None, slices: list[int] | None = None,
+                cmap: str | None = None, vmax: float | None = None, unit: str | None = None) -> list[Path]:
     """:func:`map_figure` for several planes at once, ``paths`` = {plane: path}; the maps are
-    reoriented and their colour scales computed once, so the planes share each map's scale."""
+    reoriented and their colour scales computed once, so the planes share each map's scale.
+    Each row is drawn in ``styles[name]``, else ``style`` (colour map, unit, top of the scale) with
+    ``cmap``, ``vmax`` and ``unit`` replacing its own where given."""
+    if cmap is not None or vmax is not None or unit is not None:
+        style = MapStyle(cmap or style.cmap, style.unit if unit is None else unit, vmax, style.start, style.stop)
     bg, spacing = to_ras(background, affine)
     ras_maps = {k: to_ras(v, affine)[0] for k, v in maps.items()}
     ras_focus = to_ras(focus, affine)[0] if focus is not None else next(iter(ras_maps.values())) > vmin
-    colormap = plt.get_cmap(cmap)
-    norms = [Normalize(vmin, vmax if vmax is not None else _top(volume, vmin)) for volume in ras_maps.values()]
+    row_styles = [(styles or {}).get(name, style) for name in ras_maps]
+    bars = [(overlay_cmap(st), Normalize(vmin, st.vmax if st.vmax is not None else _top(volume, vmin)), st.unit)
+            for st, volume in zip(row_styles, ras_maps.values())]
     window = _window(bg)
     fallback = None if slices is not None or ras_focus.any() else bg != 0  # only when the focus is empty
     written = []
     for plane, path in paths.items():
         chosen = slices if slices is not None else choose_slices(ras_focus, 5, plane=plane, fallback=fallback)
         greys = [_grey(_slice(bg, plane, i), window) for i in chosen]
-        cells = [[_over(g, _map_rgba(_slice(volume, plane, i), colormap, norm)) for g, i in zip(greys, chosen)]
-                 for volume, norm in zip(ras_maps.values(), norms)]
-        fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane),
-                      title=f"{title}: {plane} slices ({_VIEW_NOTE[plane]})", row_titles=list(ras_maps),
-                      col_titles=[f"{plane} {i}" for i in chosen], colorbars=[(colormap, n) for n in norms])
+        cells = [[_over(g, _map_rgba(_slice(volume, plane, i), cmap, norm)) for g, i in zip(greys, chosen)]
+                 for volume, (cmap, norm, _) in zip(ras_maps.values(), bars)]
+        fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane), plane=plane,
+                      title=f"{title}: {plane} slices ({_VIEW_NOTE[plane]})",
+                      row_titles=[row_words(name) for name in ras_maps],
+                      col_titles=[slice_label(affine, bg.shape, plane, i) for i in chosen], colorbars=bars)
         written.append(_save(fig, path))
     return written
 
 
 def map_figure(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, path, *, title: str,
-               cmap: str = "inferno", vmin: float = 0.0, vmax: float | None = None, plane: str = "axial",
-               slices: list[int] | None = None, focus: np.ndarray | None = None) -> Path:
+               style: MapStyle = PROBABILITY, styles: dict[str, MapStyle] | None = None, vmin: float = 0.0,
+               plane: str = "axial", slices: list[int] | None = None, focus: np.ndarray | None = None) -> Path:
     """One row per map (e.g. per class) overlaid on ``background`` (FLAIR), each with its own
-    colour bar (``vmin`` to ``vmax``, else to :func:`_top`); slices through ``focus`` (e.g. the
+    colour bar (``vmin`` to the style's top, else to :func:`_top`); slices through ``focus`` (e.g. the
     predicted tumour) unless given."""
-    return map_figures(background, maps, affine, {plane: path}, title=title, cmap=cmap, vmin=vmin, vmax=vmax,
+    return map_figures(background, maps, affine, {plane: path}, title=title, style=style, styles=styles, vmin=vmin,
                        focus=focus, slices=slices)[0]
 
 
@@ -310,16 +338,18 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
     the three planes: ``probabilities.png`` (axial), ``probabilities_coronal.png``,
     ``probabilities_sagittal.png``, and likewise for the others."""
     out_dir = Path(out_dir)
-    flair = case_images.get("flair", next(iter(case_images.values())))
+    present = {k: v for k, v in case_images.items() if np.any(v)} or case_images  # a missing sequence is zeros
+    flair = present.get("flair", next(iter(present.values())))
     tumour = np.asarray(pred_classes) > 0
     paths = overview_figures(case_images, pred_classes, affine, {p: out_dir / f"overview_{p}.png" for p in PLANES},
                              gt_classes)
-    panels = (("probabilities.png", prob_maps, "Softmax probability per class (MC mean)", "inferno", 1.0),
-              ("uncertainty.png", variance_maps, "MC Dropout variance per class, and predictive entropy", "viridis",
-               None),
-              ("gradcam.png", gradcam_maps, "Grad-CAM 3D per class", "jet", 1.0))
-    for name, maps, title, cmap, vmax in panels:
+    panels = (("probabilities.png", prob_maps, "Probability of each class (mean of the MC Dropout samples)",
+               PROBABILITY),
+              ("uncertainty.png", variance_maps, "Uncertainty: MC Dropout variance per class, and predictive entropy",
+               VARIANCE),
+              ("gradcam.png", gradcam_maps, "Grad-CAM 3D: where the network looked for each class", GRADCAM))
+    for name, maps, title, style in panels:
         if maps:
             paths += map_figures(flair, maps, affine, {p: out_dir / plane_file_name(name, p) for p in PLANES},
-                                 title=title, cmap=cmap, vmax=vmax, focus=tumour)
+                                 title=title, style=style, styles={"entropy": ENTROPY}, focus=tumour)
     return paths

@@ -82,6 +82,14 @@ def review_regions(uncertainty, probabilities, affine, brain=None, threshold: fl
     return (regions, ranked) if return_labels else regions
 
 
+_PLAIN = {"background": "normal tissue", "NCR": "necrotic core", "ED": "edema", "ET": "enhancing tumour"}
+
+
+def boundary_words(boundary: str) -> str:
+    """``"ED|background"`` -> ``"edema or normal tissue?"``: the two classes the model hesitates between."""
+    return " or ".join(_PLAIN.get(c, c) for c in boundary.split("|") if c) + "?"
+
+
 def _ras(affine: np.ndarray, ijk) -> list[float]:
     return [float(v) for v in (affine @ np.r_[np.asarray(ijk, np.float64), 1.0])[:3]]
 

@@ -8,9 +8,11 @@ and shows the results loaded by the Slicer module's Logic (:mod:`.scene`).  Down
 through plain HTTP routes on the same server so large files never travel over
 the websocket.
 
-trame shares one state among the browser connections of a server, so every open
-page shows the same scene and one analysis runs at a time (a second one is
-refused with a message until it ends or is cancelled).  Uploads are per
+trame shares one state among the browser connections of a server, so the pages
+connected to one server show the same scene and one analysis runs at a time (a
+second one is refused with a message until it ends or is cancelled);
+``braintumorxai view`` therefore runs one such server per browser session
+(:mod:`.launcher`).  Uploads are per
 connection: each page gets its own token and temporary folder, removed when that
 connection closes.
 
@@ -57,7 +59,9 @@ class ViewerApp(StateMixin, ConnectionsMixin, HandlersMixin, LayoutMixin):
         from trame_slicer.rca_view import register_rca_factories
 
         from .results_scene import ResultsScene
+        from .vtk_messages import quiet_harmless_vtk_messages
 
+        quiet_harmless_vtk_messages()  # before the first render window: "bad X server connection" on a server
         self.data_dir = Path(data_dir).resolve() if data_dir else None
         self.results_dir = Path(results_dir or default_results_dir())
         self.results_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,7 @@ class ViewerApp(StateMixin, ConnectionsMixin, HandlersMixin, LayoutMixin):
         self.state, self.ctrl = self.server.state, self.server.controller
 
         self.slicer_app = SlicerApp()
+        quiet_harmless_vtk_messages()  # Slicer's application logic installed an output window of its own
         register_rca_factories(self.slicer_app.view_manager, self.server)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout(LAYOUT_ID, _layout())
@@ -88,6 +93,7 @@ class ViewerApp(StateMixin, ConnectionsMixin, HandlersMixin, LayoutMixin):
         self._build_ui()
         self.layout_manager.set_layout(LAYOUT_ID)
         self._fix_threed_rendering()
+        self._watch_slices()
         self.server.add_protocol_to_configure(self._configure_protocol)
         self.ctrl.on_server_bind.add(self._bind_routes)
         self.ctrl.trigger("btx_upload_token")(self._upload_token)
@@ -120,8 +126,12 @@ def _free_argv():
 
 def serve(data_dir=None, host: str = "127.0.0.1", port: int = 8080, open_browser: bool = False, *,
           results_dir=None, weights=None, mc_samples: int = 20, gradcam: str = "all", device: str = "auto",
-          max_upload_bytes: int = 2 * GIB, max_uncompressed_bytes: int = 4 * GIB) -> int:
-    """Run the web viewer until interrupted; returns the exit status."""
+          max_upload_bytes: int = 2 * GIB, max_uncompressed_bytes: int = 4 * GIB,
+          exit_when_idle: float | None = None, announce: bool = True) -> int:
+    """Run one viewer (one scene) until interrupted; returns the exit status.
+
+    ``exit_when_idle``: stop once no page has been connected for that many seconds (a session process of
+    :mod:`.launcher`).  ``announce``: print the address to open once the server listens."""
     from ..errors import BrainTumorXAIError
 
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -142,6 +152,11 @@ def serve(data_dir=None, host: str = "127.0.0.1", port: int = 8080, open_browser
         if open_browser:
             app.ctrl.on_server_ready.add(lambda **_: webbrowser.open(url))
         app.ctrl.on_server_ready.add(lambda **_: _install_signal_handlers(app))
+        if announce:
+            app.ctrl.on_server_ready.add(lambda **_: print(f"braintumorxai view: open {url} in a browser "
+                                                           "(Ctrl+C stops the server)", flush=True))
+        if exit_when_idle:
+            app.ctrl.on_server_ready.add(lambda **_: _stop_when_idle(app, exit_when_idle))
         # thread=True only switches off aiohttp's own SIGINT/SIGTERM handlers (they abort the loop with an
         # exception); ours stop the trame server, so start() returns normally.
         app.server.start(port=port, host=host, open_browser=False, timeout=0, show_connection_info=False,
@@ -187,6 +202,32 @@ def _install_signal_handlers(app: ViewerApp) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
 
 
+#: Seconds a session's first page has to connect (the launcher's redirect), whatever the idle time.
+FIRST_PAGE_S = 60.0
+
+
+def _stop_when_idle(app: ViewerApp, seconds: float) -> None:
+    """Stop the server once no page has been open for ``seconds`` after the last one closed (or for
+    ``FIRST_PAGE_S``, if longer, after the start)."""
+    loop = asyncio.get_running_loop()
+
+    async def watch():
+        idle_since, allowed = loop.time(), max(seconds, FIRST_PAGE_S)
+        while True:
+            await asyncio.sleep(min(1.0, seconds / 4))
+            if app._connections:
+                idle_since, allowed = None, seconds
+            elif idle_since is None:
+                idle_since = loop.time()
+            elif loop.time() - idle_since >= allowed:
+                print(f"braintumorxai view: no page open for {seconds:g} s, stopping", file=sys.stderr, flush=True)
+                await loop.run_in_executor(None, app.runner.shutdown)
+                await app.server.stop()
+                return
+
+    loop.create_task(watch())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="braintumorxai-view", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", nargs="?", type=Path)
@@ -199,10 +240,11 @@ def main(argv=None) -> int:
     p.add_argument("--gradcam", default="all")
     p.add_argument("--max-upload-mb", type=float, default=2048)
     p.add_argument("--open", action="store_true", help="open the system browser")
+    p.add_argument("--exit-when-idle", type=float, metavar="S", help="stop after S seconds without an open page")
     a = p.parse_args(argv)
     return serve(a.data_dir, host=a.host, port=a.port, open_browser=a.open, results_dir=a.results, weights=a.weights,
                  mc_samples=a.mc_samples, gradcam=a.gradcam, device=a.device,
-                 max_upload_bytes=int(a.max_upload_mb * 1024 * 1024))
+                 max_upload_bytes=int(a.max_upload_mb * 1024 * 1024), exit_when_idle=a.exit_when_idle)
 
 
 if __name__ == "__main__":

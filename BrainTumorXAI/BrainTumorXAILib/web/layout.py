@@ -19,6 +19,41 @@ def _layout():
     ])
 
 
+FIRST_HINT = ("Choose a case in the Case list at the top, or upload one (Upload case: the four NIfTI files "
+              "t1, t1ce, t2 and flair, or one zip of them). It is analysed on this server, about a minute on a "
+              "CPU, and the results fill the four views.")
+METRICS_WORDS = ("Against the case's reference segmentation. Dice: overlap, 1 = identical. HD95: the 95th "
+                 "percentile distance between the two outlines, in mm. Sens.: the share of the reference found. "
+                 "Prec.: the share of the prediction inside the reference.")
+REVIEW_WORDS = ("Regions where the model is unsure (predictive entropy above half its maximum, in nats: 0 = sure, "
+                "1.39 = all four classes equally likely), largest first. Click a row to centre the views on it and "
+                "show the entropy.")
+TRUST_WORDS = ("How well this checkpoint's uncertainty pointed at its own errors on validation cases. ECE: "
+               "calibration error, 0 = probabilities match the error rates. AUROC: how well entropy separates wrong "
+               "voxels from right ones, 0.5 = chance, 1 = perfectly. QU-BraTS: the BraTS uncertainty challenge score, "
+               "0-1, higher is better; (zero): the same score with no uncertainty at all, the baseline to beat.")
+NOWRAP = "white-space: nowrap; padding: 0 6px;"
+#: (view quadrant, left, right, top, bottom letters, state key of its slice position) of the 2x2 layout below.
+_QUADRANTS = (("left: 0; top: 0;", "R", "L", "A", "P", "axial"),
+              ("left: 0; top: 50%;", "R", "L", "S", "I", "coronal"),
+              ("left: 50%; top: 50%;", "A", "P", "S", "I", "sagittal"))
+
+
+def _view_annotations(html) -> None:
+    """Orientation letters at the edges of each slice view and its position (e.g. "S 12.0 mm"), drawn over
+    the views without taking their clicks."""
+    letter = "position: absolute; color: #ffd54f; font: bold 13px sans-serif; text-shadow: 0 0 3px #000;"
+    for where, left, right, top, bottom, key in _QUADRANTS:
+        with html.Div(style=f"position: absolute; {where} width: 50%; height: 50%; pointer-events: none;",
+                      classes=f"view-annotation view-{key}"):
+            html.Span(left, style=letter + " left: 4px; top: 50%;")
+            html.Span(right, style=letter + " right: 6px; top: 50%;")
+            html.Span(top, style=letter + " left: 50%; top: 4px;")
+            html.Span(bottom, style=letter + " left: 50%; bottom: 30px;")  # above the view's slice slider
+            html.Span(f"{{{{ slice_labels.{key} || '' }}}}", id=f"slice-label-{key}",
+                      style=letter + " right: 8px; top: 6px; font-weight: normal;")
+
+
 class LayoutMixin:
     """ViewerApp's page: toolbar (case, upload, downloads), drawer (progress, overlay, legend, presets, tables), views."""
 
@@ -66,8 +101,10 @@ class LayoutMixin:
                 v3.VBtn("Scene (.mrb)", href=f"{ROUTE.lstrip('/')}/scene.mrb", target="_blank",
                         disabled=("!loaded_case",), variant="text", prepend_icon="mdi-download")
             with ui.drawer as drawer:
-                drawer.width = 330
+                drawer.width = 400
                 with html.Div(classes="pa-3"):
+                    v3.VAlert(text=FIRST_HINT, type="info", variant="tonal", density="compact", classes="mb-2",
+                              v_show=("!loaded_case && !busy && !uploading",), id="first-hint")
                     v3.VProgressLinear(v_model=("progress",), height=18, color="primary", v_show=("busy || uploading",),
                                        indeterminate=("uploading || cancelling",), id="progress")
                     v3.VBtn("Cancel analysis", click=self.ctrl.cancel_analysis, v_show=("busy",),
@@ -91,6 +128,11 @@ class LayoutMixin:
                             html.Span("{{ legend.max }}")
                     v3.VCheckbox(label="Segmentation in slices", v_model=("show_seg",), density="compact",
                                  hide_details=True)
+                    with html.Div(classes="mb-2 text-caption", id="class-legend"):
+                        with html.Div(v_for="c in class_legend", key="c.name", classes="d-flex align-center"):
+                            html.Span(style=("{background: c.color, width: '12px', height: '12px', display: "
+                                             "'inline-block', borderRadius: '2px', marginRight: '6px'}",))
+                            html.Span("{{ c.name }}: {{ c.words }}")
                     html.Div("View", classes="text-caption")
                     with v3.VBtnToggle(v_model=("preset",), mandatory=True, density="compact", divided=True,
                                        variant="outlined", classes="flex-wrap mb-2", id="preset"):
@@ -109,11 +151,12 @@ class LayoutMixin:
                         with html.Thead():
                             with html.Tr():
                                 for h in ("Region", "Dice", "HD95 (mm)", "Sens.", "Prec."):
-                                    html.Th(h)
+                                    html.Th(h, style=NOWRAP)
                         with html.Tbody():
                             with html.Tr(v_for="m in metrics", key="m.region"):
                                 for k in ("region", "dice", "hd95", "sensitivity", "precision"):
-                                    html.Td(f"{{{{ m.{k} }}}}")
+                                    html.Td(f"{{{{ m.{k} }}}}", style=NOWRAP)
+                    html.Div(METRICS_WORDS, v_show=("metrics.length",), classes="text-caption text-medium-emphasis")
                     with html.Div(v_show=("evidence.length",), classes="mt-3", id="evidence"):
                         html.Div("Sequence evidence: share of each class's call resting on each sequence (an "
                                  "attribution of the network's output, not proof of tumour)", classes="text-caption")
@@ -127,22 +170,25 @@ class LayoutMixin:
                                     html.Td("{{ e.name }}")
                                     html.Td("{{ c }}", v_for="(c, i) in e.cells", key="i")
                     with html.Div(v_show=("review.length",), classes="mt-3", id="review"):
-                        html.Div("Where to look (click: centre the views, show the entropy)", classes="text-caption")
+                        html.Div("Where to look", classes="text-caption")
+                        html.Div(REVIEW_WORDS, classes="text-caption text-medium-emphasis")
                         with v3.VTable(density="compact", hover=True):
                             with html.Thead():
                                 with html.Tr():
-                                    for h in ("#", "Boundary", "mL", "Entropy"):
-                                        html.Th(h)
+                                    for h in ("#", "Unsure between", "mL", "Entropy (nats)"):
+                                        html.Th(h, style=NOWRAP)
                             with html.Tbody():
                                 with html.Tr(v_for="r in review", key="r.rank", style="cursor: pointer;",
                                              click="trigger('btx_review_jump', [r.row])",
                                              title=("`RAS ${r.ras} mm`",),
                                              classes=("{'bg-primary': review_focus && review_focus.rank === r.rank}",)):
-                                    for k in ("rank", "boundary", "volume", "entropy"):
-                                        html.Td(f"{{{{ r.{k} }}}}")
+                                    for k in ("rank", "between", "volume", "entropy"):
+                                        html.Td(f"{{{{ r.{k} }}}}", style="padding: 0 6px;")
                     with html.Div(v_if=("trust",), classes="mt-3", id="checkpoint-trust"):
                         html.Div("Checkpoint uncertainty quality", classes="text-caption")
                         html.Div("{{ trust.source }}", classes="text-caption text-medium-emphasis")
+                        html.Div(TRUST_WORDS, v_show=("trust.rows.length",),
+                                 classes="text-caption text-medium-emphasis")
                         with v3.VTable(density="compact", v_show=("trust.rows.length",)):
                             with html.Tbody():
                                 with html.Tr(v_for="t in trust.rows", key="t.region"):
@@ -151,4 +197,10 @@ class LayoutMixin:
             with ui.content:
                 with html.Div(style="position: relative; width: 100%; height: calc(100vh - 92px);", id="views"):
                     self.layout_manager.initialize_layout_grid(ui)
+                    _view_annotations(html)
+                    html.Div("No case shown yet: choose one in the Case list or upload one.",
+                             v_show=("!loaded_case && !busy",), id="views-hint",
+                             style="position: absolute; top: 50%; left: 50%; transform: translate(-50%, -50%);"
+                                   " padding: 8px 14px; background: rgba(40, 40, 40, 0.9); border-radius: 4px;"
+                                   " color: #ddd; pointer-events: none;")
         self.ui = ui

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
 from ..reporting.evidence_table import evidence_rows
+from ..reporting.review_regions import boundary_words
 from ..slicer_bridge.constants import OVERLAY_TITLES
 from ..slicer_bridge.logic import BrainTumorXAILogic
 
@@ -30,6 +31,8 @@ BACKGROUND_SEQUENCES = ("t1ce", "flair", "t2", "t1")
 #: View presets of the page (the Slicer module's buttons): value -> label.
 VIEW_PRESETS = {"all": "All + brain", "tumour": "Tumour", "NCR": "NCR", "ED": "ED", "ET": "ET", "WT": "WT",
                 "TC": "TC"}
+#: Slicer's slice view names -> the view they show by default.
+_VIEW_OF_LAYOUT = {"Red": "axial", "Green": "coronal", "Yellow": "sagittal"}
 #: Page order of the Logic's overlay kinds (runNodes()["overlays"] keys are "kind:class" or "kind").
 OVERLAY_ORDER = ("probability", "variance", "gradcam", "evidence_t1ce", "evidence_flair", "evidence_t1", "evidence_t2",
                  "entropy", "mutual_information")
@@ -227,7 +230,8 @@ class ResultsScene:
                 seen.add(name)
             values = {k: (v[i] if v is not None else None) for k, v in metric_columns.items()}
             if kind == "region" and any(_finite(v) for v in values.values()):
-                metrics.append({"region": name, **{k: _fmt(v, 3) for k, v in values.items()}})
+                digits = {"dice": 3, "hd95": 1, "sensitivity": 2, "precision": 2}  # what fits the page's table
+                metrics.append({"region": name, **{k: _fmt(v, digits[k]) for k, v in values.items()}})
         return {"volumes": rows, "metrics": metrics, "evidence": evidence}
 
 
@@ -240,6 +244,7 @@ class ResultsScene:
         for i, r in enumerate(ReviewLogic.reviewRegions(self.summary)):
             ras = [float(v) for v in r["peak_ras"]]
             rows.append({"row": i, "rank": int(r["rank"]), "boundary": str(r.get("boundary", "")),
+                         "between": boundary_words(str(r.get("boundary", ""))),
                          "volume": _fmt(r.get("volume_ml"), 2), "entropy": _fmt(r.get("mean_entropy"), 3),
                          "ras": ", ".join(f"{v:.1f}" for v in ras)})
         return rows
@@ -255,6 +260,43 @@ class ResultsScene:
         ras = ReviewLogic(self.scene).jumpToRegion(node, int(row))
         rank = int(node.GetTable().GetValue(int(row), 0).ToInt())
         return {"rank": rank, "ras": [round(v, 3) for v in ras], "slices": self.slice_centres()}
+
+    def centre_on_tumour(self) -> list[float] | None:
+        """Centre every slice view on the predicted tumour (the centroid of seg.nii.gz, in RAS); None without one."""
+        import nibabel as nib
+        import numpy as np
+        import slicer
+
+        path = self.out_dir / "seg.nii.gz" if self.out_dir is not None else None
+        if path is None or not path.is_file():
+            return None
+        img = nib.load(str(path))
+        voxels = np.argwhere(np.asarray(img.dataobj) > 0)
+        if voxels.size == 0:
+            return None
+        r, a, s = (img.affine @ np.r_[voxels.mean(axis=0), 1.0])[:3]  # NIfTI world = RAS, as Slicer's
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.scene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        return [round(float(v), 3) for v in (r, a, s)]
+
+    def slice_labels(self) -> dict:
+        """{axial|coronal|sagittal: "S 12.0 mm"} of the three slice views: the axis closest to the plane's normal
+        and the plane's offset along it, as Slicer's slice offset reads ("(oblique)" when the plane is turned to
+        an oblique volume's axes)."""
+        out = {}
+        for node in self.slice_nodes():
+            view = _VIEW_OF_LAYOUT.get(node.GetLayoutName()) or node.GetOrientationString().lower()
+            if view not in ("axial", "coronal", "sagittal"):
+                continue
+            m = node.GetSliceToRAS()
+            normal = [m.GetElement(k, 2) for k in range(3)]
+            axis = max(range(3), key=lambda k: abs(normal[k]))
+            oblique = abs(normal[axis]) < 0.999
+            out[view] = f"{'RAS'[axis]} {node.GetSliceOffset():.1f} mm" + (" (oblique)" if oblique else "")
+        return out
+
+    def slice_nodes(self) -> list:
+        return [self.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+                for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"))]
 
     def slice_centres(self) -> dict:
         """{layout name: RAS of the slice centre} of every slice view."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, TUMOUR_CLASSES
 from .jobs import is_complete
 from .results_scene import VIEW_PRESETS
 from .uploads import GIB
@@ -38,6 +39,11 @@ class StateMixin:
         s.review = []  # the trust report's high-uncertainty regions ("where to look")
         s.review_focus = None  # the region the slice views were last centred on
         s.trust = None  # the checkpoint's uncertainty-quality figures
+        s.slice_labels = {}  # {axial|coronal|sagittal: "S 12.0 mm"}: each slice view's position
+        s.view_centre = None  # RAS the slice views were centred on when the results loaded (the tumour)
+        s.class_legend = [{"name": name, "words": CLASS_LONG_NAMES[name],
+                           "color": "rgb({},{},{})".format(*(round(255 * c) for c in CLASS_COLORS[name]))}
+                          for name in TUMOUR_CLASSES]
         self.ctrl.trigger("btx_review_jump")(self._on_review_jump)
         s.max_upload = f"{self.limits.max_total_bytes / GIB:.1f} GB"
         s.change("selected_case")(self._on_case)
@@ -60,6 +66,31 @@ class StateMixin:
         for folder in folders:
             self._cases[folder.name] = folder
         return [{"title": name, "value": name} for name in self._cases]
+
+    def _watch_slices(self) -> None:
+        """Keep the page's slice positions current as the views are scrolled (slice nodes' ModifiedEvent)."""
+        pending = []
+
+        def publish():
+            pending.clear()
+            labels = self.results.slice_labels()
+            if labels != self.state.slice_labels:
+                with self.state:
+                    self.state.slice_labels = labels
+
+        def changed(*_):
+            # Slice nodes change inside other state handlers (a case loading): publishing from there would
+            # flush the state in the middle of theirs.  Once, after the current handler, on the event loop.
+            if not pending:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop yet (building the app): _show_results publishes them
+                    return
+                pending.append(loop.call_soon(publish))
+
+        for node in self.results.slice_nodes():
+            node.AddObserver("ModifiedEvent", changed)
+        self.state.slice_labels = self.results.slice_labels()
 
     def _update(self, fn, *args):
         fn(*args)
@@ -159,6 +190,9 @@ class StateMixin:
         self.slicer_app.display_manager.reset_views()
         for view in self.slicer_app.view_manager.get_threed_views():
             view.reset_camera()
+        centre = self.results.centre_on_tumour()  # the sagittal view would otherwise stay at the midline
+        s.view_centre = {"ras": centre, "slices": self.results.slice_centres()} if centre else None
+        s.slice_labels = self.results.slice_labels()
         self._render_all()
         s.loaded_case = summary.get("case", {}).get("id", out_dir.name)
         s.progress_text = f"showing {s.loaded_case}"
