@@ -3,6 +3,7 @@
 
     python Testing/benchmark.py [--case DIR] [--weights CKPT] [--device auto|cpu|cuda] [--mc-samples 20]
     python Testing/benchmark.py --real-size [--real-case DIR] [--models demo,2mm64,2mm96] [--out FILE]
+    python Testing/benchmark.py --preprocess [--native-case DIR] [--robex]
 
 Prints: one deterministic pass; naive MC Dropout (N full passes, as in the
 original paper) against ours (MC only, no Grad-CAM: encoder once per window,
@@ -100,7 +101,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the printed figures to this file")
     ap.add_argument("--all-methods", action="store_true",
                     help="also time every other --gradcam-method and the integrated-gradients sequence evidence")
+    ap.add_argument("--preprocess", action="store_true",
+                    help="the clinical preprocessing stage, per stage (bench_preprocess.py; --native-case, --robex)")
+    ap.add_argument("--native-case", type=Path, help="raw case folder (default: ../shared/realdata/TCGA-FG-6692_native)")
+    ap.add_argument("--robex", action="store_true", help="--preprocess: also time ROBEX brain extraction")
     args = ap.parse_args()
+    if args.preprocess:
+        from bench_preprocess import preprocessing_rows, print_rows
+
+        print_rows(preprocessing_rows(args.native_case, args.robex))
+        return
     if args.real_size:
         real_size(args)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .inference.tta import DEFAULT_FLIPS
 from .io.labels import TUMOUR_CLASSES, class_index
+from .preprocess.options import ClinicalOptions
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AnalysisOptions:
     seed: int = 0
     overlap: float = 0.5
     mapping: dict | None = None  # explicit sequence -> file mapping
+    clinical: ClinicalOptions = field(default_factory=ClinicalOptions)  # raw scans: preprocess/ (issue 26)
     surfaces: bool = True
     figures: bool = True
     overwrite: bool = False

@@ -20,13 +20,14 @@ import torch
 from . import __version__, resources
 from .analysis_options import AnalysisOptions, gradcam_class_indices, resolved_flips
 from .errors import BrainTumorXAIError
-from .inference.case_prediction import CasePrediction, optional_sequences, pool_checkpoints, predict_case
+from .inference.case_prediction import (CasePrediction, optional_sequences, pool_checkpoints, postprocess_segmentation,
+                                        predict_case)
 from .inference.explanation_options import check_explanation_options
 from .inference.precision import precision_name, resolve_precision
-from .io.case_io import load_case
 from .io.labels import CLASS_NAMES, SEQUENCES
 from .models.checkpoint import load_model
-from .reporting.case_outputs import write_outputs
+from .preprocess.stage import back_to_native, load_for_analysis, write_stage_outputs
+from .reporting.case_outputs import _write_volumes, write_outputs
 from .reporting.checkpoint_trust import checkpoint_trust
 from .reporting.output_folder import check_not_replacing_inputs, check_output_dir, staged_output
 from .reporting.trust import trust_report
@@ -79,7 +80,8 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     protect += [("weights file", w) for w, _, _ in members]
     # Only what every member can do without may be missing.
     optional = set(optional_sequences(meta)).intersection(*(optional_sequences(m) for _, _, m in members))
-    case = load_case(case_dir, mapping=options.mapping, optional=tuple(s for s in SEQUENCES if s in optional))
+    prepared, case = load_for_analysis(case_dir, options.mapping, options.clinical,
+                                       tuple(s for s in SEQUENCES if s in optional))
     protect += [(f"{key} file", path) for key, path in case.files.items()]  # an explicit mapping may point anywhere
     check_not_replacing_inputs(out_dir, protect)
     if case.missing:
@@ -91,6 +93,11 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
     # The staging folder is created before inference: an unwritable --out fails in seconds, not after it.
     with staged_output(out_dir, overwrite=options.overwrite, protect=protect) as staging:
         prediction = _predict(case, model, meta, members, device, options, control, classes, timings)
+        atlas_case, atlas_grid = case, prediction.grid
+        case, prediction = back_to_native(prepared, case, prediction)
+        if case is not atlas_case:  # the segmentation's post-processing, again on the native labels
+            prediction.grid["postprocessing"] = postprocess_segmentation(prediction.grid["classes"], case,
+                                                                         prediction.brain, options)
         maps = prediction.maps
         report = partial(trust_report, staging, case, prediction, model, device, meta, options)
         # The trust report needs only the finished maps: it joins the output jobs, unless its explanation
@@ -101,6 +108,10 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
         if not in_pool:
             evaluation["trust_report"] = report()
         timings["trust_report"] = evaluation["trust_report"]["seconds"]
+        keep_atlas = options.clinical.atlas_outputs and case is not atlas_case
+        clinical = write_stage_outputs(prepared, staging, partial(_write_volumes, case=atlas_case, grid=atlas_grid,
+                                                                  control=control) if keep_atlas else None)
+        timings.update({f"preprocess_clinical.{k}": v for k, v in clinical.get("timings_s", {}).items()})
         timings["total"] = time.perf_counter() - t_start
         summary = {
             "braintumorxai_version": __version__,
@@ -119,6 +130,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
                         "ensemble_members": 1 + len(members)},
             "gradcam_fallback_all_voxels": {CLASS_NAMES[c]: v for c, v in maps.gradcam_fallback.items()},
             "preprocessing": prediction.transform.to_dict(),
+            "preprocessing_clinical": clinical,
             "postprocessing": prediction.grid.get("postprocessing"),
             "sequence_evidence": (prediction.grid.get("sequence_evidence") or {}).get("table"),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},

@@ -21,6 +21,7 @@ from .errors import BrainTumorXAIError, exit_code
 from .inference.explanation_options import (DEFAULT_EVIDENCE_METHOD, DEFAULT_GRADCAM_METHOD, EVIDENCE_METHODS,
                                             GRADCAM_METHODS)
 from .inference.precision import PRECISIONS
+from .preprocess.options import ATLASES, BRAIN_EXTRACTIONS, MODES, ClinicalOptions
 from .runtime import Cancelled, JobControl, json_progress_printer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -98,7 +99,7 @@ def _cmd_analyze(args) -> int:
         gradcam=args.gradcam, gradcam_layer=args.gradcam_layer, gradcam_method=args.gradcam_method,
         sequence_evidence=args.sequence_evidence, seed=args.seed, overlap=args.overlap,
         surfaces=not args.no_surfaces, figures=not args.no_figures, overwrite=args.overwrite,
-        explanation_checks=args.explanation_checks,
+        explanation_checks=args.explanation_checks, clinical=_clinical_options(args),
     )
     analyse = _dicom_or_nifti(args, options)  # a refused option fails before the progress bar appears
     bar = None
@@ -119,6 +120,8 @@ def _cmd_analyze(args) -> int:
     finally:
         if bar:
             bar.close()
+    for warning in (summary.get("preprocessing_clinical") or {}).get("warnings", ()):
+        print(f"braintumorxai analyze: warning: {warning}", file=sys.stderr)
     if not args.quiet and not args.progress_json:
         print_analysis(summary, args.out)
     return 0
@@ -173,6 +176,11 @@ def _add_sequence_choices(p, analyze: bool) -> None:
                             + (f"; for NIfTI input, the {title} file" if analyze else ""))
 
 
+def _clinical_options(args) -> ClinicalOptions:
+    return ClinicalOptions(mode=args.preprocess, brain_extraction=args.brain_extraction, brain_mask=args.brain_mask,
+                           atlas=args.atlas, atlas_outputs=args.atlas_outputs, n4=args.n4)
+
+
 def _cmd_view(args) -> int:
     from .web.launcher import serve_sessions
 
@@ -202,6 +210,19 @@ MIN_ET_ML_DEFAULT = 0.5
 MC_BATCH_DEFAULT_HELP = ("MC samples decoded together per window (default: as many as fit a voxel budget per call: "
                          "1 on CPU and up to 11 on CUDA with the default 128^3 window)")
 _D = " (default: %(default)s)"
+
+
+def _add_clinical_arguments(p) -> None:
+    p.add_argument("--preprocess", choices=MODES, default="auto",
+                   help="raw scans: co-registration, brain extraction, atlas space, outputs back on the T1ce grid "
+                        "(auto: full unless the case is BraTS-preprocessed)")
+    p.add_argument("--brain-extraction", default="auto", metavar="METHOD",
+                   choices=(*BRAIN_EXTRACTIONS, "hd-bet", "synthstrip"),
+                   help="auto (none when the T1ce is already brain-extracted, else atlas), atlas, robex, none")
+    p.add_argument("--brain-mask", type=Path, metavar="FILE", help="a brain mask on the T1ce grid (e.g. from Slicer)")
+    p.add_argument("--atlas", choices=ATLASES, default="sri24", help="the atlas space the model runs in")
+    p.add_argument("--atlas-outputs", action="store_true", help="also keep the atlas-space maps (OUT/atlas/)")
+    p.add_argument("--n4", action="store_true", help="N4 bias-field correction before the analysis")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures (figures/)")
     p.add_argument("--explanation-checks", action="store_true",
                    help="trust report: Grad-CAM randomisation and deletion checks (extra forward passes)")
+    _add_clinical_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     _add_sequence_choices(p, analyze=True)
     p.add_argument("--dicom-out", type=Path, metavar="DIR",

@@ -69,6 +69,11 @@ def print_analysis(summary: dict, out: Path, stream=None) -> None:
     out = Path(out)
     vols = summary["volumes_cm3"]["regions"]
     say(f"case {summary['case']['id']}")
+    clinical = summary.get("preprocessing_clinical") or {}
+    if clinical:  # what was matched to what, and whether the raw scans were preprocessed (issue 26)
+        say("files: " + ", ".join(f"{k} {Path(v).name}" for k, v in clinical["files"].items())
+            + f" (matched by {clinical['matched_by']})")
+        say(f"preprocessing: {clinical['mode']} ({clinical['reason']})")
     say("volumes (cm3): " + ", ".join(f"{k} {v:.1f}" for k, v in vols.items()))
     metrics = summary.get("metrics")
     if metrics:

@@ -434,6 +434,10 @@ def test_analysis_command_and_export(loaded, tmp_path):
     assert fast[fast.index("--precision") + 1] == "bf16"
     assert "--no-enhancement-check" not in argv  # the check is on unless switched off
     assert "--no-enhancement-check" in logic.analysisCommand("/in", "/out", enhancementCheck=False)
+    assert argv[argv.index("--preprocess") + 1] == "auto"  # raw series of any geometry are preprocessed
+    clinical = logic.analysisCommand("/in", "/out", preprocess="full", brainExtraction="robex", brainMask="/m.nii.gz")
+    assert clinical[clinical.index("--brain-extraction") + 1] == "robex"
+    assert clinical[clinical.index("--brain-mask") + 1] == "/m.nii.gz"
     from BrainTumorXAILib.io.case_files import scan_case
 
     vols = {s: inputs[s] for s in ("t1", "t1ce", "t2", "flair")}
@@ -574,3 +578,15 @@ def test_module_helpers_moved_into_the_logic():
     source = sampleDataSource("/icons")
     assert source is not None and source["thumbnailFileName"] == "/icons/BrainTumorXAI.png"
     assert len(source["uris"]) == 4 and all(name.endswith(".nii.gz") for name in source["fileNames"])
+
+
+def test_a_segmentation_exports_as_the_brain_mask_on_the_t1ce_grid(loaded, tmp_path):
+    """"Use this segmentation as the brain mask" (issue 26): one 0/1 mask on the T1ce volume's grid."""
+    scene, logic, inputs, _, _, _ = loaded
+    mask = nib.load(str(logic.exportBrainMask(inputs["seg"], inputs["t1ce"], tmp_path / "brain_mask.nii.gz")))
+    labels = nib.load(str(logic._exportGroundTruth(inputs["seg"], inputs["t1ce"], tmp_path / "labels.nii.gz")))
+    t1ce, affine = niftiArrayFromVolume(inputs["t1ce"])
+    assert mask.shape == t1ce.shape and np.allclose(mask.affine, affine, atol=1e-4)
+    values = np.asarray(mask.dataobj)
+    assert set(np.unique(values).tolist()) == {0, 1}
+    assert values.sum() == np.count_nonzero(np.asarray(labels.dataobj)) > 0

@@ -27,6 +27,8 @@ from .trust_figures import reliability_figure, where_to_look_figure
 
 def deterministic_entropy_on_case_grid(prediction: CasePrediction) -> np.ndarray | None:
     """Entropy of the dropout-free softmax, mapped onto the case grid like every other map (None if not kept)."""
+    if "deterministic_entropy" in prediction.grid:  # carried onto a native grid already (preprocess/native.py)
+        return prediction.grid["deterministic_entropy"]
     det = getattr(prediction.maps, "deterministic", None)
     if det is None:
         return None

@@ -298,6 +298,19 @@ class InputsMixin:
             self._exportGroundTruth(groundTruth, volumes["t1ce"], folder / f"{caseId}_seg.nii")
         return folder
 
+    def exportBrainMask(self, segmentationNode, referenceVolume, path) -> Path:
+        """"Use this segmentation as the brain mask": its visible segments as one 0/1 mask on the T1ce volume's grid
+        (for ``--brain-mask``)."""
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BrainTumorXAI brain mask export")
+        try:
+            slicer.vtkSlicerSegmentationsModuleLogic.ExportVisibleSegmentsToLabelmapNode(segmentationNode, labelmap,
+                                                                                        referenceVolume)
+            data, affine = niftiArrayFromVolume(labelmap)
+            updateVolumeFromNiftiArray(labelmap, (np.asarray(data) > 0).astype(np.uint8), affine)
+            return writeVolumeFile(labelmap, path)
+        finally:
+            self.scene.RemoveNode(labelmap)
+
     def _exportGroundTruth(self, node, referenceVolume, path) -> Path:
         """The ground truth as a BraTS 2021 label file on the reference volume's grid (storage node, no nibabel)."""
         from ..io.labels import from_internal

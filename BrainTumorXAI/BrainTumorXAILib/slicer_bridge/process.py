@@ -296,7 +296,8 @@ class ProcessMixin:
     def analysisCommand(self, caseFolder, outDir, weights=None, device: str = "auto", mcSamples: int = 20,
                         gradcamClasses=TUMOUR_CLASSES, python: str | None = None, figures: bool = False,
                         extra=(), precision: str = "fp32", enhancementCheck: bool = True,
-                        gradcamMethod: str | None = None, sequenceEvidence: str | None = None) -> list[str]:
+                        gradcamMethod: str | None = None, sequenceEvidence: str | None = None, preprocess: str = "auto",
+                        brainExtraction: str = "auto", brainMask=None) -> list[str]:
         """argv of ``python -m BrainTumorXAILib.cli analyze`` with machine-readable progress.
 
         No figures by default (``--no-figures``): the module shows the maps in the views, so
@@ -317,6 +318,11 @@ class ProcessMixin:
             argv += ["--gradcam-method", str(gradcamMethod)]
         if sequenceEvidence:
             argv += ["--sequence-evidence", str(sequenceEvidence)]
+        # Clinical preprocessing (issue 26): raw series of any geometry are co-registered, brain-extracted and
+        # analysed in atlas space; the results come back on the T1ce volume's grid.
+        argv += ["--preprocess", str(preprocess).lower(), "--brain-extraction", str(brainExtraction).lower()]
+        if brainMask:
+            argv += ["--brain-mask", str(brainMask)]
         return argv + list(extra)
 
     def startRun(self, volumes: dict, tempRoot, groundTruth=None, optional=(), **analysisOptions) -> AnalysisProcess:

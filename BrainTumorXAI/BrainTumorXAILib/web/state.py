@@ -195,7 +195,7 @@ class StateMixin:
         s.slice_labels = self.results.slice_labels()
         self._render_all()
         s.loaded_case = summary.get("case", {}).get("id", out_dir.name)
-        s.progress_text = f"showing {s.loaded_case}"
+        s.progress_text = f"showing {s.loaded_case}" + _preprocessing_note(summary)
 
     def _clear_results(self) -> None:
         self.results.clear()
@@ -234,3 +234,13 @@ class StateMixin:
         if preset in VIEW_PRESETS:
             self.results.show_preset(preset)
             self._render_all()
+
+
+def _preprocessing_note(summary: dict) -> str:
+    """What the page says when a raw case went through the clinical preprocessing (issue 26)."""
+    clinical = summary.get("preprocessing_clinical") or {}
+    if clinical.get("mode") != "full":
+        return ""
+    return (f" (raw scans preprocessed: co-registered to the T1ce, brain-extracted "
+            f"({(clinical.get('brain_extraction') or {}).get('method', '?')}), analysed in "
+            f"{(clinical.get('atlas') or {}).get('name', 'atlas')} space; results on the T1ce grid)")

@@ -1,0 +1,70 @@
+"""The registration QC figure: each sequence's edges on the T1ce, by the headers alone and after co-registration;
+the brain mask on the T1ce; the template's edges on the atlas-space T1ce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import ndimage
+from skimage.feature import canny
+
+from ..io.labels import SEQUENCES
+from .pipeline import ClinicalCase
+from .sitk_images import to_array
+
+
+def _slice(volume: np.ndarray, k: int) -> np.ndarray:
+    return np.rot90(volume[:, :, k])  # radiological-looking axial view of an (i, j, k) array
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    scale = np.percentile(image, 99) or 1.0
+    return canny(np.clip(image / scale, 0, 1), sigma=2.0)
+
+
+def _panel(ax, background: np.ndarray, overlay: np.ndarray, title: str, colour=(1.0, 0.2, 0.2)) -> None:
+    ax.imshow(background, cmap="gray", vmin=0, vmax=np.percentile(background, 99.5) or 1)
+    rgba = np.zeros((*overlay.shape, 4))
+    rgba[overlay] = (*colour, 1.0)
+    ax.imshow(rgba, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def write_qc_figure(clinical: ClinicalCase, path: Path) -> Path:
+    t1ce = clinical.native_case.images[SEQUENCES.index("t1ce")]
+    brain_slices = np.flatnonzero(clinical.brain.any(axis=(0, 1)))
+    k = int(brain_slices[len(brain_slices) // 2]) if brain_slices.size else t1ce.shape[2] // 2
+    rows = list(clinical.coregistration) + ["brain"]
+    fig = Figure(figsize=(6, 3 * len(rows)), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    background = _slice(t1ce, k)
+    for r, seq in enumerate(rows[:-1]):
+        result = clinical.coregistration[seq]
+        by_header = to_array(sitk.Resample(clinical.series[seq], clinical.t1ce, sitk.Transform(), sitk.sitkLinear,
+                                           0.0, sitk.sitkFloat32))
+        registered = clinical.native_case.images[SEQUENCES.index(seq)]
+        _panel(axes[r, 0], background, _edges(_slice(by_header, k)),
+               f"{seq} edges on T1ce, headers only (MI {result.mi_before:.3f})")
+        _panel(axes[r, 1], background, _edges(_slice(registered, k)),
+               f"{seq} edges on T1ce, co-registered (MI {result.mi_after:.3f})")
+    mask = _slice(clinical.brain, k)
+    _panel(axes[-1, 0], background, mask ^ _eroded(mask), f"brain mask ({clinical.brain_info['method']})",
+           colour=(0.2, 1.0, 0.2))
+    atlas_t1ce = clinical.atlas_case.images[SEQUENCES.index("t1ce")]
+    ka = atlas_t1ce.shape[2] // 2 + 10
+    _panel(axes[-1, 1], _slice(atlas_t1ce, ka), _edges(_slice(to_array(clinical.atlas.template), ka)),
+           f"{clinical.atlas.name} template edges on T1ce (atlas space)", colour=(0.2, 0.6, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    return ndimage.binary_erosion(mask, iterations=2)
