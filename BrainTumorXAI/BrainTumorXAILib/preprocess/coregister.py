@@ -43,7 +43,8 @@ class RigidResult:
         return ""
 
 
-def _method(fixed_mask: sitk.Image | None, seed: int, shrink, smooth_mm, iterations: int) -> sitk.ImageRegistrationMethod:
+def _method(fixed_mask: sitk.Image | None, seed: int, shrink, smooth_mm,
+            iterations: int) -> sitk.ImageRegistrationMethod:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=MI_BINS)
     reg.SetMetricSamplingStrategy(reg.RANDOM)

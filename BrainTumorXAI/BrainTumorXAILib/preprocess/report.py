@@ -8,7 +8,8 @@ from .transforms_io import rigid_parameters
 
 def _registration(result) -> dict:
     moved = rigid_parameters(result.transform)
-    return {"mutual_information_before": round(result.mi_before, 4), "mutual_information_after": round(result.mi_after, 4),
+    return {"mutual_information_before": round(result.mi_before, 4),
+            "mutual_information_after": round(result.mi_after, 4),
             "rotation_deg": moved["rotation_deg"], "translation_mm": moved["translation_mm"],
             "iterations": result.iterations, "seconds": round(result.seconds, 3), "plausible": not result.implausible()}
 
