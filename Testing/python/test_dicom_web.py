@@ -55,8 +55,9 @@ def test_dicom_study_zip_is_accepted_and_analysed_with_the_seg_in_the_results(tm
         assert sorted(s.number for s in study.chosen.values()) == ["2", "3", "4", "5"]
         assert all(p.parent == folder for p in folder.rglob("*"))  # unpacked flat, no archive folder recreated
         assert "dicom" in case_fingerprint(folder)
+        # Random volumes are no anatomy to co-register: the clinical preprocessing (issue 26) stays off.
         runner = JobRunner(tmp_path / "results", JobOptions(weights=tiny_checkpoint, device="cpu", mc_samples=0,
-                                                            gradcam="none"))
+                                                            gradcam="none", preprocess="none"))
         job = runner.submit(folder)
         assert job.wait(120) and job.state == "done", job.error
         assert is_complete(job.out_dir) and (job.out_dir / "dicom" / "seg.dcm").is_file()

@@ -88,7 +88,9 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     start = _recentred(initial or sitk.Euler3DTransform(), _centre(fixed))
     mi_before = mutual_information(fixed, moving, start, fixed_mask)
-    reg = _method(fixed_mask, seed, shrink, smooth_mm, iterations)
+    # A pyramid level may not shrink the thinnest side of a short series below a few voxels (ITK refuses a 0 size).
+    limit = max(1, min(min(fixed.GetSize()), min(moving.GetSize())) // 4)
+    reg = _method(fixed_mask, seed, [min(s, limit) for s in shrink], smooth_mm, iterations)
     result = sitk.Euler3DTransform(start)
     reg.SetInitialTransform(result, inPlace=True)
     reg.Execute(fixed, moving)

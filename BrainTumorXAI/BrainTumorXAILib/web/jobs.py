@@ -39,6 +39,7 @@ class JobOptions:
     mc_samples: int = 20
     gradcam: str = "all"
     scene: bool = False  # also write results.mrb with analyze --scene
+    preprocess: str = "auto"  # raw scans: the clinical preprocessing (analyze --preprocess)
 
     def key(self) -> dict:
         w = Path(self.weights).resolve() if self.weights else None
@@ -46,8 +47,11 @@ class JobOptions:
         if w is not None and w.exists():
             st = w.stat()
             stamp = [st.st_size, int(st.st_mtime)]
-        return {"weights": str(w) if w else "demo", "weights_stamp": stamp, "mc_samples": self.mc_samples,
-                "gradcam": self.gradcam}
+        key = {"weights": str(w) if w else "demo", "weights_stamp": stamp, "mc_samples": self.mc_samples,
+               "gradcam": self.gradcam}
+        if self.preprocess != "auto":  # the default leaves the keys of cached analyses as they were
+            key["preprocess"] = self.preprocess
+        return key
 
 
 def case_fingerprint(case_dir: Path) -> dict:
@@ -131,7 +135,7 @@ class AnalysisJob:
         return BrainTumorXAILogic.analysisCommand(None, self.case_dir, self.out_dir, weights=o.weights,
                                                   device=o.device, mcSamples=o.mc_samples,
                                                   gradcamClasses=_gradcam_classes(o.gradcam),
-                                                  python=sys.executable, extra=extra)
+                                                  python=sys.executable, extra=extra, preprocess=o.preprocess)
 
     def start(self) -> "AnalysisJob":
         from ..slicer_bridge.logic import BrainTumorXAILogic
