@@ -10,8 +10,6 @@ import numpy as np
 from ..io.case_files import CaseFiles
 from ..io.grid import same_grid, voxel_spacing
 
-#: Voxel sizes of one grid that differ by more than this factor are "not isotropic" (thick slices).
-MAX_ANISOTROPY = 1.25
 #: A brain-extracted image is mostly exact zeros and its non-zero part is brain-sized.
 MIN_ZERO_FRACTION = 0.4
 MAX_BRAIN_ML = 2200.0
@@ -27,15 +25,13 @@ class Decision:
 
 
 def grid_problem(files: CaseFiles) -> str:
-    """Why the sequences are not on one common isotropic grid ('' when they are); headers only."""
+    """Why the sequences are not on one common grid ('' when they are); headers only.  One grid of any voxel size
+    needs no co-registration: the analysis resamples it to the network's spacing as it always did."""
     headers = {seq: nib.load(str(path)) for seq, path in files.files.items() if seq != "seg"}
     ref = headers.get("t1ce") or next(iter(headers.values()))
     for seq, image in headers.items():
         if not same_grid(image.shape[:3], image.affine, ref.shape[:3], ref.affine, 1e-3):
             return f"{seq} is on another grid than t1ce ({'x'.join(map(str, image.shape[:3]))})"
-    spacing = voxel_spacing(ref.affine)
-    if spacing.max() / spacing.min() > MAX_ANISOTROPY:
-        return f"voxels of {' x '.join(f'{s:.2g}' for s in spacing)} mm (thick slices)"
     return ""
 
 
@@ -71,4 +67,4 @@ def decide(mode: str, files: CaseFiles) -> Decision:
         return Decision("full", f"auto: {problem}", one_grid=False, brain_extracted=extracted)
     if not extracted:
         return Decision("full", "auto: the T1ce is not brain-extracted", brain_extracted=False)
-    return Decision("none", "auto: BraTS-preprocessed input (one isotropic grid, brain-extracted)")
+    return Decision("none", "auto: BraTS-preprocessed input (one grid, brain-extracted)")

@@ -59,14 +59,6 @@ class Prepared:
     decision: Decision
     clinical: ClinicalCase | None = None
 
-    def summary(self) -> dict:
-        if self.clinical is not None:
-            from .report import clinical_summary  # report.py reads ClinicalCase from this module
-
-            return clinical_summary(self.clinical)
-        return {"mode": "none", "reason": self.decision.reason, "matched_by": self.files.naming,
-                "files": {k: str(v) for k, v in self.files.files.items()}, "warnings": list(self.decision.warnings)}
-
 
 def prepare(case_dir, mapping: dict | None, options: ClinicalOptions, optional: tuple[str, ...] = ()) -> Prepared:
     """Decide, and run the full preprocessing when it is needed."""

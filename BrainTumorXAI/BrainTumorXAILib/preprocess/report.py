@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .pipeline import ClinicalCase
+from .pipeline import ClinicalCase, Prepared
 from .transforms_io import rigid_parameters
 
 
@@ -33,3 +33,11 @@ def clinical_summary(clinical: ClinicalCase) -> dict:
         "timings_s": {k: round(v, 3) for k, v in clinical.timings.items()},
         "warnings": list(clinical.warnings),
     }
+
+
+def prepared_summary(prepared: Prepared) -> dict:
+    """The summary of what ``prepare`` decided, and of the full preprocessing when it ran."""
+    if prepared.clinical is not None:
+        return clinical_summary(prepared.clinical)
+    return {"mode": "none", "reason": prepared.decision.reason, "matched_by": prepared.files.naming,
+            "files": {k: str(v) for k, v in prepared.files.files.items()}, "warnings": list(prepared.decision.warnings)}

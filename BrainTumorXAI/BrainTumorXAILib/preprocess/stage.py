@@ -9,6 +9,7 @@ from ..io.case_io import load_case
 from .native import prediction_to_native, write_preprocessing
 from .options import ClinicalOptions
 from .pipeline import Prepared, prepare
+from .report import prepared_summary
 
 
 def load_for_analysis(case_dir, mapping: dict | None, options: ClinicalOptions | None, optional: tuple[str, ...]):
@@ -32,8 +33,8 @@ def write_stage_outputs(prepared: Prepared, staging: Path, atlas_outputs=None) -
     """summary["preprocessing_clinical"], writing the transforms, brain mask and QC figure when it ran;
     ``atlas_outputs``: a callable that writes the atlas-space copies into a folder (returns their names)."""
     if prepared.clinical is None:
-        return prepared.summary()
+        return prepared_summary(prepared)
     outputs = write_preprocessing(prepared.clinical, staging)  # may add a warning: the summary comes after
     if atlas_outputs is not None:
         outputs["atlas_space"] = {"folder": "atlas", "files": atlas_outputs(staging / "atlas")}
-    return {**prepared.summary(), "outputs": outputs}
+    return {**prepared_summary(prepared), "outputs": outputs}
