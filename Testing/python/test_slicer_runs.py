@@ -125,7 +125,10 @@ def test_runs_of_a_restored_scene_get_presets_overlays_and_missing_sequences(res
         folder = restored.latestRunFolder()
         assert folder is not None and restored.runFolders() == [folder]
         nodes = restored.runNodes(folder)
-        assert {"segmentation", "labelmap", "table", "brain"} <= set(nodes) and len(nodes["overlays"]) == 11
+        assert {"segmentation", "labelmap", "table", "brain"} <= set(nodes)
+        maps = {f"{k}:{c}" for k in ("probability", "variance", "gradcam") for c in TUMOUR_CLASSES}
+        evidence = {f"evidence_{s}:{c}" for s in ("t1ce", "flair") for c in TUMOUR_CLASSES}  # the sequences read
+        assert set(nodes["overlays"]) == maps | evidence | {"entropy", "mutual_information"}
         restored.showOnly("ET")
         display = nodes["segmentation"].GetDisplayNode()
         assert [display.GetSegmentVisibility(c) for c in TUMOUR_CLASSES] == [False, False, True]
