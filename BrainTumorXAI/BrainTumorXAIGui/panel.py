@@ -64,6 +64,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         for button, preset in PRESET_BUTTONS:
             getattr(self.ui, button).connect("clicked(bool)", lambda checked, p=preset: self.onPreset(p))
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        self.ui.showQcButton.connect("clicked(bool)", self.onShowQc)
         self._addExportDicomButton()
         for key, title in OVERLAY_KINDS:
             self.ui.overlayKindComboBox.addItem(title, key)
@@ -274,6 +275,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         hasRun = self.session.currentRunFolder() is not None
         self.ui.outputsCollapsibleButton.enabled = hasRun
         self.exportDicomButton.enabled = hasRun
+        self.ui.showQcButton.enabled = hasRun and self.logic.qcFigure(self.session.runFolder) is not None
         nodes = self.logic.runNodes(self.session.runFolder) if hasRun else {}
         if hasRun:
             self.ui.outputsCollapsibleButton.collapsed = False
@@ -364,6 +366,13 @@ class BrainTumorXAIPanel(VTKObservationMixin):
                                   getattr(slicer, "dicomDatabase", None))
         self.ui.statusLabel.text = _("DICOM SEG written to {folder} ({exporter} exporter)").format(
             folder=folder, exporter=used)
+
+    @guarded(_("Failed to show the registration QC."))
+    def onShowQc(self) -> None:
+        # The PNG in the system's image viewer: QDesktopServices is wrapped by PythonQt in Slicer 5.6, 5.8, 5.10.
+        figure = self.logic.qcFigure(self.session.runFolder)
+        if figure is not None:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(figure)))
 
     @guarded(_("Failed to save the scene."))
     def onSaveScene(self) -> None:
