@@ -193,3 +193,14 @@ def test_results_view_says_the_case_was_preprocessed():
                                           "atlas": {"name": "sri24"}}}
     assert "preprocessed" in _preprocessing_note(summary) and "atlas" in _preprocessing_note(summary)
     assert _preprocessing_note({"preprocessing_clinical": {"mode": "none"}}) == ""
+
+
+def test_a_common_named_upload_gets_a_results_cache_folder(session, case_files, tmp_path):
+    """The results cache keys a raw upload by its files as it keys a BraTS-named one (both names, same key form)."""
+    from BrainTumorXAILib.web.jobs import JobOptions, cache_folder, case_fingerprint
+
+    common = {"t1": "T1.nii.gz", "t1ce": "T1GD.nii.gz", "t2": "T2.nii.gz", "flair": "FLAIR.nii.gz"}
+    folder, _ = session.add([(common[n.rsplit("_", 1)[1].split(".")[0]], d) for n, d in case_files.items()])
+    fingerprint = case_fingerprint(folder)
+    assert sorted(fingerprint) == sorted(common) and fingerprint["t1ce"][0].endswith("T1GD.nii.gz")
+    assert cache_folder(tmp_path, folder, JobOptions()).parent == tmp_path
