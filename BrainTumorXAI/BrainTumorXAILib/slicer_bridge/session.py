@@ -164,7 +164,9 @@ class RunSession:
         problem = self.logic.weightsProblem(params.modelPath, useBundled=params.useBundledWeights)
         if problem:
             return problem
-        return (brainMaskProblem(getattr(params, "brainExtraction", "auto"), getattr(params, "brainMaskSegmentation", None))
+        maskProblem = brainMaskProblem(getattr(params, "brainExtraction", "auto"),
+                                       getattr(params, "brainMaskSegmentation", None))
+        return (maskProblem
                 or self.logic.inputProblem(self.volumes(params), params.groundTruth,
                                            optional=self.logic.optionalSequences(self.weights(params))))
 

@@ -17,8 +17,8 @@ Guards:
   links are refused; the sum of uncompressed sizes is limited both as declared
   and as actually decompressed (a zip bomb that lies in its headers is stopped
   at the limit), as is the number of entries;
-* the result must be one case, named by BraTS convention or with common names (``preprocess.inputs.find_sequences``), and every
-  NIfTI header must be readable; or one DICOM study whose series assign (``dicom.study.open_study``),
+* the result must be one case, named by BraTS convention or with common names
+  (``preprocess.inputs.find_sequences``), and every NIfTI header must be readable; or one DICOM study whose series assign (``dicom.study.open_study``),
   its files unpacked flat under numbered names (no folder of the archive is recreated).
 """
 
