@@ -170,8 +170,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def _hideResultsFromSelectors(self) -> None:
         for selector in SELECTORS:  # analysis outputs never appear as inputs
             getattr(self.ui, selector).sortFilterProxyModel().hiddenNodeIDs = self.logic.resultVolumeIDs()
-        # nor a run's own segmentation or label map as its ground truth
-        self.ui.groundTruthSelector.sortFilterProxyModel().hiddenNodeIDs = self.logic.runOutputIDs()
+        # nor a run's own segmentation or label map as its ground truth or brain mask
+        for selector in (self.ui.groundTruthSelector, self.ui.brainMaskSelector):
+            selector.sortFilterProxyModel().hiddenNodeIDs = self.logic.runOutputIDs()
 
     def autoFillInputs(self, overwrite: bool) -> None:
         if not self._parameterNode:
