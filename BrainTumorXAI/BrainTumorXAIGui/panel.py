@@ -64,6 +64,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         for button, preset in PRESET_BUTTONS:
             getattr(self.ui, button).connect("clicked(bool)", lambda checked, p=preset: self.onPreset(p))
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        self.ui.showQcButton.connect("clicked(bool)", self.onShowQc)
         self._addExportDicomButton()
         for key, title in OVERLAY_KINDS:
             self.ui.overlayKindComboBox.addItem(title, key)
@@ -169,8 +170,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def _hideResultsFromSelectors(self) -> None:
         for selector in SELECTORS:  # analysis outputs never appear as inputs
             getattr(self.ui, selector).sortFilterProxyModel().hiddenNodeIDs = self.logic.resultVolumeIDs()
-        # nor a run's own segmentation or label map as its ground truth
-        self.ui.groundTruthSelector.sortFilterProxyModel().hiddenNodeIDs = self.logic.runOutputIDs()
+        # nor a run's own segmentation or label map as its ground truth or brain mask
+        for selector in (self.ui.groundTruthSelector, self.ui.brainMaskSelector):
+            selector.sortFilterProxyModel().hiddenNodeIDs = self.logic.runOutputIDs()
 
     def autoFillInputs(self, overwrite: bool) -> None:
         if not self._parameterNode:
@@ -274,6 +276,7 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         hasRun = self.session.currentRunFolder() is not None
         self.ui.outputsCollapsibleButton.enabled = hasRun
         self.exportDicomButton.enabled = hasRun
+        self.ui.showQcButton.enabled = hasRun and self.logic.qcFigure(self.session.runFolder) is not None
         nodes = self.logic.runNodes(self.session.runFolder) if hasRun else {}
         if hasRun:
             self.ui.outputsCollapsibleButton.collapsed = False
@@ -364,6 +367,13 @@ class BrainTumorXAIPanel(VTKObservationMixin):
                                   getattr(slicer, "dicomDatabase", None))
         self.ui.statusLabel.text = _("DICOM SEG written to {folder} ({exporter} exporter)").format(
             folder=folder, exporter=used)
+
+    @guarded(_("Failed to show the registration QC."))
+    def onShowQc(self) -> None:
+        # The PNG in the system's image viewer: QDesktopServices is wrapped by PythonQt in Slicer 5.6, 5.8, 5.10.
+        figure = self.logic.qcFigure(self.session.runFolder)
+        if figure is not None:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(figure)))
 
     @guarded(_("Failed to save the scene."))
     def onSaveScene(self) -> None:

@@ -10,6 +10,7 @@ from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSe
 from BrainTumorXAILib.inference.explanation_options import (DEFAULT_EVIDENCE_METHOD, DEFAULT_GRADCAM_METHOD,
                                                           EVIDENCE_METHODS, GRADCAM_METHODS)
 from BrainTumorXAILib.resources import demo_weights_path
+from BrainTumorXAILib.slicer_bridge.preprocessing_view import BRAIN_EXTRACTION_CHOICES, PREPROCESS_CHOICES
 
 
 @parameterNodeWrapper
@@ -22,6 +23,8 @@ class BrainTumorXAIParameterNode:
     gradcamNCR/ED/ET - classes to compute Grad-CAM for.  overlayOpacity - opacity of the slice overlay.
     enhancementCheck - predicted enhancing tumour not brighter on T1ce than on T1 is shown as necrotic core.
     gradcamMethod, sequenceEvidence - ``analyze --gradcam-method`` / ``--sequence-evidence``.
+    preprocess, brainExtraction - ``analyze --preprocess`` / ``--brain-extraction``; brainExtraction "segmentation":
+    brainMaskSegmentation's visible segments are the brain mask (``--brain-mask``).
     """
 
     t1Volume: Optional[vtkMRMLScalarVolumeNode]
@@ -43,3 +46,6 @@ class BrainTumorXAIParameterNode:
     enhancementCheck: bool = True
     gradcamMethod: Annotated[str, Choice(list(GRADCAM_METHODS))] = DEFAULT_GRADCAM_METHOD
     sequenceEvidence: Annotated[str, Choice(list(EVIDENCE_METHODS))] = DEFAULT_EVIDENCE_METHOD
+    preprocess: Annotated[str, Choice(list(PREPROCESS_CHOICES))] = "auto"
+    brainExtraction: Annotated[str, Choice(list(BRAIN_EXTRACTION_CHOICES))] = "auto"
+    brainMaskSegmentation: Optional[vtkMRMLSegmentationNode]

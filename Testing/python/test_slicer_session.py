@@ -128,6 +128,9 @@ class _FakeLogic:
     def unenhancedEtMl(self, folder):
         return 1.25 if folder == 42 else 0.0
 
+    def preprocessingNote(self, folder):
+        return ""
+
     def latestRunFolder(self):
         return self.latest
 

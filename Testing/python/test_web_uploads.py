@@ -168,3 +168,39 @@ def test_t1ce_and_flair_alone_accepted(session, case_files):
     names = {p.name for p in folder.iterdir()}
     assert {"Up_t1ce.nii.gz", "Up_flair.nii.gz"} <= names and case_id == "Up"
     assert not any(n.endswith(("_t1.nii.gz", "_t2.nii.gz")) for n in names)
+
+
+@pytest.mark.parametrize("t1ce_name", ["T1C.nii.gz", "t1ce.nii.gz", "Patient_T1GD.nii.gz"])
+def test_common_names_accepted(session, case_files, t1ce_name):
+    """A raw case named as the scanner exports it (T1, T1C/T1CE/T1GD, T2, FLAIR; any case) is a case: the analysis
+    matches the names and preprocesses it (issue 26)."""
+    common = {"t1": "T1.nii.gz", "t1ce": t1ce_name, "t2": "t2.nii.gz", "flair": "FLAIR.nii.gz"}
+    files = [(common[n.rsplit("_", 1)[1].split(".")[0]], d) for n, d in case_files.items()]
+    folder, case_id = session.add(files)
+    assert case_id == "case" and sorted(p.name for p in folder.iterdir()) == sorted(common.values())
+
+
+def test_common_names_twice_refused(session, case_files):
+    data = next(iter(case_files.values()))
+    with pytest.raises(UploadError, match="upload refused"):
+        session.add([("T1.nii.gz", data), ("T1C.nii.gz", data), ("T1CE.nii.gz", data), ("FLAIR.nii.gz", data)])
+
+
+def test_results_view_says_the_case_was_preprocessed():
+    from BrainTumorXAILib.web.state import _preprocessing_note
+
+    summary = {"preprocessing_clinical": {"mode": "full", "brain_extraction": {"method": "atlas"},
+                                          "atlas": {"name": "sri24"}}}
+    assert "preprocessed" in _preprocessing_note(summary) and "atlas" in _preprocessing_note(summary)
+    assert _preprocessing_note({"preprocessing_clinical": {"mode": "none"}}) == ""
+
+
+def test_a_common_named_upload_gets_a_results_cache_folder(session, case_files, tmp_path):
+    """The results cache keys a raw upload by its files as it keys a BraTS-named one (both names, same key form)."""
+    from BrainTumorXAILib.web.jobs import JobOptions, cache_folder, case_fingerprint
+
+    common = {"t1": "T1.nii.gz", "t1ce": "T1GD.nii.gz", "t2": "T2.nii.gz", "flair": "FLAIR.nii.gz"}
+    folder, _ = session.add([(common[n.rsplit("_", 1)[1].split(".")[0]], d) for n, d in case_files.items()])
+    fingerprint = case_fingerprint(folder)
+    assert sorted(fingerprint) == sorted(common) and fingerprint["t1ce"][0].endswith("T1GD.nii.gz")
+    assert cache_folder(tmp_path, folder, JobOptions()).parent == tmp_path

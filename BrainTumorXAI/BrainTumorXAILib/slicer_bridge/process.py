@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import BrainTumorXAIError
 from ..io.labels import TUMOUR_CLASSES
 from .i18n import tr
+from .preprocessing_view import ATTR_QC_FIGURE
 
 
 _OPTIONAL_CACHE: dict = {}
@@ -340,6 +341,10 @@ class ProcessMixin:
             caseId = safeCaseId(volumes["t1ce"].GetName()) if volumes.get("t1ce") is not None else "BrainTumorXAI"
             caseDir = self.exportInputs(volumes, work / "input" / caseId, caseId, groundTruth=groundTruth,
                                         optional=optional)
+            maskSegmentation = analysisOptions.pop("brainMaskSegmentation", None)
+            if maskSegmentation is not None:  # "use a segmentation as the brain mask": on the T1ce grid
+                analysisOptions["brainMask"] = self.exportBrainMask(maskSegmentation, volumes["t1ce"],
+                                                                    work / "input" / "brain_mask.nii")
             process = self.startAnalysis(caseDir, work / "output", cleanupPaths=[work], **analysisOptions)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -368,8 +373,17 @@ class ProcessMixin:
         except Exception as exc:
             raise BrainTumorXAIError(tr("The results could not be loaded ({error}); they are kept in {folder}").format(
                 error=exc, folder=output)) from exc
+        self._keepQcFigure(folder, Path(work))
         shutil.rmtree(work, ignore_errors=True)
         return folder
+
+    def _keepQcFigure(self, folder: int, work: Path) -> None:
+        """The registration QC figure outlives the work folder (beside it): "Show registration QC" opens it."""
+        figure = self.qcFigure(folder)
+        if figure is not None:
+            kept = work.parent / f"{work.name}-preprocessing_qc.png"
+            shutil.copyfile(figure, kept)
+            self.scene.GetSubjectHierarchyNode().SetItemAttribute(folder, ATTR_QC_FIGURE, str(kept))
 
     def startAnalysis(self, caseFolder, outDir, cleanupPaths=(), **kwargs) -> AnalysisProcess:
         """Start the analysis; if it cannot start, ``cleanupPaths`` are removed and one line says why."""

@@ -18,6 +18,7 @@ from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLO
 from ..reporting.evidence_table import SEQUENCE_LABELS
 from .i18n import tr
 from .nodes import niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers, vtkMatrixFromArray
+from .preprocessing_view import ATTR_PREPROCESSING, ATTR_QC_FIGURE, preprocessingStatus, qcFigurePath
 
 #: Subject-hierarchy folder attribute: the sequences the run did without (comma-separated, may be empty).
 ATTR_MISSING = "BrainTumorXAI.MissingSequences"
@@ -116,7 +117,10 @@ class ResultsMixin:
         shNode.SetItemAttribute(folder, ATTR_OUTPUT, str(outDir))
         missing = [str(s) for s in (summary["case"].get("missing_sequences") or [])]
         unenhanced = summaryUnenhancedEtMl(summary)
-        notes = {ATTR_MISSING: ",".join(missing), ATTR_UNENHANCED: f"{unenhanced:.3f}" if unenhanced > 0 else ""}
+        notes = {ATTR_MISSING: ",".join(missing), ATTR_UNENHANCED: f"{unenhanced:.3f}" if unenhanced > 0 else "",
+                 ATTR_PREPROCESSING: preprocessingStatus(summary)}
+        qcFigure = qcFigurePath(outDir, summary)
+        shNode.SetItemAttribute(folder, ATTR_QC_FIGURE, str(qcFigure) if qcFigure else "")
         for attribute, value in notes.items():
             shNode.SetItemAttribute(folder, attribute, value)
 
@@ -189,6 +193,15 @@ class ResultsMixin:
         """mL of predicted enhancing tumour the run shows as necrotic core (the enhancement check), also after a
         scene restore."""
         return float(self._runNote(folderItem, ATTR_UNENHANCED) or 0.0)
+
+    def preprocessingNote(self, folderItem: int | None = None) -> str:
+        """The run's clinical preprocessing in one line (:func:`preprocessingStatus`), also after a scene restore."""
+        return self._runNote(folderItem, ATTR_PREPROCESSING)
+
+    def qcFigure(self, folderItem: int | None = None) -> Path | None:
+        """The run's registration QC figure while its file exists (None without one)."""
+        value = self._runNote(folderItem, ATTR_QC_FIGURE)
+        return Path(value) if value and Path(value).is_file() else None
 
     def _runNote(self, folderItem: int | None, attribute: str) -> str:
         """A run's note: its folder's attribute, else its results table's (latest run when None; '' without)."""

@@ -19,6 +19,7 @@ from ..errors import BrainTumorXAIError
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
 from ..reporting.evidence_table import SEQUENCE_LABELS
 from .i18n import tr
+from .preprocessing_view import brainExtractionOptions, brainMaskProblem
 
 #: The overlay menu: (kind, title); the kinds are :meth:`DisplayMixin.overlayNode`'s.
 OVERLAY_KINDS = (("none", tr("None")), ("probability", tr("Probability")), ("variance", tr("MC variance")),
@@ -163,8 +164,11 @@ class RunSession:
         problem = self.logic.weightsProblem(params.modelPath, useBundled=params.useBundledWeights)
         if problem:
             return problem
-        return self.logic.inputProblem(self.volumes(params), params.groundTruth,
-                                       optional=self.logic.optionalSequences(self.weights(params)))
+        maskProblem = brainMaskProblem(getattr(params, "brainExtraction", "auto"),
+                                       getattr(params, "brainMaskSegmentation", None))
+        return (maskProblem
+                or self.logic.inputProblem(self.volumes(params), params.groundTruth,
+                                           optional=self.logic.optionalSequences(self.weights(params))))
 
     @staticmethod
     def applyToolTip(problem: str) -> str:
@@ -182,7 +186,10 @@ class RunSession:
                     gradcamClasses=[c for c in TUMOUR_CLASSES if getattr(params, f"gradcam{c}")],
                     enhancementCheck=bool(getattr(params, "enhancementCheck", True)),
                     gradcamMethod=getattr(params, "gradcamMethod", None),
-                    sequenceEvidence=getattr(params, "sequenceEvidence", None))
+                    sequenceEvidence=getattr(params, "sequenceEvidence", None),
+                    preprocess=getattr(params, "preprocess", "auto"),
+                    **brainExtractionOptions(getattr(params, "brainExtraction", "auto"),
+                                             getattr(params, "brainMaskSegmentation", None)))
 
     @contextlib.contextmanager
     def installingPackages(self):
@@ -226,7 +233,9 @@ class RunSession:
         if code != 0:
             logging.error(process.log)
         self.runFolder = self.logic.finishRun(process, code)
-        return doneStatus(self.logic.missingSequences(self.runFolder), self.logic.unenhancedEtMl(self.runFolder))
+        done = doneStatus(self.logic.missingSequences(self.runFolder), self.logic.unenhancedEtMl(self.runFolder))
+        note = self.logic.preprocessingNote(self.runFolder)  # an implausible registration is not hidden
+        return f"{done} {note}" if note else done
 
     def sceneClosing(self) -> bool:
         """The scene closes under a running analysis: its inputs are gone, so it is cancelled (its results

@@ -56,13 +56,14 @@ class JobOptions:
 
 def case_fingerprint(case_dir: Path) -> dict:
     from ..dicom.scan import looks_like_dicom_folder
-    from ..io.case_files import find_case_files
+    from ..preprocess.inputs import find_sequences
+    from .uploads import OPTIONAL_SEQUENCES
 
     if looks_like_dicom_folder(case_dir):  # a DICOM study: every file counts
         listing = sorted((str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime))
                          for p in Path(case_dir).rglob("*") if p.is_file())
         return {"dicom": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
-    _, files = find_case_files(case_dir)
+    files = find_sequences(case_dir, optional=OPTIONAL_SEQUENCES).files  # BraTS or common names, as uploads accept
     return {k: [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for k, p in sorted(files.items())}
 
 

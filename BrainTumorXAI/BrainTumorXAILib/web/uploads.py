@@ -17,8 +17,8 @@ Guards:
   links are refused; the sum of uncompressed sizes is limited both as declared
   and as actually decompressed (a zip bomb that lies in its headers is stopped
   at the limit), as is the number of entries;
-* the result must be one BraTS case (``case_io.find_case_files``), and every
-  NIfTI header must be readable; or one DICOM study whose series assign (``dicom.study.open_study``),
+* the result must be one case, named by BraTS convention or with common names
+  (``preprocess.inputs.find_sequences``), and every NIfTI header must be readable; or one DICOM study whose series assign (``dicom.study.open_study``),
   its files unpacked flat under numbered names (no folder of the archive is recreated).
 """
 
@@ -221,14 +221,16 @@ def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
     or an UploadError naming what is missing."""
     from ..dicom.scan import looks_like_dicom_folder
     from ..dicom.study import open_study
-    from ..io.case_files import find_case_files
     from ..errors import CaseError
+    from ..preprocess.inputs import find_sequences
 
     try:
         if looks_like_dicom_folder(folder):
             study = open_study(folder)
             return study.case_id(), {seq: series.files[0] for seq, series in study.chosen.items()}
-        case_id, files = find_case_files(folder, optional=OPTIONAL_SEQUENCES)
+        # BraTS names, else common names (T1, T1C/T1CE/T1GD, T2, FLAIR): a raw case is preprocessed by the analysis
+        found = find_sequences(folder, optional=OPTIONAL_SEQUENCES)
+        case_id, files = found.case_id, found.files
     except CaseError as exc:
         problem = exc.problem
         if exc.path is not None and exc.path != folder:
