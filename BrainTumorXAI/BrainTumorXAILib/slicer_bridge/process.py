@@ -301,8 +301,8 @@ class ProcessMixin:
                         brainExtraction: str = "auto", brainMask=None) -> list[str]:
         """argv of ``python -m BrainTumorXAILib.cli analyze`` with machine-readable progress.
 
-        No figures by default (``--no-figures``): the module shows the maps in the views, so
-        matplotlib need not be installed into Slicer's Python."""
+        No result figures by default (``--no-figures``): the module shows the maps in the views (only the
+        registration QC figure of raw scans is drawn)."""
         device = {"gpu": "cuda"}.get(str(device).lower(), str(device).lower())
         gradcam = ",".join(gradcamClasses) if gradcamClasses else "none"
         argv = [python or self.pythonExecutable(), "-m", "BrainTumorXAILib.cli", "analyze", str(caseFolder),
