@@ -182,6 +182,9 @@ def test_every_output_lies_on_the_native_t1ce_grid(analysed):
     native = nib.load(str(folder / "T1GD.nii.gz"))
     names = ["seg.nii.gz", "brain_mask.nii.gz", "entropy.nii.gz", "mutual_information.nii.gz",
              *(f"prob_{c}.nii.gz" for c in ("background", "NCR", "ED", "ET")), "gradcam_ET.nii.gz"]
+    evidence = sorted(p.name for p in out.glob("evidence_*.nii.gz"))  # the sequence evidence maps (default on)
+    assert summary["sequence_evidence"] and evidence
+    names += evidence
     for name in names:
         image = nib.load(str(out / name))
         assert image.shape == native.shape, name
