@@ -96,6 +96,9 @@ def test_results_come_back_on_the_input_grid(scene_run, reloaded):
     nodes = logic.runNodes(folders[0])
     expected = {f"{k}:{c}" for k in ("probability", "variance") for c in TUMOUR_CLASSES} | {
         "gradcam:ET", "entropy", "mutual_information"}
+    # The sequence evidence maps the analysis wrote (evidence_{class}_{sequence}.nii.gz), each one overlay.
+    expected |= {f"evidence_{p.name[len('evidence_'):-len('.nii.gz')].split('_', 1)[1]}:"
+                 f"{p.name[len('evidence_'):].split('_', 1)[0]}" for p in out.glob("evidence_*.nii.gz")}
     assert set(nodes["overlays"]) == expected
     for key, node in list(nodes["overlays"].items()) + [("labelmap", nodes["labelmap"])]:
         data, ijk_to_ras = niftiArrayFromVolume(node)
