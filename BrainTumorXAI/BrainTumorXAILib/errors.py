@@ -19,6 +19,9 @@ class _PathError(BrainTumorXAIError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
+    def __reduce__(self):  # rebuilt from (path, problem), so it crosses a process boundary intact
+        return type(self), (self.path, self.problem)
+
 
 class CaseError(_PathError):
     """A case folder or one of its files is unusable.

@@ -154,3 +154,32 @@ def test_analyze_dicom_end_to_end_matches_nifti_input(tmp_path, tiny_checkpoint,
     capsys.readouterr()
     assert cli_main(["analyze", str(nifti), "--out", str(tmp_path / "o4"), "--dicom-out", "x", *common]) == 2
     assert "needs a DICOM input folder" in capsys.readouterr().err and not (tmp_path / "o4").exists()
+
+
+def _pixels_by_file(folder: Path) -> dict:
+    return {p.name: pydicom.dcmread(p).pixel_array for p in sorted(folder.glob("*.dcm"))}
+
+
+def test_worker_processes_write_the_same_objects_as_one_process(study_and_results, tmp_path):
+    study, results, dicom, _ = study_and_results
+    write_dicom_results(results, study.reference, tmp_path / "serial", workers=1)
+    parallel = _pixels_by_file(dicom)  # the fixture used the default (worker processes on Linux)
+    serial = _pixels_by_file(tmp_path / "serial")
+    assert sorted(parallel) == sorted(serial) == ["entropy.dcm", "prob_ED.dcm", "prob_ET.dcm", "prob_NCR.dcm",
+                                                  "seg.dcm"]
+    for name in serial:
+        assert np.array_equal(parallel[name], serial[name]), name
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_object_leaves_no_dicom_folder_and_names_the_file(study_and_results, tmp_path, workers):
+    study, results, _, _ = study_and_results
+    broken = tmp_path / "results"
+    shutil.copytree(results, broken)
+    image = nib.load(broken / "prob_ET.nii.gz")
+    shifted = image.affine.copy()
+    shifted[:3, 3] += 0.5 * image.affine[:3, 0]
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), broken / "prob_ET.nii.gz")
+    with pytest.raises(DicomError, match=r"prob_ET\.nii\.gz: not on the source series' voxel grid"):
+        write_dicom_results(broken, study.reference, tmp_path / "out" / "dicom", workers=workers)
+    assert list((tmp_path / "out").iterdir()) == []  # no staging folder, no partial output

@@ -131,3 +131,33 @@ def test_localizer_derived_and_other_modalities_are_skipped_and_listed(tmp_path,
     assert "series 1 'Survey' (3 files): localizer" in out
     assert "series 11 'ADC'" in out and "derived image" in out
     assert "series 12 'Head CT'" in out and "not MR (modality CT)" in out
+
+
+def test_gdcm_series_path_equals_the_per_slice_path(tmp_path):
+    from BrainTumorXAILib.dicom.convert import _gdcm_volume, _slice_pixels
+
+    write_case_study(_volumes(3), GRIDS["oblique"], tmp_path / "in", shuffle="t1ce")
+    series = open_study(tmp_path / "in").chosen["t1ce"]
+    per_slice = np.stack([_slice_pixels(p) for p in series.files], axis=-1).transpose(1, 0, 2)
+    assert np.array_equal(_gdcm_volume(series), per_slice)
+
+
+def test_slices_with_their_own_rescale_keep_their_real_values(tmp_path):
+    """Per-slice RescaleSlope/Intercept (some vendors scale each slice): every slice gets its own."""
+    import pydicom
+
+    from BrainTumorXAILib.dicom.convert import _gdcm_volume, series_volume
+
+    vols = _volumes(4)
+    files = write_series(vols["t1ce"], GRIDS["oblique"], tmp_path / "in", study_ids(), 3, "T1 post contrast",
+                         agent="Gadovist")
+    for k, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        ds.RescaleSlope, ds.RescaleIntercept = f"{1 + 0.25 * k:g}", f"{-5 * k:g}"
+        ds.save_as(path)
+    from BrainTumorXAILib.dicom.scan import scan_folder
+
+    (series,) = scan_folder(tmp_path / "in").series
+    assert _gdcm_volume(series) is None  # GDCM's series output would take the first slice's pixel type
+    expected = {path: vols["t1ce"][:, :, k] * (1 + 0.25 * k) - 5 * k for k, path in enumerate(files)}
+    assert np.allclose(series_volume(series), np.stack([expected[p] for p in series.files], axis=-1), atol=1e-3)
