@@ -348,8 +348,9 @@ class BrainTumorXAIPanel(VTKObservationMixin):
     def _addExportDicomButton(self) -> None:
         """*Export DICOM SEG* below *Save scene bundle* (the Outputs grid's next row)."""
         self.exportDicomButton = qt.QPushButton(_("Export DICOM SEG…"))
-        self.exportDicomButton.toolTip = _("Write the segmentation (and, where the exporter supports it, the maps) as "
-                                           "DICOM referencing the T1ce series it was loaded from (research use)")
+        self.exportDicomButton.toolTip = _("Write the segmentation and the probability and entropy maps as DICOM "
+                                           "referencing the T1ce series it was loaded from, into a new folder inside "
+                                           "the one you choose (research use)")
         layout = self.ui.outputsCollapsibleButton.layout()
         layout.addWidget(self.exportDicomButton, layout.rowCount(), 0, 1, 2)
         self.exportDicomButton.connect("clicked(bool)", self.onExportDicomSeg)
@@ -362,11 +363,14 @@ class BrainTumorXAIPanel(VTKObservationMixin):
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
         resultsFolder = shNode.GetItemAttribute(self.session.runFolder, ATTR_OUTPUT)
         with waitCursor():
-            used = exportDicomSeg(slicer.mrmlScene, self.logic.runNodes(self.session.runFolder).get("segmentation"),
-                                  self._parameterNode.t1ceVolume, resultsFolder, folder,
-                                  getattr(slicer, "dicomDatabase", None))
-        self.ui.statusLabel.text = _("DICOM SEG written to {folder} ({exporter} exporter)").format(
-            folder=folder, exporter=used)
+            written = exportDicomSeg(slicer.mrmlScene, self.logic.runNodes(self.session.runFolder).get("segmentation"),
+                                     self._parameterNode.t1ceVolume, resultsFolder, folder,
+                                     getattr(slicer, "dicomDatabase", None))
+        status = _("DICOM SEG written to {folder} ({exporter} exporter)").format(
+            folder=written["folder"], exporter=written["exporter"])
+        if written["mapsSkipped"]:
+            status += "; " + _("no parametric maps: {reason}").format(reason=written["mapsSkipped"])
+        self.ui.statusLabel.text = status
 
     @guarded(_("Failed to show the registration QC."))
     def onShowQc(self) -> None:

@@ -6,8 +6,9 @@ import highdicom as hd
 from pydicom.sr.codedict import codes
 
 from .. import __version__
+from ..io.labels import ALGORITHM_NAME
 
-MANUFACTURER = "BrainTumorXAI"
+MANUFACTURER = ALGORITHM_NAME
 MODEL_NAME = "BrainTumorXAI 3D U-Net"
 RESEARCH = "research only, not for diagnosis"
 #: Series numbers of the written objects start here (above the usual scanner series numbers).
@@ -21,7 +22,7 @@ def equipment() -> dict:
 
 
 def algorithm() -> hd.AlgorithmIdentificationSequence:
-    return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, version=__version__,
+    return hd.AlgorithmIdentificationSequence(name=ALGORITHM_NAME, version=__version__,
                                               family=codes.cid7162.ArtificialIntelligence)
 
 

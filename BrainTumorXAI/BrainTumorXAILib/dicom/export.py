@@ -61,8 +61,9 @@ def _run_jobs(jobs: list, workers: int) -> None:
 
 
 def write_dicom_results(results_dir, t1ce: Series, dicom_dir, maps=DEFAULT_MAPS, overwrite: bool = False,
-                        workers: int | None = None) -> dict:
-    """Write ``seg.dcm`` and one Parametric Map per requested map into ``dicom_dir``; returns what was written."""
+                        workers: int | None = None, segmentation: bool = True) -> dict:
+    """Write ``seg.dcm`` (unless ``segmentation`` is False: another exporter writes it) and one Parametric Map per
+    requested map into ``dicom_dir``; returns what was written."""
     results_dir, dicom_dir = Path(results_dir), Path(dicom_dir)
     summary = json.loads((results_dir / "summary.json").read_text())
     outputs = summary["outputs"]
@@ -70,8 +71,8 @@ def write_dicom_results(results_dir, t1ce: Series, dicom_dir, maps=DEFAULT_MAPS,
     t0 = time.perf_counter()
     dicom_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dicom_dir.name}.partial-", dir=dicom_dir.parent))
-    written = {"segmentation": "seg.dcm", "maps": {}}
-    jobs = [("seg", outputs["seg"], None, staging / "seg.dcm", None)]  # the largest object first
+    written = {"segmentation": "seg.dcm" if segmentation else None, "maps": {}}
+    jobs = [("seg", outputs["seg"], None, staging / "seg.dcm", None)] if segmentation else []  # largest first
     for number, (title, rel) in enumerate(map_files(outputs, maps), start=FIRST_SERIES_NUMBER + 1):
         written["maps"][title] = f"{_file_name(rel)}.dcm"
         jobs.append(("map", rel, title, staging / written["maps"][title], number))

@@ -59,6 +59,9 @@ TERMINOLOGY_TYPES: dict[str, tuple[str, str, str]] = {
     "ED": ("SCT", "79654002", "Edema"),
     "ET": ("SCT", "86049000", "Neoplasm, Primary"),
 }
+#: The segmenting algorithm as a DICOM SEG names it (SegmentAlgorithmName; the type is AUTOMATIC).
+ALGORITHM_NAME = "BrainTumorXAI"
+
 
 def class_index(name: str) -> int:
     """Index of a class given by name (case-insensitive) or as a digit string."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import time
 from pathlib import Path
 
 from ..errors import BrainTumorXAIError
@@ -50,36 +51,50 @@ def libWriterProblem() -> str:
     return ""
 
 
-def exportDicomSeg(scene, segmentationNode, referenceVolume, resultsFolder, targetDir, database) -> str:
-    """Write the run's DICOM SEG (and, with the Lib's writer, its parametric maps) referencing the DICOM series
-    ``referenceVolume`` was loaded from, into ``targetDir``; returns which exporter was used."""
+def newExportFolder(parent) -> Path:
+    """A folder that does not exist yet inside the folder the user chose (whose contents are never touched)."""
+    parent = Path(parent)
+    stem = time.strftime("BrainTumorXAI-DICOM-%Y%m%d-%H%M%S")
+    candidate, number = parent / stem, 1
+    while candidate.exists():
+        number += 1
+        candidate = parent / f"{stem}-{number}"
+    return candidate
+
+
+def exportDicomSeg(scene, segmentationNode, referenceVolume, resultsFolder, parentDir, database) -> dict:
+    """Write the run's DICOM SEG and parametric maps referencing the DICOM series ``referenceVolume`` was loaded
+    from, into a new folder inside ``parentDir``.  Returns ``exporter`` (which wrote the SEG), ``folder`` and
+    ``mapsSkipped`` (why no maps were written: Slicer's exporter writes only the SEG, and the Lib's writer cannot
+    run in this Python; '' when they were)."""
     files = dicomSourceFiles(referenceVolume, database)
     if not files:
         raise BrainTumorXAIError(tr("{name} was not loaded from DICOM (no source instances in the DICOM database): "
                                     "export DICOM SEG needs the T1ce series loaded through the DICOM module")
                                  .format(name=referenceVolume.GetName() if referenceVolume else tr("no T1ce volume")))
-    targetDir = Path(targetDir)
     exporter = slicerSegExporter()
-    if exporter is not None:
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-        shNode = scene.GetSubjectHierarchyNode()
-        item = shNode.GetItemByDataNode(segmentationNode)
-        shNode.SetItemAttribute(item, REFERENCED_UIDS, referenceVolume.GetAttribute(INSTANCE_UIDS))
-        targetDir.mkdir(parents=True, exist_ok=True)
-        seg = exporter(segmentationNode)
-        try:  # empty segments (no ET, say) are left out rather than asked about
-            seg.export(str(targetDir), "seg.dcm", {"SeriesDescription": "Tumour segmentation NCR/ED/ET (research)"},
-                       skipEmpty=True)
-        finally:
-            seg.cleanup()
-        return "Slicer"
     problem = libWriterProblem()
-    if problem:
+    if exporter is None and problem:
         raise BrainTumorXAIError(tr("no DICOM SEG exporter: install the QuantitativeReporting extension "
                                     "(Slicer 5.10 and older) or use Slicer 5.12 or later ({problem})")
                                  .format(problem=problem))
-    from ..dicom.export import write_dicom_results
-    from ..dicom.scan import read_series
+    targetDir = newExportFolder(parentDir)
+    if not problem:  # the maps (and, without Slicer's exporter, the SEG) through the Lib's writer
+        from ..dicom.export import write_dicom_results
+        from ..dicom.scan import read_series
 
-    write_dicom_results(resultsFolder, read_series(files), targetDir, overwrite=True)
-    return "BrainTumorXAI"
+        write_dicom_results(resultsFolder, read_series(files), targetDir, segmentation=exporter is None)
+    if exporter is None:
+        return {"exporter": "BrainTumorXAI", "folder": targetDir, "mapsSkipped": ""}
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+    shNode = scene.GetSubjectHierarchyNode()
+    item = shNode.GetItemByDataNode(segmentationNode)
+    shNode.SetItemAttribute(item, REFERENCED_UIDS, referenceVolume.GetAttribute(INSTANCE_UIDS))
+    targetDir.mkdir(parents=True, exist_ok=True)
+    seg = exporter(segmentationNode)
+    try:  # empty segments (no ET, say) are left out rather than asked about
+        seg.export(str(targetDir), "seg.dcm", {"SeriesDescription": "Tumour segmentation NCR/ED/ET (research)"},
+                   skipEmpty=True)
+    finally:
+        seg.cleanup()
+    return {"exporter": "Slicer", "folder": targetDir, "mapsSkipped": problem}
