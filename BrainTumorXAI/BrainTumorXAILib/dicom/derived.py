@@ -16,9 +16,16 @@ FIRST_SERIES_NUMBER = 9001
 
 
 def equipment() -> dict:
-    """highdicom keyword arguments naming the software that wrote the object."""
+    """highdicom keyword arguments naming the software that wrote the object (ContentCreatorName is type 2:
+    DCMTK-based readers such as dcmqi, which Slicer's DICOM plugins run, warn when it is absent)."""
     return {"manufacturer": MANUFACTURER, "manufacturer_model_name": MODEL_NAME,
-            "software_versions": __version__, "device_serial_number": "none"}
+            "software_versions": __version__, "device_serial_number": "none",
+            "content_creator_name": f"{MANUFACTURER}^"}  # a person name of one component
+
+
+def date_the_series(dataset) -> None:
+    """SeriesDate/Time (which viewers sort and list series by) from the object's content date and time."""
+    dataset.SeriesDate, dataset.SeriesTime = dataset.ContentDate, dataset.ContentTime
 
 
 def algorithm() -> hd.AlgorithmIdentificationSequence:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from ..io.labels import TUMOUR_CLASSES
-from .derived import description, equipment
+from ..io.labels import TERMINOLOGY_REGION, TUMOUR_CLASSES
+from .derived import date_the_series, description, equipment
 from .frames import frames_for_source, volume_on_source
 from .scan import Series
 
@@ -62,5 +63,40 @@ def write_parametric_map(frames: np.ndarray, title: str, series: Series, path: P
         **equipment())
     if "BodyPartExamined" in series.first:  # the same body part (tells a validator the organ is unpaired)
         pm.BodyPartExamined = series.first.BodyPartExamined
+    # The Frame Anatomy functional group is mandatory in a Parametric Map and highdicom does not write it; DCMTK's
+    # reader (dcmqi's paramap2itkimage, which Slicer's Parametric Map plugin runs) refuses the object without it.
+    pm.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [_frame_anatomy()]
+    _store_frames_along_the_normal(pm)
+    date_the_series(pm)
     pm.save_as(str(path))
     return Path(path)
+
+
+def _frame_anatomy() -> Dataset:
+    scheme, value, meaning = TERMINOLOGY_REGION
+    item = Dataset()
+    item.AnatomicRegionSequence = [hd.sr.CodedConcept(value, scheme, meaning)]
+    item.FrameLaterality = "U"  # the brain as one unpaired structure
+    return item
+
+
+def _store_frames_along_the_normal(pm) -> None:
+    """Store the frames in increasing position along the row x column normal.
+
+    highdicom sorts a volume's frames along the opposite direction (its index convention); dcmqi's
+    paramap2itkimage, which Slicer's Parametric Map plugin runs, places frame n at slice n from the lowest position
+    along row x column, so it would show such a map upside down.  Each frame keeps its functional groups (position,
+    source instance, dimension index), so position-aware readers see the same object.
+    """
+    shared = pm.SharedFunctionalGroupsSequence[0]
+    orientation = np.array([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
+    normal = np.cross(orientation[:3], orientation[3:])
+    per_frame = pm.PerFrameFunctionalGroupsSequence
+    along = [np.dot([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient], normal)
+             for item in per_frame]
+    order = np.argsort(along, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return
+    frames = np.frombuffer(pm.FloatPixelData, dtype="<f4").reshape(len(order), pm.Rows, pm.Columns)
+    pm.FloatPixelData = np.ascontiguousarray(frames[order]).tobytes()
+    pm.PerFrameFunctionalGroupsSequence = [per_frame[int(i)] for i in order]

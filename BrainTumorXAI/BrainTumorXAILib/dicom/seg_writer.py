@@ -14,7 +14,7 @@ from pydicom.sr.coding import Code
 
 from ..io.labels import (CLASS_COLORS, CLASS_LONG_NAMES, TERMINOLOGY_CATEGORY, TERMINOLOGY_REGION,
                          TERMINOLOGY_TYPES, TUMOUR_CLASSES, to_internal)
-from .derived import FIRST_SERIES_NUMBER, algorithm, description, equipment
+from .derived import FIRST_SERIES_NUMBER, algorithm, date_the_series, description, equipment
 from .frames import frames_for_source, volume_on_source
 from .scan import Series
 
@@ -52,5 +52,6 @@ def write_segmentation(frames: np.ndarray, series: Series, path: Path,
         series_description=description("Tumour segmentation NCR/ED/ET"),
         content_description="; ".join(f"{n}: {CLASS_LONG_NAMES[n]}" for n in TUMOUR_CLASSES)[:64],
         content_label="TUMOUR", **equipment())
+    date_the_series(seg)
     seg.save_as(str(path))
     return Path(path)
