@@ -36,7 +36,8 @@ from BrainTumorXAILib.runtime import resolve_device
 #: (number in the rule, method, layer); layer None: the method's own (the fused one takes every decoder stage).
 CANDIDATES = [(1, "gradcam", "decoder.2"), (2, "gradcam", "decoder.0"), (3, "gradcam", "decoder.1"),
               (4, "gradcam", "decoder.3"), (5, "hirescam", "decoder.2"), (6, "gradcampp", "decoder.2"),
-              (7, "layercam", "decoder.2"), (8, "gradcam-contrast", "decoder.2"), (9, "layercam-fused", None)]
+              (7, "layercam", "decoder.2"), (8, "gradcam-contrast", "decoder.2"), (9, "layercam-fused", None),
+              (10, "contrastive-finest", "decoder.3"), (11, "contrastive", "decoder.2")]  # round 2
 TUMOUR = (1, 2, 3)
 
 

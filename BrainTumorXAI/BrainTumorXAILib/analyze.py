@@ -91,8 +91,12 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
 
     classes = gradcam_class_indices(options.gradcam)
     # The staging folder is created before inference: an unwritable --out fails in seconds, not after it.
+    # After full preprocessing the labels are made again on the native grid: the atlas-grid labels are
+    # post-processed only when their copy is written.
+    atlas_labels_kept = prepared.clinical is None or bool(getattr(options.clinical, "atlas_outputs", False))
     with staged_output(out_dir, overwrite=options.overwrite, protect=protect) as staging:
-        prediction = _predict(case, model, meta, members, device, options, control, classes, timings)
+        prediction = _predict(case, model, meta, members, device, options, control, classes, timings,
+                              postprocessing=atlas_labels_kept)
         atlas_case, atlas_grid = case, prediction.grid
         case, prediction = back_to_native(prepared, case, prediction)
         if case is not atlas_case:  # the segmentation's post-processing, again on the native labels
@@ -144,18 +148,20 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
 
 
 def _predict(case, model, meta: dict, members: list, device, options: AnalysisOptions, control: JobControl,
-             classes: list[int], timings: dict) -> CasePrediction:
-    """The primary checkpoint's prediction, pooled with the ensemble members' when there are any."""
+             classes: list[int], timings: dict, postprocessing: bool = True) -> CasePrediction:
+    """The primary checkpoint's prediction, pooled with the ensemble members' when there are any
+    (``postprocessing``: post-process its segmentation)."""
     passes = 1 + len(members)  # each checkpoint's inference takes its share of the bar
     prediction = predict_case(case, model, meta, device, options, control.share("inference", 0, passes), classes,
-                              postprocessing=not members, evidence=True)
+                              postprocessing=postprocessing and not members, evidence=True)
     timings.update(prediction.timings)
     if members:
         t0 = time.perf_counter()
         prediction = pool_checkpoints(prediction, [predict_case(case, m, mm, device, options,
                                                                 control.share("inference", i, passes), (),
                                                                 postprocessing=False)
-                                                   for i, (_, m, mm) in enumerate(members, 1)], case, options)
+                                                   for i, (_, m, mm) in enumerate(members, 1)], case, options,
+                                      postprocessing=postprocessing)
         timings["ensemble"] = time.perf_counter() - t0
     return prediction
 

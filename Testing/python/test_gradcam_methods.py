@@ -39,7 +39,12 @@ def textbook(model, x, layer_names, cls, weighting, score="region"):
         grown = F.max_pool3d(region[:, None], 5, stride=1, padding=2)[:, 0]
         band = grown - region
         region = region - band * region.sum() / band.sum()
-    grads = torch.autograd.grad((logits[:, cls] * region).sum(), [store[n] for n in layer_names])
+    target = logits[:, cls]
+    if score == "rival":  # minus the runner-up class's logit at each voxel (chosen without gradient)
+        others = logits.detach().clone()
+        others[:, cls] = float("-inf")
+        target = target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0]
+    grads = torch.autograd.grad((target * region).sum(), [store[n] for n in layer_names])
     total = 0
     for n, g in zip(layer_names, grads):
         a = store[n]
@@ -101,6 +106,28 @@ def test_the_default_at_the_finest_stage_is_the_class_logit_map():
             share = float(region.float().mean())
             expected = F.relu(out.logits[0, cls] - model.head.bias[cls]) * share
             np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_the_contrastive_map_at_the_finest_stage_is_the_margin_over_the_rivals():
+    """ReLU(share x [logit_c - b_c - sum_q pi_q (logit_q - b_q)]), pi_q the share of the region whose runner-up is q."""
+    model, x = tiny_model(), x_input()
+    _, layers = gc.resolve_layers(model, "contrastive-finest", None)
+    with torch.no_grad():
+        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method="contrastive-finest")
+        logits, bias = out.logits[0], model.head.bias
+        checked = 0
+        for cls in (1, 2, 3):
+            region = logits.argmax(0) == cls
+            if not bool(region.any()):
+                continue
+            others = logits.clone()
+            others[cls] = float("-inf")
+            rival = others.argmax(0)[region]
+            rivals = sum(float((rival == q).float().mean()) * (logits[q] - bias[q]) for q in range(logits.shape[0]))
+            expected = F.relu(logits[cls] - bias[cls] - rivals) * float(region.float().mean())
+            np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+            checked += 1
+    assert checked >= 2
 
 
 def test_predictor_records_the_method_and_maps_stay_in_unit_range():

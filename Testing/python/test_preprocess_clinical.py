@@ -298,3 +298,26 @@ def test_n4_removes_a_smooth_multiplicative_bias():
         return float(np.std(a[brain]) / np.mean(a[brain]))
 
     assert spread(corrected) < 0.5 * spread(tissue * bias)
+
+
+def test_labels_are_post_processed_once_on_the_native_grid(raw_case, coarse_checkpoint, tmp_path, monkeypatch):
+    """Without atlas-space copies the atlas-grid labels are discarded: only the native labels are post-processed."""
+    import BrainTumorXAILib.analyze as analyze_module
+    import BrainTumorXAILib.inference.case_prediction as case_prediction
+
+    folder, _ = raw_case
+    shapes = []
+    real = case_prediction.postprocess_segmentation
+
+    def counted(classes, case, brain, options):
+        shapes.append(classes.shape)
+        return real(classes, case, brain, options)
+
+    monkeypatch.setattr(case_prediction, "postprocess_segmentation", counted)
+    monkeypatch.setattr(analyze_module, "postprocess_segmentation", counted)
+    mapping = {"t1": "T1.nii.gz", "t1ce": "T1GD.nii.gz", "t2": "t2.nii.gz", "flair": "Flair.nii.gz"}
+    summary = analyze_case(folder, tmp_path / "out", AnalysisOptions(
+        weights=coarse_checkpoint, mc_samples=0, surfaces=False, figures=False, device="cpu", tta=1, mapping=mapping,
+        gradcam="none", sequence_evidence="none"))
+    assert shapes == [nib.load(str(folder / "T1GD.nii.gz")).shape]
+    assert set(summary["postprocessing"]) == {"enhancement_check", "small_et"}

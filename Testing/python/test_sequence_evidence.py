@@ -85,3 +85,21 @@ def test_integrated_gradients_add_up_to_the_occlusion_drop():
     for name in ("ED", "ET"):
         for seq in ("t1ce", "flair"):
             assert ig[name]["drop"][seq] == pytest.approx(occlusion[name]["drop"][seq], abs=0.01)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "ig"])
+def test_the_figure_shows_each_map_with_a_colour_bar_that_names_its_unit(method):
+    from BrainTumorXAILib.io.labels import CLASS_NAMES
+    from BrainTumorXAILib.reporting.evidence_report import MAP_UNITS, draw_evidence
+
+    model = linear_unet(HEAD_W, HEAD_B, channel=T1CE, second_channel=FLAIR, dropout=0.0, in_channels=2)
+    volume, brain, r = two_sequence_case()
+    ev = sequence_evidence(model, CPU, volume, brain, ["t1ce", "flair"], SHAPE, method=method)
+    maps = {(CLASS_NAMES[c], s): m for (c, s), m in ev.maps.items()}
+    classes = np.where(r < 4, 3, np.where(r < 8, 2, 0)).astype(np.uint8)
+    fig = draw_evidence(ev.table, maps, volume[T1CE], classes, np.eye(4))
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == MAP_UNITS[method]]
+    assert len(bars) == len(ev.table["classes"])  # one per class row
+    assert all(ax.get_ylim() == (0.0, 1.0) for ax in bars)
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"ET from T1ce", "ET from FLAIR", "ED from FLAIR"} <= titles

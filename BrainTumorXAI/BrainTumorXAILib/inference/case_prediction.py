@@ -143,7 +143,7 @@ def postprocess_segmentation(classes: np.ndarray, case, brain: np.ndarray, optio
 
 
 def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], case,
-                     options: AnalysisOptions) -> CasePrediction:
+                     options: AnalysisOptions, postprocessing: bool = True) -> CasePrediction:
     """A checkpoint ensemble: every member's samples pooled on the case grid (members may differ in grid and
     window, so the network grids do not match).  Grad-CAM, attention and the dropout-free baseline stay the
     primary checkpoint's.  The moments are pooled after trilinear mapping (exact inside a member's voxels,
@@ -155,7 +155,7 @@ def pool_checkpoints(primary: CasePrediction, others: list[CasePrediction], case
     classes = class_argmax(pooled.probabilities)
     classes[~primary.brain] = 0
     # The same steps, on the pooled segmentation.
-    steps = postprocess_segmentation(classes, case, primary.brain, options)
+    steps = postprocess_segmentation(classes, case, primary.brain, options) if postprocessing else None
     grid = dict(primary.grid, probabilities=pooled.probabilities, classes=classes, entropy=pooled.entropy,
                 variance=pooled.variance, mutual_information=pooled.mutual_information, postprocessing=steps)
     return CasePrediction(grid, primary.maps, primary.transform, primary.brain, dict(primary.timings))

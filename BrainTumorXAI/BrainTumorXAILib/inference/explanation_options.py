@@ -7,10 +7,11 @@ from ..errors import BrainTumorXAIError
 
 #: ``--gradcam-method`` (inference.gradcam.METHODS defines each).
 GRADCAM_METHODS = ("gradcam-finest", "gradcam", "hirescam", "gradcampp", "layercam", "gradcam-contrast",
-                   "layercam-fused")
-#: Chosen on the validation cases by a rule fixed before measuring (Resources/DemoWeights/selection/
-#: gradcam_method_rule.txt): the largest share of each class's map within 5 mm of its predicted region.
-DEFAULT_GRADCAM_METHOD = "gradcam-finest"
+                   "layercam-fused", "contrastive-finest", "contrastive")
+#: Chosen on the validation cases by rules fixed before measuring (training/records/default/selection/
+#: gradcam_method_rule*.txt): the largest share of each class's map within 5 mm of its predicted region
+#: (round 1 chose gradcam-finest, round 2 this contrastive score at the same stage).
+DEFAULT_GRADCAM_METHOD = "contrastive-finest"
 #: ``--sequence-evidence`` (inference.sequence_evidence).
 EVIDENCE_METHODS = ("occlusion", "ig", "none")
 DEFAULT_EVIDENCE_METHOD = "occlusion"

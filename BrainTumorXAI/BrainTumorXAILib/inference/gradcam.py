@@ -8,15 +8,21 @@ For class c, a hooked layer with activations A_k (k = channels) and the gradient
     layercam   CAM = ReLU( sum_k ReLU(G_k) * A_k )                      (Jiang et al. 2021)
 ``METHODS`` names the combinations offered (``--gradcam-method``): a weighting, a layer (the model's default
 stage unless ``--gradcam-layer`` says otherwise; the fused method sums LayerCAM over every decoder stage, all in
-the same units, the score's) and a score.  ``gradcam-finest`` (the default) is Grad-CAM at the decoder stage that
-feeds the 1x1x1 head.  There, with gradient weights W_ck |R| / N, it is exactly ReLU(logit_c - bias_c) scaled by the
-window's share of the region: it shows where, and how strongly, the network places class c, not which features
-drove it (the sequence evidence answers that by sequence).  It was chosen on validation cases by a rule fixed
-before measuring, because the mid-decoder maps put most of their mass on healthy brain on real scans.
+the same units, the score's) and a score.  ``gradcam-finest`` is Grad-CAM at the decoder stage that feeds the
+1x1x1 head.  There, with gradient weights W_ck |R| / N, it is exactly ReLU(logit_c - bias_c) scaled by the window's
+share of the region.  ``contrastive-finest`` (the default) is the ``rival`` score at that stage: ReLU of
+[logit_c - bias_c - sum_q pi_q (logit_q - bias_q)] times the same share, pi_q the share of the region whose
+runner-up class is q.  Both show where, and how strongly, the network places (or prefers) class c, not which
+features drove it (the sequence evidence answers that by sequence).  They were chosen on validation cases by rules
+fixed before measuring (round 1, then round 2 after round 1's winner missed on real scans), because the
+mid-decoder maps put most of their mass on healthy brain on real scans.
 The class score S_c of a segmentation network is the sum of its class-c logits over the voxels the
 (dropout-free) network predicts as c, restricted to the brain when a mask is given: zero padding outside the
 brain is no evidence.  The ``contrast`` score subtracts the logits on a thin shell around that region (scaled to
-the region's size), so the map explains what sets the region apart from its surroundings.  A window without a
+the region's size), so the map explains what sets the region apart from its surroundings.  The ``rival`` score
+(``contrastive``, ``contrastive-finest``; Prabhushankar et al. 2020) is the sum over the region of logit_c minus the
+logit of the runner-up class at each voxel: "why c rather than its competitor" instead of "where is c's logit high",
+which on diffuse oedema also lights healthy brain where background still wins.  A window without a
 predicted voxel of c contributes a zero CAM; a class that no window predicts anywhere in the brain is explained
 over all (brain) voxels instead, and the caller records that fallback.  Both use this one prediction, so a class
 is "absent" exactly when no window had a score region for it.
@@ -42,7 +48,7 @@ from .explanation_options import DEFAULT_GRADCAM_METHOD, GRADCAM_METHODS
 @dataclass(frozen=True)
 class CamMethod:
     weighting: str  # gradcam | hirescam | gradcampp | layercam
-    score: str = "region"  # region | contrast
+    score: str = "region"  # region | contrast | rival
     all_decoder_stages: bool = False  # fuse every decoder stage (else one layer)
     finest_stage: bool = False  # the decoder stage feeding the head (else the model's default layer)
 
@@ -55,6 +61,8 @@ METHODS = {
     "layercam": CamMethod("layercam"),
     "gradcam-contrast": CamMethod("gradcam", score="contrast"),
     "layercam-fused": CamMethod("layercam", all_decoder_stages=True),
+    "contrastive-finest": CamMethod("gradcam", score="rival", finest_stage=True),
+    "contrastive": CamMethod("gradcam", score="rival"),
 }
 DEFAULT_METHOD = DEFAULT_GRADCAM_METHOD
 assert tuple(METHODS) == GRADCAM_METHODS
@@ -199,12 +207,24 @@ def _class_cams(logits, acts, classes, score_regions, region_mask=None, spec: Ca
             region = contrast_weights(region, region_mask)
         # float32 score and CAM under bf16/fp16 autocast too (a no-op in float32): a half-precision
         # sum over a window's voxels would round away most of the score.
-        score = (logits[:, cls].float() * region.float()).sum()
+        if spec.score == "rival" and not used_all:
+            score = (_margin_over_rival(logits, cls) * region.float()).sum()
+        else:
+            score = (logits[:, cls].float() * region.float()).sum()
         grads = torch.autograd.grad(score, acts, retain_graph=i < len(classes) - 1)
         cam = sum(F.interpolate(weigh(spec.weighting, a.float(), g.float()), size=size, mode="trilinear",
                                 align_corners=False) for a, g in zip(acts, grads))
         cams[cls] = cam[:, 0].detach()
     return cams, fallback, found
+
+
+def _margin_over_rival(logits: torch.Tensor, cls: int) -> torch.Tensor:
+    """(B, D, H, W) logit_c minus the largest other logit; the runner-up is chosen without gradient (a fixed
+    contrast class per voxel), so the gradient is w_c - w_q through the head."""
+    others = logits.detach().float().clone()
+    others[:, cls] = float("-inf")
+    rival = others.argmax(dim=1, keepdim=True)
+    return logits[:, cls].float() - logits.float().gather(1, rival)[:, 0]
 
 
 def weigh(weighting: str, acts: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..io.nifti_writer import save_volume
@@ -18,24 +20,36 @@ from .evidence_table import SEQUENCE_LABELS, evidence_file_name
 from .trust_figures import _new_figure, _save
 
 SEQUENCE_COLOURS = {"t1": "#8c8c8c", "t1ce": "#d62728", "t2": "#1f77b4", "flair": "#2ca02c"}
+#: What a map's value is, per method (the colour bar's label).
+MAP_UNITS = {"occlusion": "fall of the class's probability\nwithout this sequence",
+             "ig": "attribution, share of the\nclass's largest value"}
 
 
 def evidence_figure(table: dict, maps: dict, background: np.ndarray, classes: np.ndarray, affine: np.ndarray,
                     path) -> Path:
-    """Bars of each class's shares per sequence; beside them each read sequence's map through the class."""
+    """Bars of each class's shares per sequence; beside them each read sequence's map through the class, and the
+    maps' colour bar with their unit."""
+    return _save(draw_evidence(table, maps, background, classes, affine), path)
+
+
+def draw_evidence(table: dict, maps: dict, background: np.ndarray, classes: np.ndarray, affine: np.ndarray):
+    """The figure of ``evidence_figure`` (not saved)."""
     read = [s for s in SEQUENCES if table["sequences"].get(s, {}).get("read")]
     names = list(table["classes"])
-    fig = _new_figure((2.6 * (1 + len(read)), 2.4 * len(names) + 0.6))
-    axes = fig.subplots(len(names), 1 + len(read), squeeze=False)
+    fig = _new_figure((2.6 * (1 + len(read)) + 0.9, 2.4 * len(names) + 0.6))
+    # A narrow last column holds each row's colour bar (the maps share one scale, 0-1).
+    axes = fig.subplots(len(names), 2 + len(read), squeeze=False,
+                        gridspec_kw={"width_ratios": [1.0] * (1 + len(read)) + [0.06]})
     bg, spacing = to_ras(background, affine)
     cls, _ = to_ras(classes, affine)
     win = _window(bg)
+    scale = ScalarMappable(norm=Normalize(0.0, 1.0), cmap="hot")
     for row, name in zip(axes, names):
         entry = table["classes"][name]
         _bars(row[0], name, entry, table["sequences"])
         c = CLASS_NAMES.index(name)
         z = int(np.argmax((cls == c).sum(axis=(0, 1)))) if (cls == c).any() else bg.shape[2] // 2
-        for ax, s in zip(row[1:], read):
+        for ax, s in zip(row[1:-1], read):
             ax.imshow(_grey(_slice(bg, "axial", z), win), aspect=_aspect(spacing, "axial"))
             if (name, s) in maps:
                 m, _ = to_ras(maps[(name, s)], affine)
@@ -44,8 +58,14 @@ def evidence_figure(table: dict, maps: dict, background: np.ndarray, classes: np
             ax.contour(_slice(cls, "axial", z) == c, levels=[0.5], colors="cyan", linewidths=0.6)
             ax.set_title(f"{name} from {SEQUENCE_LABELS[s]}", fontsize=8)
             ax.axis("off")
+        if read:
+            bar = fig.colorbar(scale, cax=row[-1])
+            bar.set_label(MAP_UNITS.get(table["method"], "evidence"), fontsize=6)
+            bar.ax.tick_params(labelsize=6)
+        else:
+            row[-1].axis("off")
     fig.suptitle(f"Sequence evidence ({table['method']}): {table['what_it_is']}", fontsize=7, wrap=True)
-    return _save(fig, path)
+    return fig
 
 
 def _bars(ax, name: str, entry: dict, sequences: dict) -> None:
