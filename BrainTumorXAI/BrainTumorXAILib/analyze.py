@@ -27,7 +27,7 @@ from .inference.precision import precision_name, resolve_precision
 from .io.labels import CLASS_NAMES, SEQUENCES
 from .models.checkpoint import load_model
 from .preprocess.stage import back_to_native, load_for_analysis, write_stage_outputs
-from .reporting.case_outputs import _write_volumes, write_outputs
+from .reporting.case_outputs import write_volumes, write_outputs
 from .reporting.checkpoint_trust import checkpoint_trust
 from .reporting.output_folder import check_not_replacing_inputs, check_output_dir, staged_output
 from .reporting.trust import trust_report
@@ -113,7 +113,7 @@ def analyze_case(case_dir, out_dir, options: AnalysisOptions | None = None,
             evaluation["trust_report"] = report()
         timings["trust_report"] = evaluation["trust_report"]["seconds"]
         keep_atlas = options.clinical.atlas_outputs and case is not atlas_case
-        clinical = write_stage_outputs(prepared, staging, partial(_write_volumes, case=atlas_case, grid=atlas_grid,
+        clinical = write_stage_outputs(prepared, staging, partial(write_volumes, case=atlas_case, grid=atlas_grid,
                                                                   control=control) if keep_atlas else None)
         timings.update({f"preprocess_clinical.{k}": v for k, v in clinical.get("timings_s", {}).items()})
         timings["total"] = time.perf_counter() - t_start

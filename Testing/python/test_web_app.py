@@ -24,6 +24,7 @@ pytest.importorskip("trame_slicer", reason="web extra not installed (pip install
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
 import driver  # noqa: E402
+import protocols  # noqa: E402
 
 
 #: No test here may hang: every network wait has its own deadline (driver, urlopen, _wait); this is the last
@@ -82,7 +83,7 @@ def connect(server):
     opened = []
 
     def open_one():
-        conn = driver.TrameConnection(server[0])
+        conn = protocols.TrameConnection(server[0])
         opened.append(conn)
         return conn
 

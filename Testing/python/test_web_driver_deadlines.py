@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("websocket", reason="websocket-client not installed")
 pytest.importorskip("wslink", reason="wslink not installed (web extra)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
-import driver  # noqa: E402
+import protocols  # noqa: E402
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -75,12 +75,12 @@ def mute_server():
 def test_trame_request_times_out_while_other_messages_keep_arriving(mute_server):
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="no reply to wslink.hello within 2 s"):
-        driver.TrameConnection(f"http://127.0.0.1:{mute_server.port}", timeout=2)
+        protocols.TrameConnection(f"http://127.0.0.1:{mute_server.port}", timeout=2)
     assert time.monotonic() - t0 < 10
 
 
 def test_devtools_call_times_out_while_other_messages_keep_arriving(mute_server):
-    cdp = driver.Cdp(f"ws://127.0.0.1:{mute_server.port}/devtools", timeout=2)
+    cdp = protocols.Cdp(f"ws://127.0.0.1:{mute_server.port}/devtools", timeout=2)
     t0 = time.monotonic()
     try:
         with pytest.raises(TimeoutError, match="no DevTools reply to Runtime.evaluate within 2 s"):

@@ -21,6 +21,7 @@ pytest.importorskip("websocket", reason="websocket-client not installed")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
 import driver  # noqa: E402
+import protocols  # noqa: E402
 
 DEADLINE_S = 240
 REGIONS = [{"rank": 1, "boundary": "ED|background", "volume_ml": 2.0, "mean_entropy": 0.71,
@@ -66,7 +67,7 @@ def _page(tmp_path, trust):
     page = None
     try:
         driver.wait_http(base + "/btx/health", 90)
-        page = driver.TrameConnection(base, timeout=60)
+        page = protocols.TrameConnection(base, timeout=60)
         page.call("trame.state.update", [{"key": "selected_case", "value": case}])
         yield page, proc
     finally:

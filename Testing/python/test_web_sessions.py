@@ -19,6 +19,7 @@ pytest.importorskip("trame_slicer", reason="web extra not installed (pip install
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web_e2e"))
 import driver  # noqa: E402
+import protocols  # noqa: E402
 
 from BrainTumorXAILib.web.vtk_messages import is_harmless, quiet_harmless_vtk_messages  # noqa: E402
 
@@ -74,7 +75,7 @@ def test_two_sessions_are_independent_and_capped(tmp_path):
             assert url_a != url_b  # two processes, two ports
             status, page = _get(base + "/")  # a third while two run: told so, nothing started
             assert status == 503 and "All 2 viewer sessions" in page
-            a, b = driver.TrameConnection(url_a), driver.TrameConnection(url_b)
+            a, b = protocols.TrameConnection(url_a), protocols.TrameConnection(url_b)
             assert a.state["show_seg"] is True and b.state["show_seg"] is True
             a.call("trame.state.update", [{"key": "show_seg", "value": False}, {"key": "opacity", "value": 0.2}])
             assert a.call("trame.state.get")["state"]["show_seg"] is False  # A's own server took it ...
@@ -110,7 +111,7 @@ def test_viewer_prints_its_address_and_no_harmless_vtk_warning(tmp_path):
                             start_new_session=True)
     try:
         driver.wait_http(f"http://127.0.0.1:{port}/btx/health", 120)
-        page = driver.TrameConnection(f"http://127.0.0.1:{port}")
+        page = protocols.TrameConnection(f"http://127.0.0.1:{port}")
         time.sleep(1.5)  # the idle watch looks twice a second
         page.close()  # one page came and went: idle from now on
         rc = proc.wait(timeout=60)

@@ -34,7 +34,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from protocols import Cdp, TrameConnection  # noqa: F401  (re-exported: the tests use driver.Cdp)
+from protocols import Cdp
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import driver  # noqa: E402
+import protocols  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 1000
 
@@ -55,7 +56,7 @@ def run(data_dir: Path, results: Path, out: Path, case: str | None, timeout: flo
     try:
         driver.wait_http(front_url + "btx/health", 30)
         chrome, ws_url = driver.start_chromium(exe, tmp / "profile", WIDTH, HEIGHT)
-        cdp = driver.Cdp(ws_url)
+        cdp = protocols.Cdp(ws_url)
         cdp.call("Page.enable")
         cdp.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
         session_a = _open_session(cdp, front_url)

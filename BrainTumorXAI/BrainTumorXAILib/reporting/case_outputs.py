@@ -52,7 +52,7 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
 
     # Longest first (volumes and figures, then the trust report): the short jobs (surfaces, metrics) fill the
     # lanes that end first.
-    jobs = [job("write", _write_volumes, staging, case, grid, control)]
+    jobs = [job("write", write_volumes, staging, case, grid, control)]
     if figures:
         jobs.append(job("figures", _write_figures, staging, case, grid))
     if trust is not None:
@@ -111,7 +111,7 @@ def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
     return min(OUTPUT_THREADS_FEW_CPUS, n_jobs) if cpus >= 2 else 1
 
 
-def _write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
+def write_volumes(folder: Path, case, grid: dict, control: JobControl) -> dict:
     outputs: dict = {}
 
     def write(name: str, array: np.ndarray) -> str:

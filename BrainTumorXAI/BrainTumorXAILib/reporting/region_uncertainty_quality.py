@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.labels import REGIONS
-from .calibration_metrics import _json_float, _subsample, auroc, region_ece  # noqa: F401  (auroc: re-exported)
+from .calibration_metrics import _json_float, _subsample, region_ece
 
 #: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100): 0, 2.5, ..., 100, the 40 steps of the
 #: challenge's own evaluation script (RagMeh11/QU-BraTS, checked: same filtering u > tau, FTP/FTN inside the brain).
