@@ -93,3 +93,24 @@ def test_dicom_zip_of_two_patients_refused_in_one_line(tmp_path):
     message = str(caught.value)
     assert message.startswith("upload refused: ") and "2 patients in one folder" in message
     assert "\n" not in message and str(session.root) not in message
+
+
+def test_the_data_folder_lists_brats_common_name_and_dicom_cases(tmp_path):
+    """``--data-dir``: every folder the analysis takes is offered, not only BraTS-named ones."""
+    import nibabel as nib
+
+    from BrainTumorXAILib.web.uploads import list_analysable
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    vols = {s: rng.integers(0, 800, SHAPE).astype(np.int16) for s in ("t1", "t1ce", "t2", "flair")}
+    write_case_study(vols, AFFINE, data / "PatientA_DICOM")
+    for folder, names in (("Brats_1", ["Brats_1_t1ce.nii.gz", "Brats_1_flair.nii.gz"]),
+                          ("Raw_B", ["T1.nii.gz", "T1GD.nii.gz", "T2.nii.gz", "FLAIR.nii.gz"])):
+        (data / folder).mkdir()
+        for name in names:
+            nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(data / folder / name))
+    (data / "notes").mkdir()
+    (data / "notes" / "report.txt").write_text("not a case")
+    assert [p.name for p in list_analysable(data)] == ["Brats_1", "PatientA_DICOM", "Raw_B"]
+    assert list_analysable(data / "Raw_B") == [data / "Raw_B"]  # the folder is itself a case

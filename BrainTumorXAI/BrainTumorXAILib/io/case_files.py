@@ -140,7 +140,8 @@ def find_case_files(folder, mapping: dict | None = None, optional: tuple[str, ..
     return found.case_id, found.files
 
 
-def _looks_like_case(folder: Path) -> bool:
+def looks_like_case(folder: Path) -> bool:
+    """A folder holding at least one file with a BraTS sequence name."""
     return folder.is_dir() and any(p.is_file() and _parse_name(p.name) for p in folder.iterdir())
 
 
@@ -149,6 +150,6 @@ def list_cases(data_dir) -> list[Path]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CaseError(data_dir, "data folder does not exist or is not a folder")
-    if _looks_like_case(data_dir):
+    if looks_like_case(data_dir):
         return [data_dir]
-    return sorted(p for p in data_dir.iterdir() if _looks_like_case(p))
+    return sorted(p for p in data_dir.iterdir() if looks_like_case(p))

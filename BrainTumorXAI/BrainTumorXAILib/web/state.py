@@ -53,13 +53,13 @@ class StateMixin:
         s.change("show_seg")(lambda show_seg, **_: self._update(self.results.set_segmentation_visible, show_seg))
 
     def _scan_cases(self) -> list[dict]:
-        from ..io.case_files import list_cases
+        from .uploads import list_analysable
 
         self._cases = {}
         if self.data_dir is None:
             return []
         try:
-            folders = list_cases(self.data_dir)
+            folders = list_analysable(self.data_dir)
         except Exception as exc:  # noqa: BLE001 - shown in the page
             self.state.error = str(exc)
             return []

@@ -216,6 +216,36 @@ def check_nifti_headers(paths: Iterable[Path]) -> None:
 OPTIONAL_SEQUENCES = ("t1", "t2")
 
 
+def is_analysable(folder: Path, dicom_below: bool = True) -> bool:
+    """Whether the analysis takes ``folder`` as a case: BraTS names, common names or a DICOM study, its files at
+    any depth (``dicom_below``) or directly in it (cheap checks, no header is parsed; the analysis gives the
+    one-line reason when it still refuses)."""
+    from ..dicom.scan import is_dicom_file, looks_like_dicom_folder
+    from ..io.case_files import looks_like_case
+    from ..preprocess.inputs import match_common_names
+
+    if not folder.is_dir():
+        return False
+    if looks_like_case(folder) or match_common_names(folder, OPTIONAL_SEQUENCES) is not None:
+        return True
+    if dicom_below:
+        return looks_like_dicom_folder(folder)
+    return any(p.is_file() and is_dicom_file(p) for p in folder.iterdir())
+
+
+def list_analysable(data_dir: Path) -> list[Path]:
+    """The case folders under ``data_dir`` the web page offers (sorted), or ``[data_dir]`` when it is one (its
+    own files name the sequences or are DICOM: a folder of DICOM studies is not one study)."""
+    from ..errors import CaseError
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise CaseError(data_dir, "data folder does not exist or is not a folder")
+    if is_analysable(data_dir, dicom_below=False):
+        return [data_dir]
+    return sorted(p for p in data_dir.iterdir() if is_analysable(p))
+
+
 def validate_case_folder(folder: Path) -> tuple[str, dict[str, Path]]:
     """The case id and files (for a DICOM study: the first file of each assigned series) of an unpacked upload,
     or an UploadError naming what is missing."""
