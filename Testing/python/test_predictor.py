@@ -133,7 +133,7 @@ def test_gradcam_matches_textbook_definition(arch):
     layer_name, layer = gc.resolve_layer(model, None)
     assert layer_name != f"decoder.{model.depth - 1}"  # never the layer feeding the 1x1x1 head
     with torch.no_grad():
-        out = gc.gradcam_from_features(model, model.encode(x), layer, [0, 1, 2, 3])
+        out = gc.gradcam_from_features(model, model.encode(x), layer, [0, 1, 2, 3], method="gradcam")
     for cls in range(4):
         if not bool((out.logits.argmax(1) == cls).any()):
             continue

@@ -116,7 +116,7 @@ def test_gradcam_across_windows_equals_one_large_window_and_the_known_answer():
     window over the whole volume, which is the ramp divided by its maximum (for every class, fallback or not)."""
     model = hm.linear_unet(RAMP_HEAD_W, RAMP_HEAD_B, channel=3, gradient_axis=None)
     x = ramp_volume()
-    kwargs = dict(mc_samples=0, gradcam_classes=(1, 2, 3), gradcam_layer="decoder.0")
+    kwargs = dict(mc_samples=0, gradcam_classes=(1, 2, 3), gradcam_layer="decoder.0", gradcam_method="gradcam")
     many = Predictor(model, CPU, window=(8, 8, 8), overlap=0.5, **kwargs).predict(x)
     one = Predictor(model, CPU, window=x.shape[1:], overlap=0.5, **kwargs).predict(x)
     assert many.n_windows > 8 and one.n_windows == 1

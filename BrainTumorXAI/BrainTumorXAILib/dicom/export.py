@@ -12,13 +12,14 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from ..forked import fork_available
 from ..reporting.output_folder import check_output_dir
+from ..runtime import usable_cpus
 from .derived import FIRST_SERIES_NUMBER
 from .pmap_writer import DEFAULT_MAPS, map_files, map_frames, write_parametric_map
 from .scan import Series
@@ -44,10 +45,8 @@ def _write_object(job: tuple) -> None:
 
 
 def default_workers() -> int:
-    """Worker processes for the DICOM objects: 1 where forking is unsafe (not Linux, or inside Slicer)."""
-    if not sys.platform.startswith("linux") or "slicer" in sys.modules:
-        return 1
-    return max(1, min(2, len(os.sched_getaffinity(0))))
+    """Worker processes for the DICOM objects: 1 where forking is unsafe or does not pay (``forked``)."""
+    return min(2, usable_cpus()) if fork_available() else 1
 
 
 def _run_jobs(jobs: list, workers: int) -> None:

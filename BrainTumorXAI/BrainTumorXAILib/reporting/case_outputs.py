@@ -1,5 +1,7 @@
 """An analysis's outputs from the finished maps on the case grid: NIfTI volumes, figures, surface meshes,
-metrics and (when handed in) the trust report, written as independent jobs in threads."""
+metrics and (when handed in) the trust report, written as independent jobs in threads.  The figures (matplotlib)
+and the trust report, pure Python and GIL-bound, run in forked child processes where ``forked`` allows it, so that
+they do not queue behind each other for the GIL."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..forked import ForkedCall, fork_available
 from ..io.nifti_writer import save_label_map, save_volume
 from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..runtime import Cancelled, JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality
-from .evidence_report import write_evidence
+from .evidence_report import write_evidence, write_evidence_figure
 from .figures import write_all_figures
 from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 
@@ -34,7 +37,8 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
 
     None needs the network; each reads the finished maps and writes its own files.
     They run in threads (``_output_workers``: one each from ``OUTPUT_THREADS_MIN_CPUS``
-    CPUs, three on 2-3 CPUs, none on one), so the stage costs about its slowest lane.
+    CPUs, three on 2-3 CPUs, none on one), the figures and the trust report in forked
+    children where possible, so the stage costs about its slowest lane.
     Every job's own duration is recorded; ``outputs`` is the wall time of all of them.
     Progress: one "outputs" stage, ticked by each job as it ends; a cancel stops the volume
     writer at its next file, and the folder is removed only after every job ended.
@@ -50,53 +54,77 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
                 timings[name] = time.perf_counter() - t0
         return name, run
 
+    # The GIL-bound jobs (figures, trust report) go to forked children where possible, forked before any output
+    # thread starts (a child inherits only the forking thread).
+    evidence = grid.get("sequence_evidence")
+    children: dict[str, ForkedCall] = {}
+    if fork_available():
+        if figures:
+            children["figures"] = ForkedCall(partial(_draw_all_figures, staging, case, grid, evidence), "figures")
+        if trust is not None:
+            children["trust_report"] = ForkedCall(trust, "trust report")
     # Longest first (volumes and figures, then the trust report): the short jobs (surfaces, metrics) fill the
     # lanes that end first.
     jobs = [job("write", write_volumes, staging, case, grid, control)]
-    if figures:
+    if figures and "figures" not in children:
         jobs.append(job("figures", _write_figures, staging, case, grid))
-    if trust is not None:
+    if trust is not None and "trust_report" not in children:
         jobs.append(("trust_report", trust))  # times itself (its "seconds")
     if surfaces:
         jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
-    if grid.get("sequence_evidence"):
-        evidence = grid["sequence_evidence"]
+    if evidence:
         jobs.append(job("evidence", write_evidence, staging, case, evidence["table"], evidence["maps"],
-                        grid["classes"], figures))
+                        grid["classes"], figures and "figures" not in children))
     jobs.append(job("metrics", _evaluate, case, grid, brain))
-    running = [name for name, _ in jobs]
+    running = [name for name, _ in jobs] + list(children)
+    n_jobs = len(running)
     control.report("outputs", 0.0, "writing " + ", ".join(_OUTPUT_WORDS.get(n, n) for n in running))
 
-    def finished(future, name):  # each job ticks the bar as it ends, in whatever order
+    def finished(name, failed: bool = False):  # each job ticks the bar as it ends, in whatever order
         running.remove(name)
-        if future.exception() is None and not control.cancel_event.is_set():
+        if not failed and not control.cancel_event.is_set():
             rest = ", ".join(_OUTPUT_WORDS.get(n, n) for n in running)
             with suppress(Cancelled):  # a cancel between the test and the report: the main thread raises it
-                control.report("outputs", 1 - len(running) / len(jobs), f"{_OUTPUT_WORDS.get(name, name)} done"
+                control.report("outputs", 1 - len(running) / n_jobs, f"{_OUTPUT_WORDS.get(name, name)} done"
                                + (f"; still writing {rest}" if rest else ""))
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=_output_workers(len(jobs)), thread_name_prefix="analyze-output") as pool:
-        futures = {name: pool.submit(run) for name, run in jobs}
-        for name, future in futures.items():
-            future.add_done_callback(partial(finished, name=name))
-        wait(futures.values())
+    results = {}
+    try:
+        with ThreadPoolExecutor(max_workers=_output_workers(len(jobs)), thread_name_prefix="analyze-output") as pool:
+            futures = {name: pool.submit(run) for name, run in jobs}
+            for name, future in futures.items():
+                future.add_done_callback(lambda f, name=name: finished(name, f.exception() is not None))
+            wait(futures.values())
+        for future in futures.values():  # the first failure (a cancel included), in stage order
+            if future.exception() is not None:
+                raise future.exception()
+        results = {name: future.result() for name, future in futures.items()}
+        for name, child in children.items():
+            results[name], seconds = child.result()
+            if name == "figures":
+                timings[name] = seconds
+            finished(name)
+    except BaseException:
+        for child in children.values():
+            child.kill()
+        raise
     timings["outputs"] = time.perf_counter() - t0
-    for future in futures.values():  # the first failure (a cancel included), in stage order
-        if future.exception() is not None:
-            raise future.exception()
-    outputs = futures["write"].result()
-    if "surfaces" in futures:
-        outputs["surfaces"] = futures["surfaces"].result()
-    if "figures" in futures:
-        outputs["figures"] = futures["figures"].result()
-    if "evidence" in futures:
-        outputs["sequence_evidence"] = futures["evidence"].result()
+    outputs = results["write"]
+    if "surfaces" in results:
+        outputs["surfaces"] = results["surfaces"]
+    if "figures" in results:
+        drawn = results["figures"]
+        outputs["figures"], evidence_figure = drawn if "figures" in children else (drawn, None)
+        if evidence_figure is not None and "evidence" in results:
+            results["evidence"]["figure"] = evidence_figure
+    if "evidence" in results:
+        outputs["sequence_evidence"] = results["evidence"]
         if outputs["sequence_evidence"]["figure"] and "figures" in outputs:
             outputs["figures"].append(outputs["sequence_evidence"]["figure"])
-    evaluation = futures["metrics"].result()
-    if "trust_report" in futures:
-        evaluation["trust_report"] = futures["trust_report"].result()
+    evaluation = results["metrics"]
+    if "trust_report" in results:
+        evaluation["trust_report"] = results["trust_report"]
     return outputs, evaluation
 
 
@@ -150,6 +178,14 @@ def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
         result["metrics"]["mc_accuracy"] = mc_accuracy(grid["probabilities"], case.label, mask=brain)
         result["uncertainty_quality"] = uncertainty_quality(grid["probabilities"], grid["entropy"], case.label, brain)
     return result
+
+
+def _draw_all_figures(folder: Path, case, grid: dict, evidence: dict | None) -> tuple[list[str], str | None]:
+    """The forked child's job: the map figures and the sequence-evidence figure (its name apart)."""
+    paths = _write_figures(folder, case, grid)
+    if not evidence:
+        return paths, None
+    return paths, write_evidence_figure(folder, case, evidence["table"], evidence["maps"], grid["classes"])
 
 
 def _write_figures(folder: Path, case, grid: dict) -> list[str]:

@@ -89,9 +89,11 @@ def write_evidence(folder: Path, case, table: dict, maps: dict, classes: np.ndar
         save_volume(m.astype(np.float32, copy=False), case.affine, folder / file_name, header=case.header,
                     dtype=np.float32)
         written.setdefault(name, {})[s] = file_name
-    out = {"volumes": written, "figure": None}
-    if figures:
-        background = case.images[SEQUENCES.index("t1ce")]
-        path = evidence_figure(table, maps, background, classes, case.affine, folder / "figures" / "evidence.png")
-        out["figure"] = str(path.relative_to(folder))
-    return out
+    return {"volumes": written, "figure": write_evidence_figure(folder, case, table, maps, classes) if figures else None}
+
+
+def write_evidence_figure(folder: Path, case, table: dict, maps: dict, classes: np.ndarray) -> str:
+    """``figures/evidence.png`` over the T1ce; its name relative to ``folder``."""
+    background = case.images[SEQUENCES.index("t1ce")]
+    path = evidence_figure(table, maps, background, classes, case.affine, Path(folder) / "figures" / "evidence.png")
+    return str(path.relative_to(folder))

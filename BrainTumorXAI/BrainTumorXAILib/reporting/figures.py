@@ -159,8 +159,9 @@ def _place_pixels(fig, mosaic: np.ndarray, box_in: tuple[float, float, float, fl
 
 def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
             col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False, plane: str = "axial"):
-    """One image axes with row/column titles, orientation letters on every panel, optional per-row colour bars
-    ((cmap, norm, unit) each) and class legend."""
+    """One image axes with row/column titles, orientation letters on each row's first panel (every panel of a
+    figure shares its plane and orientation, and letters on every panel were a large share of the drawing time),
+    optional per-row colour bars ((cmap, norm, unit) each) and class legend."""
     n_cols = len(col_titles)
     img_w = n_cols * CELL_IN
     img_h = img_w * mosaic.shape[0] * aspect / mosaic.shape[1]
@@ -180,7 +181,7 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
         ax.text(-GAP_PX, r * (h + GAP_PX) + h / 2, text, rotation=90, ha="right", va="center", fontsize=9)
     for c, text in enumerate(col_titles):
         ax.text(c * (w + GAP_PX) + w / 2, -GAP_PX, text, ha="center", va="bottom", fontsize=8)
-    _orientation_letters(ax, len(row_titles), n_cols, cell_shape, plane)
+    _orientation_letters(ax, len(row_titles), 1, cell_shape, plane)
     fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=10)
     for r, (cmap, norm, unit) in enumerate(colorbars or ()):
         row_top = 1 - r * (h + GAP_PX) / mosaic.shape[0]  # in axes fraction, from the top
@@ -347,7 +348,8 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
                PROBABILITY),
               ("uncertainty.png", variance_maps, "Uncertainty: MC Dropout variance per class, and predictive entropy",
                VARIANCE),
-              ("gradcam.png", gradcam_maps, "Grad-CAM 3D: where the network looked for each class", GRADCAM))
+              ("gradcam.png", gradcam_maps, "Grad-CAM 3D: where this network's output favours each class "
+                                            "(an attribution, not proof of tumour)", GRADCAM))
     for name, maps, title, style in panels:
         if maps:
             paths += map_figures(flair, maps, affine, {p: out_dir / plane_file_name(name, p) for p in PLANES},

@@ -1,0 +1,78 @@
+"""Work in forked child processes (``BrainTumorXAILib.forked``): results, errors and deaths come back to the
+parent; the analysis's figures drawn in a child are the figures drawn in a thread."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from BrainTumorXAILib import forked
+from BrainTumorXAILib.analyze import AnalysisOptions, analyze_case
+from BrainTumorXAILib.errors import BrainTumorXAIError, CaseError
+from BrainTumorXAILib.reporting import case_outputs
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking is used on Linux only")
+
+
+def test_the_result_and_its_seconds_come_back():
+    big = np.arange(1_000_000, dtype=np.float32)  # inherited, not pickled on the way in
+    value, seconds = forked.ForkedCall(lambda: float(big.sum()), "sum").result()
+    assert value == float(big.sum()) and seconds >= 0.0
+
+
+def test_an_error_is_raised_in_the_parent_with_its_path():
+    def fail():
+        raise CaseError("/data/case/flair.nii.gz", "truncated gzip stream")
+
+    with pytest.raises(CaseError, match="flair.nii.gz: truncated gzip stream") as caught:
+        forked.ForkedCall(fail, "figures").result()
+    assert str(caught.value.path) == "/data/case/flair.nii.gz"
+
+
+def test_a_child_that_dies_is_one_line_with_its_exit_code():
+    with pytest.raises(BrainTumorXAIError, match=r"figures: the worker process ended without a result \(exit code 3\)"):
+        forked.ForkedCall(lambda: os._exit(3), "figures").result()
+
+
+def test_kill_ends_a_running_child():
+    call = forked.ForkedCall(lambda: time.sleep(60), "slow")
+    t0 = time.perf_counter()
+    call.kill()
+    assert time.perf_counter() - t0 < 10 and not call._process.is_alive()
+
+
+def test_figures_and_trust_report_made_in_children_equal_those_made_in_threads(small_case, tiny_checkpoint, tmp_path, monkeypatch):
+    options = dict(weights=tiny_checkpoint, device="cpu", mc_samples=2, surfaces=False)
+    drawn_in = []
+    real = case_outputs.ForkedCall
+
+    def recorded(fn, what):
+        drawn_in.append(what)
+        return real(fn, what)
+
+    # Forced on: earlier tests in this process may have imported slicer-core's 'slicer', which turns forking off.
+    monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
+    monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
+    in_child = analyze_case(small_case, tmp_path / "child", AnalysisOptions(**options))
+    assert drawn_in == ["figures", "trust report"]
+    monkeypatch.setattr(case_outputs, "fork_available", lambda: False)
+    in_thread = analyze_case(small_case, tmp_path / "thread", AnalysisOptions(**options))
+    assert in_child["outputs"]["figures"] == in_thread["outputs"]["figures"]
+    assert "figures/evidence.png" in in_child["outputs"]["figures"]
+    assert in_child["outputs"]["sequence_evidence"]["figure"] == "figures/evidence.png"
+    for name in in_child["outputs"]["figures"]:
+        a = np.asarray(Image.open(tmp_path / "child" / name))
+        b = np.asarray(Image.open(tmp_path / "thread" / name))
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    assert in_child["timings_s"]["figures"] > 0
+    child_trust, thread_trust = in_child["trust_report"], in_thread["trust_report"]
+    assert child_trust["review"] == thread_trust["review"] and child_trust["figures"] == thread_trust["figures"]
+    assert child_trust["uncertainty_quality"] == thread_trust["uncertainty_quality"]
+    for name in child_trust["figures"]:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "child" / name)),
+                              np.asarray(Image.open(tmp_path / "thread" / name))), name
