@@ -16,8 +16,17 @@ from collections.abc import Callable
 from .errors import BrainTumorXAIError
 from .runtime import usable_cpus
 
+
 def fork_available() -> bool:
     return sys.platform.startswith("linux") and "slicer" not in sys.modules and usable_cpus() >= 2
+
+
+def make_fork_safe() -> None:
+    """Run first in every forked child: torch's OpenMP pool does not survive a fork, and the child's first
+    multi-threaded torch operation would wait forever for the parent's threads; one thread never uses the pool."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 class ForkedCall:
@@ -32,7 +41,11 @@ class ForkedCall:
         self._process.start()
         send.close()  # the child holds the only sending end: a child that dies gives EOFError, not a hang
 
-    def result(self) -> tuple[object, float]:
+    def result(self, timeout: float | None = None) -> tuple[object, float]:
+        """Waits for the child (at most ``timeout`` seconds, then it is killed and this raises)."""
+        if timeout is not None and not self._receive.poll(timeout):
+            self.kill()
+            raise BrainTumorXAIError(f"{self._what}: the worker process gave no result within {timeout:g} s")
         try:
             ok, value, seconds = self._receive.recv()
         except EOFError:
@@ -56,6 +69,7 @@ class ForkedCall:
 def _run_child(fn, send) -> None:
     t0 = time.perf_counter()
     try:
+        make_fork_safe()
         message = (True, fn(), time.perf_counter() - t0)
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
         message = (False, exc, time.perf_counter() - t0)

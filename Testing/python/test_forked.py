@@ -46,6 +46,27 @@ def test_kill_ends_a_running_child():
     assert time.perf_counter() - t0 < 10 and not call._process.is_alive()
 
 
+def test_a_child_runs_multithreaded_torch_work_after_the_parent_used_its_pool():
+    """torch's OpenMP pool does not survive a fork: without ``make_fork_safe`` this child waits forever."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    torch.set_num_threads(max(2, torch.get_num_threads()))
+    x = torch.rand(1, 4, 80, 96, 80)
+    F.interpolate(x, size=(160, 192, 160), mode="trilinear")  # the parent's pool now exists
+    expected = float(F.interpolate(x, size=(160, 192, 160), mode="trilinear").mean())
+    value, _ = forked.ForkedCall(lambda: float(F.interpolate(x, size=(160, 192, 160), mode="trilinear").mean()),
+                                 "trust report").result(timeout=60)
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_child_past_its_timeout_is_killed_and_named():
+    call = forked.ForkedCall(lambda: time.sleep(60), "figures")
+    with pytest.raises(BrainTumorXAIError, match=r"figures: the worker process gave no result within 0.5 s"):
+        call.result(timeout=0.5)
+    assert not call._process.is_alive()
+
+
 def test_figures_and_trust_report_made_in_children_equal_those_made_in_threads(small_case, tiny_checkpoint, tmp_path, monkeypatch):
     options = dict(weights=tiny_checkpoint, device="cpu", mc_samples=2, surfaces=False)
     drawn_in = []

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..forked import fork_available
+from ..forked import fork_available, make_fork_safe
 from ..reporting.output_folder import check_output_dir
 from ..runtime import usable_cpus
 from .derived import FIRST_SERIES_NUMBER
@@ -54,7 +54,8 @@ def _run_jobs(jobs: list, workers: int) -> None:
         for job in jobs:
             _write_object(job)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=make_fork_safe) as pool:
         for future in [pool.submit(_write_object, job) for job in jobs]:
             future.result()  # the first failure is raised here, the pool's exit waits for the rest
 
