@@ -199,3 +199,17 @@ def test_placed_pixels_match_imshow_nearest(shape, box):
         drawn.append(np.asarray(fig.canvas.buffer_rgba()).copy())
         plt.close(fig)
     assert np.mean(np.any(drawn[0] != drawn[1], axis=-1)) < 1e-4  # (61, 33): one pixel at the box corner
+
+
+def test_a_long_title_wraps_inside_the_figure(tmp_path):
+    """The Grad-CAM title is longer than a figure is wide: it must wrap, not run off both edges."""
+    images, classes = toy_case()
+    title = ("Grad-CAM 3D: where this network's output favours each class (an attribution, not proof of tumour): "
+             "axial slices (radiological: patient's right on the left)")
+    path = map_figure(images["flair"], {"ED": (classes == 2).astype(float)}, LPS, tmp_path / "long.png", title=title)
+    rgb = mpimg.imread(path)[..., :3]
+    band = rgb[: int(0.3 * figures.DPI)]  # the title's first line
+    ink = band.min(axis=2) < 0.5
+    assert ink.any()
+    margin = int(0.05 * figures.DPI)
+    assert not ink[:, :margin].any() and not ink[:, -margin:].any()

@@ -12,6 +12,7 @@ one image -- a matplotlib axes per panel would cost far more.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -157,6 +158,11 @@ def _place_pixels(fig, mosaic: np.ndarray, box_in: tuple[float, float, float, fl
     fig.add_artist(_Pixels(mosaic.take(rows, axis=0).take(cols, axis=1), x0, y0))
 
 
+def _fit_title(title: str, width_in: float) -> str:
+    """The title on as many lines as the figure's width needs (a 10 pt character is about 0.08 in wide)."""
+    return "\n".join(textwrap.wrap(title, width=max(20, int(width_in / 0.08)), break_long_words=False))
+
+
 def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, title: str, row_titles: list[str],
             col_titles: list[str], colorbars: list[tuple] | None = None, legend: bool = False, plane: str = "axial"):
     """One image axes with row/column titles, orientation letters on each row's first panel (every panel of a
@@ -166,8 +172,10 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     img_w = n_cols * CELL_IN
     img_h = img_w * mosaic.shape[0] * aspect / mosaic.shape[1]
     left, right = 0.3, (1.05 if colorbars else 0.1)
-    top, bottom = 0.55, (0.45 if legend else 0.1)
-    fig_w, fig_h = left + img_w + right, top + img_h + bottom
+    fig_w = left + img_w + right
+    title = _fit_title(title, fig_w)
+    top, bottom = 0.4 + 0.17 * title.count("\n") + 0.15, (0.45 if legend else 0.1)
+    fig_h = top + img_h + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
     _place_pixels(fig, mosaic, (left, bottom, img_w, img_h))
