@@ -184,3 +184,20 @@ def write_results_on(t1ce, folder, rng) -> Path:
             outputs["probabilities"][name] = file
     (folder / "summary.json").write_text(json.dumps({"outputs": outputs, "case": {"label_convention": "brats2021"}}))
     return folder
+
+
+def random_study_with_results(root, shape, affine, seed: int):
+    """A four-series study of random volumes (the T1ce's files shuffled), its converted T1ce, a results folder of
+    random values on that grid and the DICOM objects written from it: (study, results folder, written)."""
+    import nibabel as nib
+
+    from BrainTumorXAILib.dicom.export import write_dicom_results
+    from BrainTumorXAILib.dicom.study import convert_study, open_study
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    volumes = {s: rng.integers(0, 900, shape).astype(np.int16) for s in ("t1", "t1ce", "t2", "flair")}
+    write_case_study(volumes, affine, root / "in", shuffle="t1ce")
+    study = open_study(root / "in")
+    results = write_results_on(nib.load(convert_study(study, root)["t1ce"]), root / "results", rng)
+    return study, results, write_dicom_results(results, study.reference, root / "dicom")

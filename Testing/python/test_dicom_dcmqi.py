@@ -18,12 +18,10 @@ import pytest
 dcmqi = pytest.importorskip("dcmqi", reason="dcmqi (the converter Slicer's DICOM SEG/PM plugins run) not installed")
 sitk = pytest.importorskip("SimpleITK")
 
-from BrainTumorXAILib.dicom.export import write_dicom_results  # noqa: E402
-from BrainTumorXAILib.dicom.study import convert_study, open_study  # noqa: E402
 from BrainTumorXAILib.io.labels import CLASS_COLORS, TERMINOLOGY_TYPES, TUMOUR_CLASSES, to_internal  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dicom_factory import grid_affine, rotation, write_case_study, write_results_on  # noqa: E402
+from dicom_factory import grid_affine, random_study_with_results, rotation  # noqa: E402
 
 SHAPE = (28, 24, 7)
 AFFINE = grid_affine(rotation(11, -7, 200), (1.05, 0.9, 4.5), (-20.0, 35.0, 12.0), flip_slices=True)
@@ -60,12 +58,7 @@ def _on_nifti_grid(image, reference: nib.Nifti1Image) -> np.ndarray:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("dcmqi")
-    rng = np.random.default_rng(11)
-    vols = {s: rng.integers(0, 900, SHAPE).astype(np.int16) for s in ("t1", "t1ce", "t2", "flair")}
-    write_case_study(vols, AFFINE, root / "in", shuffle="t1ce")
-    study = open_study(root / "in")
-    results = write_results_on(nib.load(convert_study(study, root)["t1ce"]), root / "results", rng)
-    write_dicom_results(results, study.reference, root / "dicom")
+    _, results, _ = random_study_with_results(root, SHAPE, AFFINE, seed=11)
     return root, results
 
 

@@ -19,12 +19,11 @@ from BrainTumorXAILib.cli import main as cli_main
 from BrainTumorXAILib.dicom import DicomError
 from BrainTumorXAILib.dicom.export import write_dicom_results
 from BrainTumorXAILib.dicom.seg_writer import segmentation_frames, write_segmentation
-from BrainTumorXAILib.dicom.study import convert_study, open_study
 from BrainTumorXAILib.io.labels import CLASS_COLORS, TERMINOLOGY_TYPES, TUMOUR_CLASSES, to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dicom_checks import pmap_max_error, seg_mismatches  # noqa: E402
-from dicom_factory import grid_affine, rotation, write_case_study, write_results_on  # noqa: E402
+from dicom_factory import grid_affine, random_study_with_results, rotation, write_case_study  # noqa: E402
 
 SHAPE = (30, 26, 8)
 AFFINE = grid_affine(rotation(-12, 7, 160), (1.1, 0.95, 5.0), (50.0, 70.0, -10.0), flip_slices=True)
@@ -33,13 +32,7 @@ AFFINE = grid_affine(rotation(-12, 7, 160), (1.1, 0.95, 5.0), (50.0, 70.0, -10.0
 @pytest.fixture(scope="module")
 def study_and_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("dicom_out")
-    rng = np.random.default_rng(5)
-    vols = {s: rng.integers(0, 900, SHAPE).astype(np.int16) for s in ("t1", "t1ce", "t2", "flair")}
-    write_case_study(vols, AFFINE, root / "in", shuffle="t1ce")
-    study = open_study(root / "in")
-    t1ce = nib.load(convert_study(study, root)["t1ce"])
-    results = write_results_on(t1ce, root / "results", rng)
-    written = write_dicom_results(results, study.reference, root / "dicom")
+    study, results, written = random_study_with_results(root, SHAPE, AFFINE, seed=5)
     return study, results, root / "dicom", written
 
 
