@@ -41,6 +41,10 @@ class ForkedCall:
         self._process.start()
         send.close()  # the child holds the only sending end: a child that dies gives EOFError, not a hang
 
+    def ready(self, timeout: float = 0.0) -> bool:
+        """Whether the child's answer (or its death) has arrived, waiting at most ``timeout`` seconds."""
+        return self._receive.poll(timeout)
+
     def result(self, timeout: float | None = None) -> tuple[object, float]:
         """Waits for the child (at most ``timeout`` seconds, then it is killed and this raises)."""
         if timeout is not None and not self._receive.poll(timeout):

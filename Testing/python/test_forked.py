@@ -97,3 +97,31 @@ def test_figures_and_trust_report_made_in_children_equal_those_made_in_threads(s
     for name in child_trust["figures"]:
         assert np.array_equal(np.asarray(Image.open(tmp_path / "child" / name)),
                               np.asarray(Image.open(tmp_path / "thread" / name))), name
+
+
+def test_a_cancel_ends_the_figures_child_and_leaves_nothing(small_case, tiny_checkpoint, tmp_path, monkeypatch):
+    from BrainTumorXAILib.runtime import Cancelled, JobControl
+
+    children = []
+    real = case_outputs.ForkedCall
+
+    def recorded(fn, what):
+        children.append(real(fn, what))
+        return children[-1]
+
+    monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
+    monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
+    monkeypatch.setattr(case_outputs, "_draw_all_figures", lambda *a: time.sleep(120))  # a figure that never ends
+
+    def cancel_when_the_threads_are_done(stage, fraction, message=""):
+        if stage == "outputs" and "metrics done" in message:
+            control.cancel()
+
+    control = JobControl(cancel_when_the_threads_are_done)
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        analyze_case(small_case, tmp_path / "out", AnalysisOptions(weights=tiny_checkpoint, device="cpu",
+                                                                   mc_samples=0, surfaces=False), control)
+    assert time.perf_counter() - t0 < 60
+    assert children and not any(c._process.is_alive() for c in children)
+    assert list(tmp_path.iterdir()) == []

@@ -101,6 +101,8 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
                 raise future.exception()
         results = {name: future.result() for name, future in futures.items()}
         for name, child in children.items():
+            while not child.ready(0.2):  # a cancel stops a child too, not only the threads
+                control.check()
             results[name], seconds = child.result()
             if name == "figures":
                 timings[name] = seconds
