@@ -78,21 +78,21 @@ def expected_maps(flair: np.ndarray, brain: np.ndarray, affine: np.ndarray, mode
     stats = hm.mc_statistics(f, HEAD_W, HEAD_B, keep, P)
     out = {"prob": stats["mean"], "variance": stats["variance"], "entropy": stats["entropy"],
            "mutual_information": stats["mutual_information"]}
-    det_prediction = hm.logits(f, HEAD_W, HEAD_B).argmax(0)
     full = hm.logits(f, HEAD_W, HEAD_B)
+    det_prediction = full.argmax(0)
     linear = hm.logits(f, HEAD_W, np.zeros(4))  # W_k . f: the head's part that depends on the hooked features
     cams = {}
     for c in (1, 2, 3):
         # The default score is logit_c minus each voxel's runner-up q(v) over c's region R, so the CAM is
         # ReLU(W_c . f - sum_q share_q W_q . f) with share_q the fraction of R whose runner-up is q.
         region = (det_prediction == c) & brain
+        assert region.any(), "every class must have a score region in this design"
         others = np.where(np.arange(4)[:, None, None, None] == c, -np.inf, full)
         rival = others.argmax(0)[region]
         share = np.bincount(rival, minlength=4) / rival.size
         cam = np.maximum(linear[c] - np.tensordot(share, linear, axes=1), 0.0)
         cam = np.where(brain, cam, 0.0)
         cams[c] = cam / cam.max()
-        assert ((det_prediction == c) & brain).any(), "every class must have a score region in this design"
     out["gradcam"] = cams
     # outside the brain: certain background, no uncertainty
     out["prob"] = np.where(brain, out["prob"], np.array([1.0, 0, 0, 0])[:, None, None, None])
