@@ -54,27 +54,25 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
                 timings[name] = time.perf_counter() - t0
         return name, run
 
-    # The GIL-bound jobs (figures, trust report) go to forked children where possible, forked before any output
-    # thread starts (a child inherits only the forking thread).
     evidence = grid.get("sequence_evidence")
-    children: dict[str, ForkedCall] = {}
-    if fork_available():
-        if figures:
-            children["figures"] = ForkedCall(partial(_draw_all_figures, staging, case, grid, evidence), "figures")
-        if trust is not None:
-            children["trust_report"] = ForkedCall(trust, "trust report")
+    # The GIL-bound jobs (figures, trust report; it times itself, its "seconds") go to forked children where
+    # possible, forked before any output thread starts (a child inherits only the forking thread).
+    gil_bound = {}
+    if figures:
+        gil_bound["figures"] = partial(_draw_all_figures, staging, case, grid, evidence)
+    if trust is not None:
+        gil_bound["trust_report"] = trust
+    forking = fork_available()
+    children = {name: ForkedCall(fn, _OUTPUT_WORDS.get(name, name)) for name, fn in gil_bound.items() if forking}
     # Longest first (volumes and figures, then the trust report): the short jobs (surfaces, metrics) fill the
     # lanes that end first.
     jobs = [job("write", write_volumes, staging, case, grid, control)]
-    if figures and "figures" not in children:
-        jobs.append(job("figures", _write_figures, staging, case, grid))
-    if trust is not None and "trust_report" not in children:
-        jobs.append(("trust_report", trust))  # times itself (its "seconds")
+    if not forking:
+        jobs += [job(name, fn) if name == "figures" else (name, fn) for name, fn in gil_bound.items()]
     if surfaces:
         jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
-    if evidence:
-        jobs.append(job("evidence", write_evidence, staging, case, evidence["table"], evidence["maps"],
-                        grid["classes"], figures and "figures" not in children))
+    if evidence:  # its figure is drawn with the others
+        jobs.append(job("evidence", write_evidence, staging, case, evidence["maps"]))
     jobs.append(job("metrics", _evaluate, case, grid, brain))
     running = [name for name, _ in jobs] + list(children)
     n_jobs = len(running)
@@ -116,14 +114,12 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     if "surfaces" in results:
         outputs["surfaces"] = results["surfaces"]
     if "figures" in results:
-        drawn = results["figures"]
-        outputs["figures"], evidence_figure = drawn if "figures" in children else (drawn, None)
-        if evidence_figure is not None and "evidence" in results:
+        outputs["figures"], evidence_figure = results["figures"]
+        if evidence_figure is not None:
             results["evidence"]["figure"] = evidence_figure
+            outputs["figures"].append(evidence_figure)
     if "evidence" in results:
         outputs["sequence_evidence"] = results["evidence"]
-        if outputs["sequence_evidence"]["figure"] and "figures" in outputs:
-            outputs["figures"].append(outputs["sequence_evidence"]["figure"])
     evaluation = results["metrics"]
     if "trust_report" in results:
         evaluation["trust_report"] = results["trust_report"]
@@ -183,7 +179,7 @@ def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
 
 
 def _draw_all_figures(folder: Path, case, grid: dict, evidence: dict | None) -> tuple[list[str], str | None]:
-    """The forked child's job: the map figures and the sequence-evidence figure (its name apart)."""
+    """The figures job: the map figures and the sequence-evidence figure (its name apart)."""
     paths = _write_figures(folder, case, grid)
     if not evidence:
         return paths, None

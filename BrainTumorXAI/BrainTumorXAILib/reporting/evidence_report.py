@@ -80,8 +80,9 @@ def _bars(ax, name: str, entry: dict, sequences: dict) -> None:
     ax.set_title(f"{name}" + ("" if share is not None else ": not predicted"), fontsize=8)
 
 
-def write_evidence(folder: Path, case, table: dict, maps: dict, classes: np.ndarray, figures: bool = True) -> dict:
-    """The volumes (float32, the case's grid and header) and the figure; the written names."""
+def write_evidence(folder: Path, case, maps: dict) -> dict:
+    """The volumes (float32, the case's grid and header); the written names (the figure is drawn with the other
+    figures, ``write_evidence_figure``)."""
     folder = Path(folder)
     written = {}
     for (name, s), m in maps.items():
@@ -89,7 +90,7 @@ def write_evidence(folder: Path, case, table: dict, maps: dict, classes: np.ndar
         save_volume(m.astype(np.float32, copy=False), case.affine, folder / file_name, header=case.header,
                     dtype=np.float32)
         written.setdefault(name, {})[s] = file_name
-    return {"volumes": written, "figure": write_evidence_figure(folder, case, table, maps, classes) if figures else None}
+    return {"volumes": written, "figure": None}
 
 
 def write_evidence_figure(folder: Path, case, table: dict, maps: dict, classes: np.ndarray) -> str:

@@ -174,7 +174,7 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     left, right = 0.3, (1.05 if colorbars else 0.1)
     fig_w = left + img_w + right
     title = _fit_title(title, fig_w)
-    top, bottom = 0.4 + 0.17 * title.count("\n") + 0.15, (0.45 if legend else 0.1)
+    top, bottom = 0.55 + 0.17 * title.count("\n"), (0.45 if legend else 0.1)
     fig_h = top + img_h + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
