@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -254,6 +256,29 @@ def test_sigterm_stops_the_server_cleanly(server):
     assert "stopped" in log.read_text(errors="replace")
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_run_refused_because_another_viewer_finished_the_same_analysis_counts_as_done(web_case, tmp_path):
+    """Two viewers sharing one cache analyse the same case: the second one's analyze refuses to replace the
+    first one's complete folder (no --overwrite); its job shows that complete result, not a failure."""
+    from BrainTumorXAILib.web.jobs import JobOptions, JobRunner
+
+    data, case, weights = web_case
+    runner = JobRunner(tmp_path / "results", JobOptions(weights=weights, device="cpu", mc_samples=0, gradcam="none"))
+    out = runner.results_for(case)
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text("{}")  # the other viewer's finished result
+    job = runner.submit(case)
+    assert job.wait(120)
+    assert job.state == "done" and job.error is None, (job.state, job.error, job._process.log[-2000:])
+    assert "not empty" in job._process.log  # analyze did refuse: the result is the other viewer's, untouched
+    assert (out / "summary.json").read_text() == "{}"
+
+
 def test_cancel_kills_the_analysis_and_leaves_no_partial_result(web_case, tmp_path):
     from BrainTumorXAILib.web.jobs import JobOptions, JobRunner, is_complete
 
@@ -262,9 +287,13 @@ def test_cancel_kills_the_analysis_and_leaves_no_partial_result(web_case, tmp_pa
     runner = JobRunner(results, JobOptions(weights=weights, device="cpu", mc_samples=500, gradcam="none"))
     out = runner.results_for(case)
     # what a SIGKILLed run would have left: analyze's staging folder next to the results folder
-    leftover = results / f".{out.name}.partial-killed"
+    host = socket.gethostname()
+    leftover = results / f".{out.name}.partial-{_dead_pid()}@{host}-abcd1234"
     leftover.mkdir(parents=True)
     (leftover / "prob_ET.nii.gz").write_bytes(b"partial")
+    # another viewer (a live process) analysing the same case into the same cache: its staging folder stays
+    other = results / f".{out.name}.partial-{os.getppid()}@{host}-efgh5678"
+    other.mkdir()
     job = runner.submit(case)
     end = time.time() + 90
     while job.running and job.stage in ("queued", "load") and time.time() < end:  # until the network runs
@@ -284,7 +313,7 @@ def test_cancel_kills_the_analysis_and_leaves_no_partial_result(web_case, tmp_pa
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child is gone (and reaped)
     assert not out.exists() and not is_complete(runner.results_for(case))
-    assert list(results.iterdir()) == []  # no partial results in the cache
+    assert list(results.iterdir()) == [other]  # no partial results of dead runs in the cache
     assert not runner.cancel()  # nothing left to cancel
 
 

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..reporting.output_folder import remove_stale_staging
+
 
 def default_results_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -167,7 +169,9 @@ class AnalysisJob:
         self.finished = time.time()
         if self.state == "cancelled":
             return
-        if rc == 0 and is_complete(self.out_dir):
+        if is_complete(self.out_dir):
+            # rc != 0 with a complete folder: another viewer finished the same analysis (same cache key) first,
+            # and this run refused to replace it.
             self.state, self.fraction, self.stage = "done", 1.0, "done"
         else:
             lines = [ln.strip() for ln in self._process.log.splitlines() if ln.strip()]
@@ -210,10 +214,10 @@ class AnalysisJob:
         return not self.running and not any(t.is_alive() for t in threads)
 
     def _remove_partial(self) -> None:
-        # analyze writes into ".<name>.partial-*" next to the results folder and renames it at the end;
-        # SIGINT removes it, SIGKILL cannot.  Only complete folders stay in the cache.
-        for staging in self.out_dir.parent.glob(f".{self.out_dir.name}.partial-*"):
-            shutil.rmtree(staging, ignore_errors=True)
+        # analyze writes into ".<name>.partial-PID@HOST-*" next to the results folder and renames it at the end;
+        # SIGINT removes it, SIGKILL cannot.  Only the folders of dead processes go: another viewer analysing
+        # the same case into the same cache keeps its live staging folder.  Only complete folders stay.
+        remove_stale_staging(self.out_dir)
         if self.out_dir.exists() and not is_complete(self.out_dir):
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
