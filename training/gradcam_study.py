@@ -5,7 +5,8 @@ the dropout-free network (no MC) and the brain mask, per tumour class: the CAM's
 region and inside it grown by 5 mm, the Spearman correlation with the fully randomised network's CAM, the
 deletion area, and the seconds of the Grad-CAM pass; one CSV row per (case, candidate, class).  The selection rule
 is training/records/default/selection/gradcam_method_rule.txt.  ``--monai`` also compares one window with MONAI's
-GradCAM / GradCAMpp (the ``bench`` extra) and writes ``<out>.monai.txt``.  ``--evidence occlusion,ig`` writes the
+GradCAM / GradCAMpp (the ``bench`` extra) and writes ``<out>.monai.txt``; ``--pytorch-grad-cam`` does the same with
+pytorch-grad-cam's classes (``<out>.pgc.txt``).  ``--evidence occlusion,ig`` writes the
 sequence-evidence table of each case instead (one row per class and sequence, with the seconds it took).
 """
 
@@ -16,6 +17,7 @@ import csv
 import hashlib
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,9 @@ from BrainTumorXAILib.runtime import resolve_device
 CANDIDATES = [(1, "gradcam", "decoder.2"), (2, "gradcam", "decoder.0"), (3, "gradcam", "decoder.1"),
               (4, "gradcam", "decoder.3"), (5, "hirescam", "decoder.2"), (6, "gradcampp", "decoder.2"),
               (7, "layercam", "decoder.2"), (8, "gradcam-contrast", "decoder.2"), (9, "layercam-fused", None),
-              (10, "contrastive-finest", "decoder.3"), (11, "contrastive", "decoder.2")]  # round 2
+              (10, "contrastive-finest", "decoder.3"), (11, "contrastive", "decoder.2"),  # round 2
+              (12, "contrastive-hirescam", "decoder.2"), (13, "contrastive-layercam", "decoder.2"),  # round 3
+              (14, "healthy-contrast-finest", "decoder.3"), (15, "healthy-contrast-hirescam", "decoder.2")]
 TUMOUR = (1, 2, 3)
 
 
@@ -147,6 +151,55 @@ def monai_reference(grid: CaseOnGrid) -> str:
     return "\n".join(lines)
 
 
+def pytorch_grad_cam_reference(grid: CaseOnGrid) -> str:
+    """One window (the volume's centre), layer decoder.2: our GradCAM / HiResCAM / GradCAM++ / LayerCAM against
+    pytorch-grad-cam's classes given the same score (the class's logits summed over its predicted region in the
+    brain, as their ``SemanticSegmentationTarget``): the raw CAM before any scaling (both resized trilinearly),
+    and what pytorch-grad-cam returns by itself (min-max scaled, spline-zoomed), ranked against ours."""
+    import pytorch_grad_cam as pgc
+
+    model, dev = grid.model, grid.device
+    start = [max(0, (s - w) // 2) for s, w in zip(grid.volume.shape[1:], grid.window)]
+    box = tuple(slice(a, a + w) for a, w in zip(start, grid.window))
+    x = torch.from_numpy(np.ascontiguousarray(grid.volume[(slice(None), *box)]))[None].to(dev)
+    brain = torch.from_numpy(grid.brain[box])[None].to(dev)
+    with torch.no_grad():
+        prediction = model(x).argmax(1)
+    _, layer = gc.resolve_layer(model, "decoder.2")
+    classes = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "gradcampp": pgc.GradCAMPlusPlus,
+               "layercam": pgc.LayerCAM}
+    lines = [f"case {grid.case_id}, window {tuple(x.shape[2:])} at {tuple(start)}, layer decoder.2"]
+    for method, their_class in classes.items():
+        for c in TUMOUR:
+            region = ((prediction == c) & brain).float()
+            if not bool(region.any()):
+                continue
+            t0 = time.perf_counter()
+            ours = gc.gradcam_from_features(model, model.encode(x), layer, [c], region_mask=brain,
+                                            method=method).cams[c][0]
+            t_ours = time.perf_counter() - t0
+            cam = their_class(model=model, target_layers=[layer])
+            target = partial(_region_target, region=region[0], cls=c)
+            t0 = time.perf_counter()
+            scaled = cam(input_tensor=x, targets=[target])[0]
+            t_theirs = time.perf_counter() - t0
+            acts, grads = (np.asarray(t.cpu() if torch.is_tensor(t) else t)
+                           for t in (cam.activations_and_grads.activations[0], cam.activations_and_grads.gradients[0]))
+            raw = np.maximum(cam.get_cam_image(x, layer, [target], acts, grads, False), 0)
+            cam.activations_and_grads.release()
+            raw = torch.nn.functional.interpolate(torch.as_tensor(raw)[:, None].float(), size=x.shape[2:],
+                                                  mode="trilinear", align_corners=False)[0, 0].to(ours.device)
+            gap = float((ours - raw).abs().max() / ours.abs().max().clamp_min(1e-12))
+            rho = spearman(ours.cpu().numpy(), np.asarray(scaled), grid.brain[box])
+            lines.append(f"{method} {CLASS_NAMES[c]}: raw CAM largest difference {gap:.1e} of the peak; Spearman "
+                         f"with their scaled output {rho:.3f}; time ours {t_ours:.2f} s, theirs {t_theirs:.2f} s")
+    return "\n".join(lines)
+
+
+def _region_target(output, region, cls):
+    return (output[cls] * region).sum()
+
+
 def _raw(cam):
     return cam
 
@@ -173,6 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--candidates", default="", help="comma list of candidate numbers (default: all)")
     p.add_argument("--monai", action="store_true")
+    p.add_argument("--pytorch-grad-cam", action="store_true",
+                   help="also compare one window with pytorch-grad-cam (grad-cam on PyPI); writes <out>.pgc.txt")
     p.add_argument("--no-deletion", action="store_true",
                    help="skip the deletion curves (most of the time; the rule needs them only for the "
                         "candidates that can still win)")
@@ -193,6 +248,9 @@ def main(argv=None) -> int:
                 rows += evidence_rows(grid, meta, method)
                 _write_csv(a.out, rows)
             continue
+        if a.pytorch_grad_cam:
+            with open(a.out.with_suffix(".pgc.txt"), "a") as f:
+                f.write(pytorch_grad_cam_reference(grid) + "\n")
         if a.monai:
             with open(a.out.with_suffix(".monai.txt"), "a") as f:
                 f.write(monai_reference(grid) + "\n")

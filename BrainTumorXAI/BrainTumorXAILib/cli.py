@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mc-batch", type=int, metavar="N", help=MC_BATCH_DEFAULT_HELP)
     p.add_argument("--gradcam", default="all", help="Grad-CAM maps: all, none, or classes like NCR,ET" + _D)
     p.add_argument("--gradcam-layer", help="network layer for Grad-CAM (default: the method's: the finest decoder stage "
-                                           "for gradcam-finest and contrastive-finest, a mid decoder stage for the others)")
+                                           "for the *-finest methods, a mid decoder stage for the others)")
     p.add_argument("--gradcam-method", metavar="NAME",
                    help=f"how the class activation maps are made: {', '.join(GRADCAM_METHODS)} "
                         f"(default {DEFAULT_GRADCAM_METHOD})")

@@ -44,6 +44,8 @@ def textbook(model, x, layer_names, cls, weighting, score="region"):
         others = logits.detach().clone()
         others[:, cls] = float("-inf")
         target = target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0]
+    if score == "healthy":  # minus the background logit at each voxel
+        target = target - logits[:, 0]
     grads = torch.autograd.grad((target * region).sum(), [store[n] for n in layer_names])
     total = 0
     for n, g in zip(layer_names, grads):
@@ -126,6 +128,27 @@ def test_the_contrastive_map_at_the_finest_stage_is_the_margin_over_the_rivals()
             rivals = sum(float((rival == q).float().mean()) * (logits[q] - bias[q]) for q in range(logits.shape[0]))
             expected = F.relu(logits[cls] - bias[cls] - rivals) * float(region.float().mean())
             np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+            checked += 1
+    assert checked >= 2
+
+
+def test_the_healthy_contrast_at_the_finest_stage_is_the_margin_over_background():
+    """ReLU(share x [logit_c - b_c - (logit_bg - b_bg)]): no heat where background beats class c."""
+    model, x = tiny_model(), x_input()
+    _, layers = gc.resolve_layers(model, "healthy-contrast-finest", None)
+    with torch.no_grad():
+        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method="healthy-contrast-finest")
+        logits, bias = out.logits[0], model.head.bias
+        checked = 0
+        for cls in (1, 2, 3):
+            region = logits.argmax(0) == cls
+            if not bool(region.any()):
+                continue
+            margin = logits[cls] - bias[cls] - (logits[0] - bias[0])
+            expected = F.relu(margin) * float(region.float().mean())
+            np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+            healthy = logits[0] - bias[0] > logits[cls] - bias[cls]
+            assert float(out.cams[cls][0][healthy].abs().max()) == 0.0
             checked += 1
     assert checked >= 2
 
