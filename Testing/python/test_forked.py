@@ -125,3 +125,36 @@ def test_a_cancel_ends_the_figures_child_and_leaves_nothing(small_case, tiny_che
     assert time.perf_counter() - t0 < 60
     assert children and not any(c._process.is_alive() for c in children)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_silent_figures_child_is_replaced_by_drawing_here(small_case, tiny_checkpoint, tmp_path, monkeypatch):
+    """A worker that hangs (as torch's OpenMP pool once made one) costs the grace period, not the analysis."""
+    children, messages = [], []
+    real_call, real_draw = case_outputs.ForkedCall, case_outputs._draw_all_figures
+    parent = os.getpid()
+
+    def recorded(fn, what):
+        children.append(real_call(fn, what))
+        return children[-1]
+
+    def hangs_in_a_child(*args):
+        if os.getpid() != parent:
+            time.sleep(120)
+        return real_draw(*args)
+
+    from BrainTumorXAILib.runtime import JobControl
+
+    monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
+    monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
+    monkeypatch.setattr(case_outputs, "_draw_all_figures", hangs_in_a_child)
+    monkeypatch.setattr(case_outputs, "FORKED_JOB_GRACE_S", 2.0)
+    control = JobControl(lambda stage, fraction, message="": messages.append(message))
+    t0 = time.perf_counter()
+    summary = analyze_case(small_case, tmp_path / "out", AnalysisOptions(weights=tiny_checkpoint, device="cpu",
+                                                                        mc_samples=0, surfaces=False), control)
+    assert time.perf_counter() - t0 < 60
+    assert children and not any(c._process.is_alive() for c in children)
+    assert any("figures: the worker process gave no result within 2 s" in m for m in messages)
+    assert summary["outputs"]["figures"]
+    for name in summary["outputs"]["figures"]:
+        assert Image.open(tmp_path / "out" / name).size[0] > 0

@@ -26,6 +26,8 @@ from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 #: from 2 CPUs ``OUTPUT_THREADS_FEW_CPUS`` threads (see ``_output_workers``).
 OUTPUT_THREADS_MIN_CPUS = 4
 OUTPUT_THREADS_FEW_CPUS = 3
+#: Seconds a forked job may stay silent after the in-process jobs ended before it is redone in this process.
+FORKED_JOB_GRACE_S = 300.0
 #: Job names as the progress line says them.
 _OUTPUT_WORDS = {"write": "volumes", "trust_report": "trust report", "evidence": "sequence evidence"}
 
@@ -99,11 +101,7 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
                 raise future.exception()
         results = {name: future.result() for name, future in futures.items()}
         for name, child in children.items():
-            while not child.ready(0.2):  # a cancel stops a child too, not only the threads
-                control.check()
-            results[name], seconds = child.result()
-            if name == "figures":
-                timings[name] = seconds
+            results[name] = _await_child(name, child, gil_bound[name], control, timings)
             finished(name)
     except BaseException:
         for child in children.values():
@@ -124,6 +122,28 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     if "trust_report" in results:
         evaluation["trust_report"] = results["trust_report"]
     return outputs, evaluation
+
+
+def _await_child(name: str, child: ForkedCall, fn, control: JobControl, timings: dict):
+    """The child's result.  A cancel ends the child; a child silent for ``FORKED_JOB_GRACE_S`` after the threads'
+    jobs ended is killed and its job is done here instead (a hung worker costs time, never the analysis)."""
+    deadline = time.monotonic() + FORKED_JOB_GRACE_S
+    while not child.ready(0.2):
+        control.check()
+        if time.monotonic() > deadline:
+            child.kill()
+            word = _OUTPUT_WORDS.get(name, name)
+            control.report("outputs", 0.99, f"{word}: the worker process gave no result within "
+                                            f"{FORKED_JOB_GRACE_S:g} s; making it here instead")
+            t0 = time.perf_counter()
+            value = fn()
+            if name == "figures":
+                timings[name] = time.perf_counter() - t0
+            return value
+    value, seconds = child.result()
+    if name == "figures":
+        timings[name] = seconds
+    return value
 
 
 def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
