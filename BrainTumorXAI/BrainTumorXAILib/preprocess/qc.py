@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import SimpleITK as sitk
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 from scipy import ndimage
 from skimage.feature import canny
 
@@ -17,8 +19,16 @@ from .pipeline import ClinicalCase
 from .sitk_images import to_array
 
 
-def _slice(volume: np.ndarray, k: int) -> np.ndarray:
-    return np.rot90(volume[:, :, k])  # radiological-looking axial view of an (i, j, k) array
+def radiological(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """An (i, j, k) array with its RAS affine as (row, column, axial slice): anterior up, the patient's right on
+    the image's left, slices from foot to head, whatever the header's axis order and signs (native scans and the
+    atlas differ)."""
+    to_lps = ornt_transform(io_orientation(affine), axcodes2ornt(("L", "P", "S")))
+    return apply_orientation(volume, to_lps).transpose(1, 0, 2)
+
+
+def _slice(view: np.ndarray, k: int) -> np.ndarray:
+    return view[:, :, k]
 
 
 def _edges(image: np.ndarray) -> np.ndarray:
@@ -27,7 +37,12 @@ def _edges(image: np.ndarray) -> np.ndarray:
 
 
 def _panel(ax, background: np.ndarray, overlay: np.ndarray, title: str, colour=(1.0, 0.2, 0.2)) -> None:
-    ax.imshow(background, cmap="gray", vmin=0, vmax=np.percentile(background, 99.5) or 1)
+    # Windowed on the non-zero voxels, zero drawn black: the atlas-space T1ce is z-scored (negative inside the
+    # brain, zero outside), the native one is not.
+    values = background[background != 0]
+    low, high = np.percentile(values, (1, 99.5)) if values.size else (0.0, 1.0)
+    grey = matplotlib.colormaps["gray"].with_extremes(bad="black")
+    ax.imshow(np.ma.masked_equal(background, 0), cmap=grey, vmin=low, vmax=high if high > low else low + 1)
     rgba = np.zeros((*overlay.shape, 4))
     rgba[overlay] = (*colour, 1.0)
     ax.imshow(rgba, interpolation="nearest")
@@ -36,8 +51,10 @@ def _panel(ax, background: np.ndarray, overlay: np.ndarray, title: str, colour=(
 
 
 def write_qc_figure(clinical: ClinicalCase, path: Path) -> Path:
-    t1ce = clinical.native_case.images[SEQUENCES.index("t1ce")]
-    brain_slices = np.flatnonzero(clinical.brain.any(axis=(0, 1)))
+    native = clinical.native_case.affine
+    t1ce = radiological(clinical.native_case.images[SEQUENCES.index("t1ce")], native)
+    brain = radiological(clinical.brain, native)
+    brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
     k = int(brain_slices[len(brain_slices) // 2]) if brain_slices.size else t1ce.shape[2] // 2
     rows = list(clinical.coregistration) + ["brain"]
     fig = Figure(figsize=(6, 3 * len(rows)), dpi=100)
@@ -48,17 +65,20 @@ def write_qc_figure(clinical: ClinicalCase, path: Path) -> Path:
         result = clinical.coregistration[seq]
         by_header = to_array(sitk.Resample(clinical.series[seq], clinical.t1ce, sitk.Transform(), sitk.sitkLinear,
                                            0.0, sitk.sitkFloat32))
-        registered = clinical.native_case.images[SEQUENCES.index(seq)]
+        by_header = radiological(by_header, native)
+        registered = radiological(clinical.native_case.images[SEQUENCES.index(seq)], native)
         _panel(axes[r, 0], background, _edges(_slice(by_header, k)),
                f"{seq} edges on T1ce, headers only (MI {result.mi_before:.3f})")
         _panel(axes[r, 1], background, _edges(_slice(registered, k)),
                f"{seq} edges on T1ce, co-registered (MI {result.mi_after:.3f})")
-    mask = _slice(clinical.brain, k)
+    mask = _slice(brain, k)
     _panel(axes[-1, 0], background, mask ^ _eroded(mask), f"brain mask ({clinical.brain_info['method']})",
            colour=(0.2, 1.0, 0.2))
-    atlas_t1ce = clinical.atlas_case.images[SEQUENCES.index("t1ce")]
+    atlas = clinical.atlas_case.affine  # the template's grid
+    atlas_t1ce = radiological(clinical.atlas_case.images[SEQUENCES.index("t1ce")], atlas)
+    template = radiological(to_array(clinical.atlas.template), atlas)
     ka = atlas_t1ce.shape[2] // 2 + 10
-    _panel(axes[-1, 1], _slice(atlas_t1ce, ka), _edges(_slice(to_array(clinical.atlas.template), ka)),
+    _panel(axes[-1, 1], _slice(atlas_t1ce, ka), _edges(_slice(template, ka)),
            f"{clinical.atlas.name} template edges on T1ce (atlas space)", colour=(0.2, 0.6, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
