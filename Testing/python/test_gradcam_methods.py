@@ -97,58 +97,41 @@ def test_contrast_weights_balance_the_region_against_its_shell():
     assert float(w[0, 3, 5, 5]) < 0 and float(w[0, 2, 5, 5]) == 0.0  # shell two voxels wide
 
 
-def test_the_default_at_the_finest_stage_is_the_class_logit_map():
-    """Grad-CAM where the 1x1x1 head reads the features: ReLU(logit_c - bias_c) x |R| / N (module doc)."""
-    model, x = tiny_model(), x_input()
-    _, layers = gc.resolve_layers(model, "gradcam-finest", None)
-    with torch.no_grad():
-        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method="gradcam-finest")
-        for cls in (1, 2, 3):
-            region = out.logits.argmax(1) == cls
-            share = float(region.float().mean())
-            expected = F.relu(out.logits[0, cls] - model.head.bias[cls]) * share
-            np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+def _no_competitor(logits, bias, cls, region):
+    return 0.0
 
 
-def test_the_contrastive_map_at_the_finest_stage_is_the_margin_over_the_rivals():
-    """ReLU(share x [logit_c - b_c - sum_q pi_q (logit_q - b_q)]), pi_q the share of the region whose runner-up is q."""
+def _runner_up_mix(logits, bias, cls, region):
+    """sum_q pi_q (logit_q - b_q), pi_q the share of the region whose runner-up class is q."""
+    others = logits.clone()
+    others[cls] = float("-inf")
+    rival = others.argmax(0)[region]
+    return sum(float((rival == q).float().mean()) * (logits[q] - bias[q]) for q in range(logits.shape[0]))
+
+
+def _background(logits, bias, cls, region):
+    return logits[0] - bias[0]
+
+
+@pytest.mark.parametrize("method, competitor", [("gradcam-finest", _no_competitor),
+                                                ("contrastive-finest", _runner_up_mix),
+                                                ("healthy-contrast-finest", _background)])
+def test_finest_stage_maps_are_the_class_margin_over_their_competitor(method, competitor):
+    """Where the 1x1x1 head reads the features: ReLU(logit_c - b_c - competitor) x the region's share (module doc);
+    the healthy contrast is therefore zero wherever background beats class c."""
     model, x = tiny_model(), x_input()
-    _, layers = gc.resolve_layers(model, "contrastive-finest", None)
+    _, layers = gc.resolve_layers(model, method, None)
     with torch.no_grad():
-        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method="contrastive-finest")
+        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method=method)
         logits, bias = out.logits[0], model.head.bias
         checked = 0
         for cls in (1, 2, 3):
             region = logits.argmax(0) == cls
             if not bool(region.any()):
                 continue
-            others = logits.clone()
-            others[cls] = float("-inf")
-            rival = others.argmax(0)[region]
-            rivals = sum(float((rival == q).float().mean()) * (logits[q] - bias[q]) for q in range(logits.shape[0]))
-            expected = F.relu(logits[cls] - bias[cls] - rivals) * float(region.float().mean())
+            expected = F.relu(logits[cls] - bias[cls] - competitor(logits, bias, cls, region)) * float(
+                region.float().mean())
             np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
-            checked += 1
-    assert checked >= 2
-
-
-def test_the_healthy_contrast_at_the_finest_stage_is_the_margin_over_background():
-    """ReLU(share x [logit_c - b_c - (logit_bg - b_bg)]): no heat where background beats class c."""
-    model, x = tiny_model(), x_input()
-    _, layers = gc.resolve_layers(model, "healthy-contrast-finest", None)
-    with torch.no_grad():
-        out = gc.gradcam_from_features(model, model.encode(x), layers, [1, 2, 3], method="healthy-contrast-finest")
-        logits, bias = out.logits[0], model.head.bias
-        checked = 0
-        for cls in (1, 2, 3):
-            region = logits.argmax(0) == cls
-            if not bool(region.any()):
-                continue
-            margin = logits[cls] - bias[cls] - (logits[0] - bias[0])
-            expected = F.relu(margin) * float(region.float().mean())
-            np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
-            healthy = logits[0] - bias[0] > logits[cls] - bias[cls]
-            assert float(out.cams[cls][0][healthy].abs().max()) == 0.0
             checked += 1
     assert checked >= 2
 
