@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .reporting.evidence_table import evidence_text
+from .reporting.locality_text import locality_note
 
 #: Stage names as a reader says them (the codes are what --progress-json and the Slicer module read).
 STAGE_WORDS = {"load": "loading the case", "preprocess": "preprocessing", "inference": "segmenting",
@@ -90,6 +91,9 @@ def print_analysis(summary: dict, out: Path, stream=None) -> None:
     if fallback:
         say(f"grad-cam: {', '.join(fallback)} not predicted anywhere; "
             "explained over all brain voxels instead (a weak, unspecific map)")
+    note = locality_note(summary.get("gradcam_locality"))
+    if note:
+        say(f"grad-cam: {note[0].lower()}{note[1:]}")
     evidence = evidence_text(summary.get("sequence_evidence"))
     if evidence:
         say("sequence evidence (share of each class's evidence; an attribution of the network's output, "

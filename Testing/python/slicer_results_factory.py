@@ -115,6 +115,9 @@ def make_case_and_results(root, case_id: str = "BraTS2021_00099", convention: st
         "model": {"weights": "none"}, "device": "cpu", "timings_s": {"total": 0.0},
         "volumes_cm3": {"classes": vol, "regions": regions}, "metrics": metrics, "uncertainty_quality": None,
         "outputs": outputs, "sequence_evidence": evidence,
+        # NCR's map lies mostly away from its call; ET was not explained (no entry)
+        "gradcam_locality": {"NCR": {"in_region": 0.1, "in_region_margin": 0.25},
+                             "ED": {"in_region": 0.7, "in_region_margin": 0.9}},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return case_dir, out, arrays

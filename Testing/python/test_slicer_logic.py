@@ -271,6 +271,12 @@ def test_table_and_hierarchy(loaded):
         for name in ("NCR", "ED", "ET"):
             assert float(table.GetCellText(df[f"{name}/class"], col)) == pytest.approx(100 * evidence[name]["share"][seq])
     assert table.GetColumnIndex("T1 evidence [%]") < 0 and table.GetColumnIndex("T2 evidence [%]") < 0
+    # How near each class's Grad-CAM map lies to its call: per class, empty for regions and unexplained classes.
+    col = table.GetColumnIndex("Grad-CAM within 5 mm [%]")
+    assert "lies mostly away" in table.GetColumnDescription("Grad-CAM within 5 mm [%]")
+    assert float(table.GetCellText(df["NCR/class"], col)) == pytest.approx(25.0)
+    assert float(table.GetCellText(df["ED/class"], col)) == pytest.approx(90.0)
+    assert table.GetCellText(df["ET/class"], col) in ("nan", "") and table.GetCellText(df["WT/region"], col) in ("nan", "")
     inside = _folder_nodes(scene, folder)
     expected = {n.GetID() for n in nodes["overlays"].values()} | {nodes[k].GetID() for k in ("segmentation", "labelmap", "brain", "table")}
     assert expected <= inside and len(inside) == len(expected)

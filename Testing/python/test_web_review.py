@@ -96,6 +96,11 @@ def test_where_to_look_centres_the_views_and_shows_the_checkpoint_figures(tmp_pa
         assert state["trust"]["rows"][2]["text"] == "not measured for this checkpoint"  # ET: no figure
         # The sequence-evidence table beside the volumes (the factory's model reads T1ce and FLAIR only).
         assert state["evidence"][2] == {"name": "ET", "cells": ["not read", "75 %", "not read", "25 %"]}
+        # How near each Grad-CAM map lies to its call, beside the volumes; NCR's (25 %) flagged as lying away.
+        volumes = {row["name"]: row for row in state["volumes"]}
+        assert (volumes["NCR"]["gradcam"], volumes["NCR"]["gradcam_away"]) == ("25 %", True)
+        assert (volumes["ED"]["gradcam"], volumes["ED"]["gradcam_away"]) == ("90 %", False)
+        assert volumes["ET"]["gradcam"] == "" and volumes["WT"]["gradcam"] == ""
         assert state["review"][0]["between"] == "edema or normal tissue?"  # the boundary in words
         # The views were centred on the predicted tumour when the results loaded, and the page names each
         # slice view's position.

@@ -18,6 +18,7 @@ from ..errors import CaseError
 from ..io.intensity import brain_mask
 from ..io.labels import SEQUENCES
 from ..io.network_grid import PreprocessTransform, invert_stack, preprocess
+from ..reporting.explanation_checks import map_locality
 from ..reporting.metrics import class_argmax
 from ..runtime import JobControl
 from .combine import Member, pool
@@ -119,6 +120,9 @@ def predict_case(case, model, meta: dict, device, options: AnalysisOptions, cont
     t0 = time.perf_counter()
     grid = back_to_input_grid(maps, transform, brain)
     timings["resample"] = time.perf_counter() - t0
+    if maps.gradcam:  # measured where the maps were made, the network grid (the model card's figures too)
+        spacing = np.linalg.norm(transform.resampled_affine[:3, :3], axis=0)
+        grid["gradcam_locality"] = map_locality(maps, net_mask, tuple(float(s) for s in spacing))
     if evidence:
         t0 = time.perf_counter()
         grid["sequence_evidence"] = case_sequence_evidence(model, device, net_input, net_mask, maps, transform, brain,

@@ -45,6 +45,8 @@ def grid_to_native(clinical: ClinicalCase, grid: dict) -> dict:
         native["mutual_information"] = one(grid["mutual_information"])
     native["gradcam"] = {c: one(m, 1.0) for c, m in grid["gradcam"].items()}
     native["attention"] = {k: one(m, 1.0) for k, m in grid["attention"].items()}
+    if "gradcam_locality" in grid:  # grid-free figures of the maps where they were made
+        native["gradcam_locality"] = grid["gradcam_locality"]
     evidence = grid.get("sequence_evidence")
     if evidence:  # the table is per class, grid-free; the maps follow every other map
         native["sequence_evidence"] = {**evidence, "maps": {k: one(m, 1.0) * brain

@@ -20,6 +20,7 @@ from ..runtime import Cancelled, JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality
 from .evidence_report import write_evidence, write_evidence_figure
 from .figures import write_all_figures
+from .locality_text import locality_note
 from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 
 #: Output jobs (volumes, figures, trust report, surfaces, metrics) run one thread each from this many CPUs on;
@@ -213,5 +214,5 @@ def _write_figures(folder: Path, case, grid: dict) -> list[str]:
     uncertainty["entropy"] = grid["entropy"]
     cams = {CLASS_NAMES[c]: m for c, m in grid["gradcam"].items()}
     paths = write_all_figures(folder / "figures", images, grid["classes"], probs, uncertainty, cams, case.affine,
-                              gt_classes=case.label)
+                              gt_classes=case.label, gradcam_note=locality_note(grid.get("gradcam_locality")))
     return [str(Path(p).relative_to(folder)) for p in paths]

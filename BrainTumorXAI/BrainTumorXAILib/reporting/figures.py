@@ -294,11 +294,12 @@ def _top(volume: np.ndarray, vmin: float) -> float:
 def map_figures(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.ndarray, paths: dict, *,
                 title: str, style: MapStyle = PROBABILITY, styles: dict[str, MapStyle] | None = None,
                 vmin: float = 0.0, focus: np.ndarray | None = None, slices: list[int] | None = None,
-                cmap: str | None = None, vmax: float | None = None, unit: str | None = None) -> list[Path]:
+                cmap: str | None = None, vmax: float | None = None, unit: str | None = None,
+                note: str | None = None) -> list[Path]:
     """:func:`map_figure` for several planes at once, ``paths`` = {plane: path}; the maps are
     reoriented and their colour scales computed once, so the planes share each map's scale.
     Each row is drawn in ``styles[name]``, else ``style`` (colour map, unit, top of the scale) with
-    ``cmap``, ``vmax`` and ``unit`` replacing its own where given."""
+    ``cmap``, ``vmax`` and ``unit`` replacing its own where given; ``note`` ends the title."""
     if cmap is not None or vmax is not None or unit is not None:
         style = MapStyle(cmap or style.cmap, style.unit if unit is None else unit, vmax, style.start, style.stop)
     bg, spacing = to_ras(background, affine)
@@ -316,7 +317,7 @@ def map_figures(background: np.ndarray, maps: dict[str, np.ndarray], affine: np.
         cells = [[_over(g, _map_rgba(_slice(volume, plane, i), cmap, norm)) for g, i in zip(greys, chosen)]
                  for volume, (cmap, norm, _) in zip(ras_maps.values(), bars)]
         fig = _figure(_mosaic(cells), greys[0].shape[:2], _aspect(spacing, plane), plane=plane,
-                      title=f"{title}: {plane} slices ({_VIEW_NOTE[plane]})",
+                      title=f"{title}: {plane} slices ({_VIEW_NOTE[plane]})" + (f". {note}" if note else ""),
                       row_titles=[row_words(name) for name in ras_maps],
                       col_titles=[slice_label(affine, bg.shape, plane, i) for i in chosen], colorbars=bars)
         written.append(_save(fig, path))
@@ -341,11 +342,12 @@ def plane_file_name(name: str, plane: str) -> str:
 def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes: np.ndarray,
                       prob_maps: dict[str, np.ndarray], variance_maps: dict[str, np.ndarray],
                       gradcam_maps: dict[str, np.ndarray], affine: np.ndarray,
-                      gt_classes: np.ndarray | None = None) -> list[Path]:
+                      gt_classes: np.ndarray | None = None, gradcam_note: str | None = None) -> list[Path]:
     """overview_{axial,coronal,sagittal}.png, then probabilities, uncertainty (variance per class,
     plus entropy when ``variance_maps`` has it) and gradcam, each when it has data and each on
     the three planes: ``probabilities.png`` (axial), ``probabilities_coronal.png``,
-    ``probabilities_sagittal.png``, and likewise for the others."""
+    ``probabilities_sagittal.png``, and likewise for the others.  ``gradcam_note`` ends the Grad-CAM title (how
+    near each map lies to its class's call)."""
     out_dir = Path(out_dir)
     present = {k: v for k, v in case_images.items() if np.any(v)} or case_images  # a missing sequence is zeros
     flair = present.get("flair", next(iter(present.values())))
@@ -361,5 +363,6 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
     for name, maps, title, style in panels:
         if maps:
             paths += map_figures(flair, maps, affine, {p: out_dir / plane_file_name(name, p) for p in PLANES},
-                                 title=title, style=style, styles={"entropy": ENTROPY}, focus=tumour)
+                                 title=title, style=style, styles={"entropy": ENTROPY}, focus=tumour,
+                                 note=gradcam_note if name == "gradcam.png" else None)
     return paths

@@ -17,6 +17,7 @@ from ..io.labels import (ALGORITHM_NAME, CLASS_COLORS, CLASS_LONG_NAMES, CLASS_N
 from .constants import (ATTR_CLASS, ATTR_KIND, ATTR_OUTPUT, ATTR_RUN, BRAIN_COLOR, BRAIN_OPACITY, OVERLAY_TITLES,
                         RUN_FOLDER_PREFIX, terminologyEntry)
 from ..reporting.evidence_table import SEQUENCE_LABELS
+from ..reporting.locality_text import LOCALITY_COLUMN, LOCALITY_FLOOR, MARGIN_MM, locality_share
 from .i18n import tr
 from .nodes import niftiArrayFromVolume, readVolumeFile, removeNodeAndHelpers, vtkMatrixFromArray
 from .preprocessing_view import ATTR_PREPROCESSING, ATTR_QC_FIGURE, preprocessingStatus, qcFigurePath
@@ -314,6 +315,7 @@ class ResultsMixin:
             table.SetColumnDescription("Dice", tr("Dice coefficient against the ground truth"))
             table.SetColumnUnitLabel("HD95 [mm]", "mm")
         _addEvidenceColumns(table, summary.get("sequence_evidence"), [s for s, _ in rows])
+        _addLocalityColumn(table, summary.get("gradcam_locality"), [s for s, _ in rows])
         table.SetUseColumnTitleAsColumnHeader(True)
         return table
 
@@ -377,6 +379,24 @@ def _number(value) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return v
+
+
+def _addLocalityColumn(table, locality: dict | None, structures: list[str]) -> None:
+    """The share of each class's Grad-CAM map within the margin of its call (empty for regions and absent classes)."""
+    if not locality:
+        return
+    title = LOCALITY_COLUMN
+    array = vtk.vtkDoubleArray()
+    array.SetName(title)
+    for structure in structures:
+        share = locality_share(locality.get(structure))
+        array.InsertNextValue(_number(None if share is None else 100.0 * share))
+    table.AddColumn(array)
+    table.SetColumnUnitLabel(title, "%")
+    table.SetColumnDescription(title, tr("Share of this class's Grad-CAM map within {margin} mm of the predicted region; "
+                                         "below {floor} % the map lies mostly away from the call and does not show "
+                                         "what it rests on").format(margin=f"{MARGIN_MM:g}",
+                                                                    floor=f"{100 * LOCALITY_FLOOR:.0f}"))
 
 
 def _addEvidenceColumns(table, evidence: dict | None, structures: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .handlers import ROUTE
 from ..io.labels import SEQUENCES
 from ..reporting.evidence_table import SEQUENCE_LABELS
+from ..reporting.locality_text import LOCALITY_FLOOR, MARGIN_MM
 from .results_scene import VIEW_PRESETS
 
 LAYOUT_ID = "BrainTumorXAI"
@@ -33,6 +34,9 @@ TRUST_WORDS = ("How well this checkpoint's uncertainty pointed at its own errors
                "voxels from right ones, 0.5 = chance, 1 = perfectly. QU-BraTS: the BraTS uncertainty challenge score, "
                "0-1, higher is better; (zero): the same score with no uncertainty at all, the baseline to beat.")
 NOWRAP = "white-space: nowrap; padding: 0 6px;"
+LOCALITY_WORDS = (f"Share of the class's Grad-CAM map within {MARGIN_MM:g} mm of its predicted region; below "
+                  f"{100 * LOCALITY_FLOOR:.0f} % (in red) the map lies mostly away from the call and does not show "
+                  "what it rests on")
 #: (view quadrant, left, right, top, bottom letters, state key of its slice position) of the 2x2 layout below.
 _QUADRANTS = (("left: 0; top: 0;", "R", "L", "A", "P", "axial"),
               ("left: 0; top: 50%;", "R", "L", "S", "I", "coronal"),
@@ -143,10 +147,13 @@ class LayoutMixin:
                             with html.Tr():
                                 html.Th("Region")
                                 html.Th("Volume (cm³)")
+                                html.Th("Grad-CAM near the call", title=LOCALITY_WORDS, style=NOWRAP)
                         with html.Tbody():
                             with html.Tr(v_for="row in volumes", key="row.name"):
                                 html.Td("{{ row.name }}")
                                 html.Td("{{ row.volume }}")
+                                html.Td("{{ row.gradcam }}", title=LOCALITY_WORDS,
+                                        classes=("{ 'text-error': row.gradcam_away }",))
                     with v3.VTable(density="compact", v_show=("metrics.length",), classes="mt-2", id="metrics"):
                         with html.Thead():
                             with html.Tr():

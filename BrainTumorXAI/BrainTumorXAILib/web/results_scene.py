@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..io.labels import SEQUENCES, TUMOUR_CLASSES
 from ..reporting.evidence_table import evidence_rows
+from ..reporting.locality_text import LOCALITY_COLUMN, LOCALITY_FLOOR
 from ..reporting.review_regions import boundary_words
 from ..slicer_bridge.constants import OVERLAY_TITLES
 from ..slicer_bridge.logic import BrainTumorXAILogic
@@ -221,12 +222,16 @@ class ResultsScene:
             return [array.GetValue(i) for i in range(table.GetNumberOfRows())] if array is not None else None
 
         structures, kinds, volumes = column("Structure"), column("Kind"), column("Volume [cm3]")
+        locality = column(LOCALITY_COLUMN)
         metric_columns = {"dice": column("Dice"), "hd95": column("HD95 [mm]"),
                           "sensitivity": column("Sensitivity"), "precision": column("Precision")}
         rows, metrics, seen = [], [], set()
         for i, (name, kind) in enumerate(zip(structures, kinds)):
             if name not in seen:  # region ET is class ET
-                rows.append({"name": name, "volume": _fmt(volumes[i], 2)})
+                share = locality[i] if locality is not None and kind == "class" else None
+                rows.append({"name": name, "volume": _fmt(volumes[i], 2),
+                             "gradcam": f"{_fmt(share, 0)} %" if _finite(share) else "",
+                             "gradcam_away": bool(_finite(share) and share < 100 * LOCALITY_FLOOR)})
                 seen.add(name)
             values = {k: (v[i] if v is not None else None) for k, v in metric_columns.items()}
             if kind == "region" and any(_finite(v) for v in values.values()):
