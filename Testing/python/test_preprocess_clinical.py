@@ -152,6 +152,26 @@ def test_coregistration_recovers_the_known_motion_in_physical_space(raw_case, se
     assert not result.implausible()
 
 
+def test_a_registration_repeats_bit_for_bit_alone_and_side_by_side(raw_case):
+    """ITK sums the sampled metric over threads in a varying order; on one ITK thread per registration a run
+    repeats exactly, also when registrations run side by side (the pipeline's co-registrations)."""
+    from BrainTumorXAILib.preprocess.repeatable import run_side_by_side
+
+    folder, _ = raw_case
+
+    def load(name):
+        image = nib.load(str(folder / name))
+        return to_sitk(np.asarray(image.dataobj, np.float32), image.affine)
+
+    fixed, moving = load("T1GD.nii.gz"), load("Flair.nii.gz")
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    alone = [register_rigid(fixed, moving).transform.GetParameters() for _ in range(2)]
+    together = run_side_by_side({i: lambda: register_rigid(fixed, moving).transform.GetParameters()
+                                 for i in range(2)})
+    assert alone[0] == alone[1] == together[0] == together[1]
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads  # restored for everything else
+
+
 @pytest.fixture(scope="module")
 def coarse_checkpoint(tmp_path_factory):
     """An untrained 2-level U-Net that works at 4 mm (fast on the 1 mm atlas grid)."""

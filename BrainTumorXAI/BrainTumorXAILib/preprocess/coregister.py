@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from .repeatable import one_itk_thread
 from .transforms_io import rigid_parameters
 
 #: Mattes mutual information histogram bins and the fraction of voxels sampled per iteration.
@@ -81,8 +82,13 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     """The rigid transform (fixed point -> moving point) that best aligns ``moving`` with ``fixed``.
 
     ``initial`` None starts from the headers (identity in physical space, rotation about the fixed image's centre).
-    The metric is sampled at random with a fixed ``seed``, so a run repeats exactly.
+    The metric is sampled at random with a fixed ``seed`` and summed on one ITK thread, so a run repeats exactly.
     """
+    with one_itk_thread():
+        return _register_rigid(fixed, moving, initial, fixed_mask, seed, shrink, smooth_mm, iterations)
+
+
+def _register_rigid(fixed, moving, initial, fixed_mask, seed, shrink, smooth_mm, iterations) -> RigidResult:
     t0 = time.perf_counter()
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .decide import Decision, decide, looks_brain_extracted
 from .inputs import find_sequences, read_series
 from .n4 import n4_correct
 from .options import DEFAULT_BRAIN_EXTRACTION, ClinicalOptions
+from .repeatable import run_side_by_side
 from .sitk_images import to_array, to_sitk
 
 #: Below this mutual information (nats) after registration a sequence shares no anatomy with the T1ce.
@@ -83,19 +85,24 @@ def run_full(folder: Path, files: CaseFiles, decision: Decision, options: Clinic
     check_method(options.brain_extraction)
     timings["read"] = time.perf_counter() - t0
 
+    # The co-registrations and the brain extraction are independent: side by side, one ITK thread each (a run
+    # repeats exactly, repeatable.py).  Each stage's time is its own jobs' (they overlap); the wall time of both
+    # is "coregistration+brain_extraction".
     t0 = time.perf_counter()
-    coregistration = {s: _coregister(t1ce, series[s], files.files[s], options.seed, warnings)
-                      for s in present if s != "t1ce"}
-    timings["coregistration"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    brain, brain_info = _brain(t1ce, t1ce_data, t1ce_affine, files.files["t1ce"], options, user_mask)
+    jobs = {s: _timed(partial(_coregister, t1ce, series[s], files.files[s], options.seed))
+            for s in present if s != "t1ce"}
+    jobs["brain"] = _timed(partial(_brain, t1ce, t1ce_data, t1ce_affine, files.files["t1ce"], options, user_mask))
+    done = run_side_by_side(jobs)
+    timings["coregistration+brain_extraction"] = time.perf_counter() - t0
+    coregistration = {s: done[s][0][0] for s in present if s != "t1ce"}
+    warnings += [w for s in coregistration for w in done[s][0][1]]  # in sequence order, whatever ended first
+    timings["coregistration"] = sum(done[s][1] for s in coregistration)
+    (brain, brain_info), timings["brain_extraction"] = done["brain"]
     volume_ml = float(brain.sum() * np.prod(voxel_spacing(t1ce_affine)) / 1000.0)
     brain_info["volume_ml"] = round(volume_ml, 1)
     if not BRAIN_ML[0] <= volume_ml <= BRAIN_ML[1]:
         warnings.append(f"{files.files['t1ce']}: implausible brain mask ({volume_ml:.0f} mL after "
                         f"{brain_info['method']} brain extraction); check the QC figure")
-    timings["brain_extraction"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     atlas = load_atlas(options.atlas)
@@ -143,7 +150,16 @@ def run_full(folder: Path, files: CaseFiles, decision: Decision, options: Clinic
                         brain, brain_info, timings, warnings, options.n4)
 
 
-def _coregister(t1ce: sitk.Image, image: sitk.Image, path: Path, seed: int, warnings: list) -> RigidResult:
+def _timed(fn):
+    def run():
+        t0 = time.perf_counter()
+        return fn(), time.perf_counter() - t0
+    return run
+
+
+def _coregister(t1ce: sitk.Image, image: sitk.Image, path: Path, seed: int) -> tuple[RigidResult, list[str]]:
+    """The rigid result and its warnings (a job of its own: the caller keeps the warnings in sequence order)."""
+    warnings = []
     try:
         result = register_rigid(t1ce, image, seed=seed)
     except RuntimeError as exc:  # ITK: no overlap, too few samples inside the moving image ...
@@ -154,7 +170,7 @@ def _coregister(t1ce: sitk.Image, image: sitk.Image, path: Path, seed: int, warn
     why = result.implausible()
     if why:
         warnings.append(f"{path}: implausible co-registration to the T1ce: {why}; check the QC figure")
-    return result
+    return result, warnings
 
 
 def _brain(t1ce: sitk.Image, t1ce_data, t1ce_affine, path: Path, options: ClinicalOptions,
