@@ -10,25 +10,20 @@ import numpy as np
 import SimpleITK as sitk
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 from scipy import ndimage
 from skimage.feature import canny
 
 from ..io.labels import SEQUENCES
+from ..reporting.figures import _slice as view_slice
+from ..reporting.figures import to_ras
 from .pipeline import ClinicalCase
 from .sitk_images import to_array
 
 
-def radiological(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """An (i, j, k) array with its RAS affine as (row, column, axial slice): anterior up, the patient's right on
-    the image's left, slices from foot to head, whatever the header's axis order and signs (native scans and the
-    atlas differ)."""
-    to_lps = ornt_transform(io_orientation(affine), axcodes2ornt(("L", "P", "S")))
-    return apply_orientation(volume, to_lps).transpose(1, 0, 2)
-
-
-def _slice(view: np.ndarray, k: int) -> np.ndarray:
-    return view[:, :, k]
+def _axial(ras: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice ``k`` of a RAS-reoriented volume as every figure shows it (anterior up, the patient's right on the
+    image's left), whatever the header's axis order and signs: native scans and the atlas differ."""
+    return view_slice(ras, "axial", k)
 
 
 def _edges(image: np.ndarray) -> np.ndarray:
@@ -52,33 +47,33 @@ def _panel(ax, background: np.ndarray, overlay: np.ndarray, title: str, colour=(
 
 def write_qc_figure(clinical: ClinicalCase, path: Path) -> Path:
     native = clinical.native_case.affine
-    t1ce = radiological(clinical.native_case.images[SEQUENCES.index("t1ce")], native)
-    brain = radiological(clinical.brain, native)
+    t1ce = to_ras(clinical.native_case.images[SEQUENCES.index("t1ce")], native)[0]
+    brain = to_ras(clinical.brain, native)[0]
     brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
     k = int(brain_slices[len(brain_slices) // 2]) if brain_slices.size else t1ce.shape[2] // 2
     rows = list(clinical.coregistration) + ["brain"]
     fig = Figure(figsize=(6, 3 * len(rows)), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 2, squeeze=False)
-    background = _slice(t1ce, k)
+    background = _axial(t1ce, k)
     for r, seq in enumerate(rows[:-1]):
         result = clinical.coregistration[seq]
         by_header = to_array(sitk.Resample(clinical.series[seq], clinical.t1ce, sitk.Transform(), sitk.sitkLinear,
                                            0.0, sitk.sitkFloat32))
-        by_header = radiological(by_header, native)
-        registered = radiological(clinical.native_case.images[SEQUENCES.index(seq)], native)
-        _panel(axes[r, 0], background, _edges(_slice(by_header, k)),
+        by_header = to_ras(by_header, native)[0]
+        registered = to_ras(clinical.native_case.images[SEQUENCES.index(seq)], native)[0]
+        _panel(axes[r, 0], background, _edges(_axial(by_header, k)),
                f"{seq} edges on T1ce, headers only (MI {result.mi_before:.3f})")
-        _panel(axes[r, 1], background, _edges(_slice(registered, k)),
+        _panel(axes[r, 1], background, _edges(_axial(registered, k)),
                f"{seq} edges on T1ce, co-registered (MI {result.mi_after:.3f})")
-    mask = _slice(brain, k)
+    mask = _axial(brain, k)
     _panel(axes[-1, 0], background, mask ^ _eroded(mask), f"brain mask ({clinical.brain_info['method']})",
            colour=(0.2, 1.0, 0.2))
     atlas = clinical.atlas_case.affine  # the template's grid
-    atlas_t1ce = radiological(clinical.atlas_case.images[SEQUENCES.index("t1ce")], atlas)
-    template = radiological(to_array(clinical.atlas.template), atlas)
+    atlas_t1ce = to_ras(clinical.atlas_case.images[SEQUENCES.index("t1ce")], atlas)[0]
+    template = to_ras(to_array(clinical.atlas.template), atlas)[0]
     ka = atlas_t1ce.shape[2] // 2 + 10
-    _panel(axes[-1, 1], _slice(atlas_t1ce, ka), _edges(_slice(template, ka)),
+    _panel(axes[-1, 1], _axial(atlas_t1ce, ka), _edges(_axial(template, ka)),
            f"{clinical.atlas.name} template edges on T1ce (atlas space)", colour=(0.2, 0.6, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
