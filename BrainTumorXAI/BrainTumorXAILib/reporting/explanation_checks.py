@@ -189,13 +189,19 @@ def deletion_check(volume, brain, cams: dict, reference_classes, run_probs, frac
 
 def map_locality(maps, brain, spacing=(1.0, 1.0, 1.0)) -> dict:
     """:func:`cam_energy` of the Grad-CAM maps of one prediction (network grid) against its own predicted regions
-    (the dropout-free prediction when kept, else the MC mean's argmax).  No network pass: every analysis reports
-    it, so a map that lies mostly away from its class's call is flagged where the map is shown."""
+    (:func:`predicted_regions`).  No network pass: every analysis reports it, so a map that lies mostly away from
+    its class's call is flagged where the map is shown."""
     brain = np.asarray(brain, bool)
+    return cam_energy(maps.gradcam, predicted_regions(maps, brain), brain, spacing)
+
+
+def predicted_regions(maps, brain: np.ndarray) -> np.ndarray:
+    """The class per voxel the maps explain: the dropout-free prediction when kept, else the MC mean's argmax
+    (0 outside the brain)."""
     reference = maps.deterministic if maps.deterministic is not None else maps.probabilities
     predicted = reference.argmax(axis=0)
     predicted[~brain] = 0
-    return cam_energy(maps.gradcam, predicted, brain, spacing)
+    return predicted
 
 
 # -- everything on one case ---------------------------------------------------------------
@@ -213,9 +219,7 @@ def explanation_checks(model, device, volume, brain, maps, window, overlap: floa
         layer = None
     window = tuple(int(w) for w in window)
     brain = np.asarray(brain, bool)
-    reference = maps.deterministic if maps.deterministic is not None else maps.probabilities
-    predicted = reference.argmax(axis=0)
-    predicted[~brain] = 0
+    predicted = predicted_regions(maps, brain)
 
     def run_cams(net):
         p = Predictor(net, device, window=window, overlap=overlap, mc_samples=0, seed=seed,
@@ -227,7 +231,7 @@ def explanation_checks(model, device, volume, brain, maps, window, overlap: floa
         return p.predict(vol, brain).probabilities
 
     result = {"method": method, "layer": maps.gradcam_layer,
-              "energy": map_locality(maps, brain, spacing)}
+              "energy": cam_energy(maps.gradcam, predicted, brain, spacing)}
     result["randomisation"] = randomisation_check(model, run_cams, maps.gradcam, brain, steps, seed)
     result["deletion"] = deletion_check(volume, brain, maps.gradcam, predicted, run_probs, fractions, seed)
     result["seconds"] = round(time.perf_counter() - t0, 3)
