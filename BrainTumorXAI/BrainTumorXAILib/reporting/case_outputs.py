@@ -102,7 +102,9 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
                 raise future.exception()
         results = {name: future.result() for name, future in futures.items()}
         for name, child in children.items():
-            results[name] = _await_child(name, child, gil_bound[name], control, timings)
+            results[name], seconds = _await_child(name, child, gil_bound[name], control)
+            if name == "figures":  # the trust report times itself (its "seconds")
+                timings[name] = seconds
             finished(name)
     except BaseException:
         for child in children.values():
@@ -125,26 +127,20 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     return outputs, evaluation
 
 
-def _await_child(name: str, child: ForkedCall, fn, control: JobControl, timings: dict):
-    """The child's result.  A cancel ends the child; a child silent for ``FORKED_JOB_GRACE_S`` after the threads'
-    jobs ended is killed and its job is done here instead (a hung worker costs time, never the analysis)."""
+def _await_child(name: str, child: ForkedCall, fn, control: JobControl) -> tuple[object, float]:
+    """The child's result and its seconds.  A cancel ends the child; a child silent for ``FORKED_JOB_GRACE_S``
+    after the threads' jobs ended is killed and its job is done here instead (a hung worker costs time, never the
+    analysis)."""
     deadline = time.monotonic() + FORKED_JOB_GRACE_S
     while not child.ready(0.2):
         control.check()
         if time.monotonic() > deadline:
             child.kill()
-            word = _OUTPUT_WORDS.get(name, name)
-            control.report("outputs", 0.99, f"{word}: the worker process gave no result within "
-                                            f"{FORKED_JOB_GRACE_S:g} s; making it here instead")
+            control.report("outputs", 0.99, f"{_OUTPUT_WORDS.get(name, name)}: the worker process gave no result "
+                                            f"within {FORKED_JOB_GRACE_S:g} s; making it here instead")
             t0 = time.perf_counter()
-            value = fn()
-            if name == "figures":
-                timings[name] = time.perf_counter() - t0
-            return value
-    value, seconds = child.result()
-    if name == "figures":
-        timings[name] = seconds
-    return value
+            return fn(), time.perf_counter() - t0
+    return child.result()
 
 
 def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
