@@ -110,14 +110,9 @@ def monai_reference(grid: CaseOnGrid) -> str:
     restricted to the predicted region (so both explain the same score), and what MONAI does by itself."""
     from monai.visualize import GradCAM, GradCAMpp
 
-    model, dev = grid.model, grid.device
-    start = [max(0, (s - w) // 2) for s, w in zip(grid.volume.shape[1:], grid.window)]
-    box = tuple(slice(a, a + w) for a, w in zip(start, grid.window))
-    x = torch.from_numpy(np.ascontiguousarray(grid.volume[(slice(None), *box)]))[None].to(dev)
-    brain = torch.from_numpy(grid.brain[box])[None].to(dev)
+    model = grid.model
+    x, brain, prediction, start = _centre_window(grid)
     lines = [f"case {grid.case_id}, window {tuple(x.shape[2:])} at {tuple(start)}"]
-    with torch.no_grad():
-        prediction = model(x).argmax(1)
     _, layer = gc.resolve_layer(model, "decoder.2")
     for c in TUMOUR:
         region = ((prediction == c) & brain).float()
@@ -158,13 +153,8 @@ def pytorch_grad_cam_reference(grid: CaseOnGrid) -> str:
     and what pytorch-grad-cam returns by itself (min-max scaled, spline-zoomed), ranked against ours."""
     import pytorch_grad_cam as pgc
 
-    model, dev = grid.model, grid.device
-    start = [max(0, (s - w) // 2) for s, w in zip(grid.volume.shape[1:], grid.window)]
-    box = tuple(slice(a, a + w) for a, w in zip(start, grid.window))
-    x = torch.from_numpy(np.ascontiguousarray(grid.volume[(slice(None), *box)]))[None].to(dev)
-    brain = torch.from_numpy(grid.brain[box])[None].to(dev)
-    with torch.no_grad():
-        prediction = model(x).argmax(1)
+    model = grid.model
+    x, brain, prediction, start = _centre_window(grid)
     _, layer = gc.resolve_layer(model, "decoder.2")
     classes = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "gradcampp": pgc.GradCAMPlusPlus,
                "layercam": pgc.LayerCAM}
@@ -190,10 +180,21 @@ def pytorch_grad_cam_reference(grid: CaseOnGrid) -> str:
             raw = torch.nn.functional.interpolate(torch.as_tensor(raw)[:, None].float(), size=x.shape[2:],
                                                   mode="trilinear", align_corners=False)[0, 0].to(ours.device)
             gap = float((ours - raw).abs().max() / ours.abs().max().clamp_min(1e-12))
-            rho = spearman(ours.cpu().numpy(), np.asarray(scaled), grid.brain[box])
+            rho = spearman(ours.cpu().numpy(), np.asarray(scaled), brain[0].cpu().numpy())
             lines.append(f"{method} {CLASS_NAMES[c]}: raw CAM largest difference {gap:.1e} of the peak; Spearman "
                          f"with their scaled output {rho:.3f}; time ours {t_ours:.2f} s, theirs {t_theirs:.2f} s")
     return "\n".join(lines)
+
+
+def _centre_window(grid: CaseOnGrid):
+    """The volume's centre window: (input, brain mask, dropout-free prediction, start index) on the device."""
+    start = [max(0, (s - w) // 2) for s, w in zip(grid.volume.shape[1:], grid.window)]
+    box = tuple(slice(a, a + w) for a, w in zip(start, grid.window))
+    x = torch.from_numpy(np.ascontiguousarray(grid.volume[(slice(None), *box)]))[None].to(grid.device)
+    brain = torch.from_numpy(grid.brain[box])[None].to(grid.device)
+    with torch.no_grad():
+        prediction = grid.model(x).argmax(1)
+    return x, brain, prediction, start
 
 
 def _region_target(output, region, cls):
