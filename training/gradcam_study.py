@@ -13,6 +13,7 @@ sequence-evidence table of each case instead (one row per class and sequence, wi
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import hashlib
 import sys
@@ -114,31 +115,43 @@ def monai_reference(grid: CaseOnGrid) -> str:
     x, brain, prediction, start = _centre_window(grid)
     lines = [f"case {grid.case_id}, window {tuple(x.shape[2:])} at {tuple(start)}"]
     _, layer = gc.resolve_layer(model, "decoder.2")
+    finest_name, (finest,) = gc.resolve_layers(model, gc.DEFAULT_METHOD, None)
     for c in TUMOUR:
         region = ((prediction == c) & brain).float()
         if not bool(region.any()):
             lines.append(f"{CLASS_NAMES[c]}: not predicted in this window")
             continue
         t0 = time.perf_counter()
-        ours = gc.gradcam_from_features(model, model.encode(x), layer, [c], region_mask=brain).cams[c][0]
+        ours = gc.gradcam_from_features(model, model.encode(x), layer, [c], region_mask=brain,
+                                       method="gradcam").cams[c][0]
         t_ours = time.perf_counter() - t0
-        masked = _RegionScore(model, region, c)
+        # MONAI's CAM objects never remove their hooks: each gets its own copy of the network, so every class
+        # is a clean comparison.
+        masked = _RegionScore(copy.deepcopy(model), region, c)
         t0 = time.perf_counter()
         # MONAI's default post-processing rescales each map to [1, 0] (max -> 0): compared raw instead.
         theirs = GradCAM(masked, target_layers="model.decoder.2", postprocessing=_raw)(x, class_idx=c)[0, 0]
         t_monai = time.perf_counter() - t0
-        plain = GradCAM(model, target_layers="decoder.2", postprocessing=_raw)(x, class_idx=c)[0, 0]
+        plain = GradCAM(copy.deepcopy(model), target_layers="decoder.2", postprocessing=_raw)(x, class_idx=c)[0, 0]
         inside = region[0].bool()
+        plain = plain.detach()
         share = float(plain[inside].sum() / plain.sum()) if float(plain.sum()) > 0 else float("nan")
         ours_share = float(ours[inside].sum() / ours.sum()) if float(ours.sum()) > 0 else float("nan")
-        gap = float((ours - theirs.detach()).abs().max() / ours.abs().max().clamp_min(1e-12))
+        gap = _gap(ours, theirs)
         lines.append(f"{CLASS_NAMES[c]}: ours vs MONAI GradCAM (same score) Spearman "
                      f"{spearman(ours.cpu().numpy(), theirs.detach().cpu().numpy()):.4f}, largest difference "
                      f"{gap:.1e} of the peak, time {t_ours:.2f} s vs "
                      f"{t_monai:.2f} s (one class); MONAI's own score (class logit summed over the whole window): "
                      f"energy in the region {share:.3f} (ours {ours_share:.3f})")
+        # The default method is Grad-CAM too, with the runner-up margin as its score, at the stage feeding the head.
+        ours_default = gc.gradcam_from_features(model, model.encode(x), finest, [c], region_mask=brain,
+                                               method=gc.DEFAULT_METHOD).cams[c][0]
+        theirs_default = GradCAM(_RegionScore(copy.deepcopy(model), region, c, rival=True),
+                                 target_layers=f"model.{finest_name}", postprocessing=_raw)(x, class_idx=c)[0, 0]
+        lines.append(f"{CLASS_NAMES[c]}: the default ({gc.DEFAULT_METHOD}, {finest_name}) vs MONAI GradCAM given "
+                     f"its score: largest difference {_gap(ours_default, theirs_default):.1e} of the peak")
         try:
-            GradCAMpp(masked, target_layers="model.decoder.2")(x, class_idx=c)
+            GradCAMpp(_RegionScore(copy.deepcopy(model), region, c), target_layers="model.decoder.2")(x, class_idx=c)
             lines.append(f"{CLASS_NAMES[c]}: MONAI GradCAMpp ran")
         except Exception as exc:  # noqa: BLE001 -- recorded: what MONAI does with a segmentation score
             lines.append(f"{CLASS_NAMES[c]}: MONAI GradCAMpp fails on a segmentation score: {type(exc).__name__}: "
@@ -205,17 +218,26 @@ def _raw(cam):
     return cam
 
 
-class _RegionScore(torch.nn.Module):
-    """The wrapped network's logits of class ``cls`` kept on ``region`` only (zero elsewhere)."""
+def _gap(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """Largest absolute difference of two maps, as a share of our map's peak."""
+    return float((ours - theirs.detach()).abs().max() / ours.abs().max().clamp_min(1e-12))
 
-    def __init__(self, model, region, cls):
+
+class _RegionScore(torch.nn.Module):
+    """The wrapped network's logits of class ``cls`` (with ``rival``: its margin over the runner-up class, the
+    default method's score) kept on ``region`` only, zero elsewhere: MONAI's class score is then ours."""
+
+    def __init__(self, model, region, cls, rival: bool = False):
         super().__init__()
-        self.model, self.region, self.cls = model, region, cls
+        self.model, self.region, self.cls, self.rival = model, region, cls, rival
 
     def forward(self, x):
         logits = self.model(x)
         keep = torch.zeros_like(logits)
         keep[:, self.cls] = self.region
+        if self.rival:
+            margin = gc._margin_over_rival(logits, self.cls)[:, None]
+            logits = torch.where(keep > 0, margin.to(logits.dtype), logits)
         return logits * keep
 
 

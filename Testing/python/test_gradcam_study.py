@@ -32,3 +32,14 @@ def test_study_writes_one_row_per_candidate_and_class(small_case, tmp_path, caps
         assert r["D_deletion_area"] == ""  # --no-deletion
     assert any(int(r["predicted_voxels"]) > 0 for r in rows)
     assert "candidate 14" in capsys.readouterr().err
+
+
+def test_monai_gradcam_gives_our_maps_given_the_same_score(small_case, tmp_path):
+    """MONAI's GradCAM, told our class score (plain, and the default's runner-up margin), must give our maps."""
+    pytest.importorskip("monai", reason="MONAI is the optional `bench` extra")
+    out = tmp_path / "study.csv"
+    assert main([str(small_case), "--candidates", "99", "--monai", "--out", str(out)]) == 0
+    lines = out.with_suffix(".monai.txt").read_text().splitlines()
+    gaps = [float(line.split("largest difference ")[1].split()[0]) for line in lines if "largest difference" in line]
+    assert len(gaps) >= 2 and any("the default" in line for line in lines)
+    assert max(gaps) < 1e-5
