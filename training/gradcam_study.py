@@ -42,7 +42,8 @@ CANDIDATES = [(1, "gradcam", "decoder.2"), (2, "gradcam", "decoder.0"), (3, "gra
               (7, "layercam", "decoder.2"), (8, "gradcam-contrast", "decoder.2"), (9, "layercam-fused", None),
               (10, "contrastive-finest", "decoder.3"), (11, "contrastive", "decoder.2"),  # round 2
               (12, "contrastive-hirescam", "decoder.2"), (13, "contrastive-layercam", "decoder.2"),  # round 3
-              (14, "healthy-contrast-finest", "decoder.3"), (15, "healthy-contrast-hirescam", "decoder.2")]
+              (14, "healthy-contrast-finest", "decoder.3"), (15, "healthy-contrast-hirescam", "decoder.2"),
+              (16, "dual-contrast-finest", "decoder.3"), (17, "log-softmax-finest", "decoder.3")]  # round 5
 TUMOUR = (1, 2, 3)
 
 

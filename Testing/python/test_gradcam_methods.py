@@ -46,6 +46,12 @@ def textbook(model, x, layer_names, cls, weighting, score="region"):
         target = target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0]
     if score == "healthy":  # minus the background logit at each voxel
         target = target - logits[:, 0]
+    if score == "dual":  # the runner-up margin plus the margin over background
+        others = logits.detach().clone()
+        others[:, cls] = float("-inf")
+        target = 2 * target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0] - logits[:, 0]
+    if score == "logsoftmax":  # log p_c
+        target = torch.log_softmax(logits, dim=1)[:, cls]
     grads = torch.autograd.grad((target * region).sum(), [store[n] for n in layer_names])
     total = 0
     for n, g in zip(layer_names, grads):
@@ -113,9 +119,32 @@ def _background(logits, bias, cls, region):
     return logits[0] - bias[0]
 
 
+def _runner_up_and_background(logits, bias, cls, region):
+    """Twice the class's logit is scored, against the runner-up mix and background: the map is half that margin."""
+    return (_runner_up_mix(logits, bias, cls, region) + _background(logits, bias, cls, region)) / 2
+
+
+def _probability_mix(logits, bias, cls, region):
+    """d log p_c / d logit_q = [q == c] - p_q: the competitor is sum_q pbar_q (logit_q - b_q) / (1 - pbar_c),
+    pbar the region's mean softmax."""
+    p = torch.softmax(logits, dim=0)[:, region].mean(dim=1)
+    return sum(float(p[q]) * (logits[q] - bias[q]) for q in range(logits.shape[0]) if q != cls) / float(1 - p[cls])
+
+
+def _score_scale(method, logits, cls, region):
+    """The weight the score puts on logit_c: 2 for the dual contrast, 1 - pbar_c for log p_c, else 1."""
+    if method == "dual-contrast-finest":
+        return 2.0
+    if method == "log-softmax-finest":
+        return float(1 - torch.softmax(logits, dim=0)[cls, region].mean())
+    return 1.0
+
+
 @pytest.mark.parametrize("method, competitor", [("gradcam-finest", _no_competitor),
                                                 ("contrastive-finest", _runner_up_mix),
-                                                ("healthy-contrast-finest", _background)])
+                                                ("healthy-contrast-finest", _background),
+                                                ("dual-contrast-finest", _runner_up_and_background),
+                                                ("log-softmax-finest", _probability_mix)])
 def test_finest_stage_maps_are_the_class_margin_over_their_competitor(method, competitor):
     """Where the 1x1x1 head reads the features: ReLU(logit_c - b_c - competitor) x the region's share (module doc);
     the healthy contrast is therefore zero wherever background beats class c."""
@@ -130,7 +159,7 @@ def test_finest_stage_maps_are_the_class_margin_over_their_competitor(method, co
             if not bool(region.any()):
                 continue
             expected = F.relu(logits[cls] - bias[cls] - competitor(logits, bias, cls, region)) * float(
-                region.float().mean())
+                region.float().mean()) * _score_scale(method, logits, cls, region)
             np.testing.assert_allclose(out.cams[cls][0].numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
             checked += 1
     assert checked >= 2

@@ -8,7 +8,8 @@ from ..errors import BrainTumorXAIError
 #: ``--gradcam-method`` (inference.gradcam.METHODS defines each).
 GRADCAM_METHODS = ("gradcam-finest", "gradcam", "hirescam", "gradcampp", "layercam", "gradcam-contrast",
                    "layercam-fused", "contrastive-finest", "contrastive", "contrastive-hirescam",
-                   "contrastive-layercam", "healthy-contrast-finest", "healthy-contrast-hirescam")
+                   "contrastive-layercam", "healthy-contrast-finest", "healthy-contrast-hirescam",
+                   "dual-contrast-finest", "log-softmax-finest")
 #: Chosen on the validation cases by rules fixed before measuring (training/records/default/selection/
 #: gradcam_method_rule*.txt): the largest share of each class's map within 5 mm of its predicted region
 #: (round 1 chose gradcam-finest, round 2 this contrastive score at the same stage).

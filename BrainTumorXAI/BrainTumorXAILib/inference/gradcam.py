@@ -25,7 +25,10 @@ logit of the runner-up class at each voxel: "why c rather than its competitor" i
 which on diffuse oedema also lights healthy brain where background still wins.  The ``healthy`` score
 (``healthy-contrast-finest``, ``healthy-contrast-hirescam``) is the sum over the region of logit_c minus the
 background logit: "why this tumour class rather than healthy tissue"; at the finest stage its map is
-ReLU(logit_c - b_c - (logit_bg - b_bg)) times the region's share, zero wherever background beats c.
+ReLU(logit_c - b_c - (logit_bg - b_bg)) times the region's share, zero wherever background beats c.  The ``dual``
+score (``dual-contrast-finest``) adds the two margins, over the runner-up and over background, so tissue lights
+only where c beats both; the ``logsoftmax`` score (``log-softmax-finest``) is the sum over the region of log p_c,
+c against every class weighted by its probability (the score training optimised).
 A window without a predicted voxel of c contributes a zero CAM; a class that no window predicts anywhere in the
 brain is explained over all (brain) voxels instead, and the caller records that fallback.  Both use this one prediction, so a class
 is "absent" exactly when no window had a score region for it.
@@ -51,7 +54,7 @@ from .explanation_options import DEFAULT_GRADCAM_METHOD, GRADCAM_METHODS
 @dataclass(frozen=True)
 class CamMethod:
     weighting: str  # gradcam | hirescam | gradcampp | layercam
-    score: str = "region"  # region | contrast | rival | healthy
+    score: str = "region"  # region | contrast | rival | healthy | dual | logsoftmax
     all_decoder_stages: bool = False  # fuse every decoder stage (else one layer)
     finest_stage: bool = False  # the decoder stage feeding the head (else the model's default layer)
 
@@ -70,6 +73,8 @@ METHODS = {
     "contrastive-layercam": CamMethod("layercam", score="rival"),
     "healthy-contrast-finest": CamMethod("gradcam", score="healthy", finest_stage=True),
     "healthy-contrast-hirescam": CamMethod("hirescam", score="healthy"),
+    "dual-contrast-finest": CamMethod("gradcam", score="dual", finest_stage=True),
+    "log-softmax-finest": CamMethod("gradcam", score="logsoftmax", finest_stage=True),
 }
 DEFAULT_METHOD = DEFAULT_GRADCAM_METHOD
 assert tuple(METHODS) == GRADCAM_METHODS
@@ -220,6 +225,11 @@ def _class_cams(logits, acts, classes, score_regions, region_mask=None, spec: Ca
             score = (_margin_over_rival(logits, cls) * region.float()).sum()
         elif spec.score == "healthy" and not used_all and cls != BACKGROUND:
             score = ((logits[:, cls].float() - logits[:, BACKGROUND].float()) * region.float()).sum()
+        elif spec.score == "dual" and not used_all and cls != BACKGROUND:
+            margins = _margin_over_rival(logits, cls) + logits[:, cls].float() - logits[:, BACKGROUND].float()
+            score = (margins * region.float()).sum()
+        elif spec.score == "logsoftmax" and not used_all:
+            score = (F.log_softmax(logits.float(), dim=1)[:, cls] * region.float()).sum()
         else:
             score = (logits[:, cls].float() * region.float()).sum()
         grads = torch.autograd.grad(score, acts, retain_graph=i < len(classes) - 1)
