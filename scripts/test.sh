@@ -22,4 +22,4 @@ if ! command -v dciodvfy >/dev/null 2>&1 || ! command -v dcm2niix >/dev/null 2>&
 fi
 . .venv/bin/activate
 export VTK_SMP_BACKEND_IN_USE=STDThread
-python -m pytest -q -p no:cacheprovider Testing/python "$@"
+python -m pytest -q -p no:cacheprovider --durations=20 Testing/python "$@"

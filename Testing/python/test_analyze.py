@@ -78,7 +78,7 @@ def test_summary_and_surfaces(oblique_case, oblique_result):
     assert set(on_disk["volumes_cm3"]["regions"]) == {"WT", "TC", "ET"}
     assert on_disk["metrics"]["regions"]["WT"]["dice"] is not None  # the case has a ground truth
     # The default method explains at the finest decoder stage (this tiny network has two).
-    assert on_disk["options"]["gradcam_method"] == "contrastive-finest" and on_disk["options"]["gradcam_layer"] == "decoder.1"
+    assert on_disk["options"]["gradcam_method"] == "log-softmax-finest" and on_disk["options"]["gradcam_layer"] == "decoder.1"
     # Sequence evidence for every sequence the network reads, written beside the other maps (checked on the case
     # grid with them above).
     read = [s for s, info in on_disk["sequence_evidence"]["sequences"].items() if info["read"]]

@@ -119,7 +119,7 @@ def test_analyze_writes_the_trust_report(small_case, tiny_checkpoint, tmp_path):
     checks = trust["explanation_checks"]
     assert [s["randomised_up_to"] for s in checks["randomisation"]][-1] == "encoder.0"
     assert set(checks["deletion"]) == {"NCR", "ED", "ET"}
-    assert checks["method"] == "contrastive-finest" and summary["options"]["gradcam_method"] == "contrastive-finest"
+    assert checks["method"] == "log-softmax-finest" and summary["options"]["gradcam_method"] == "log-softmax-finest"
     assert all(e["in_region_margin"] is None or e["in_region"] <= e["in_region_margin"] <= 1.0
                for e in checks["energy"].values())
     assert "trust_report" in summary["timings_s"]

@@ -10,12 +10,15 @@ For class c, a hooked layer with activations A_k (k = channels) and the gradient
 stage unless ``--gradcam-layer`` says otherwise; the fused method sums LayerCAM over every decoder stage, all in
 the same units, the score's) and a score.  ``gradcam-finest`` is Grad-CAM at the decoder stage that feeds the
 1x1x1 head.  There, with gradient weights W_ck |R| / N, it is exactly ReLU(logit_c - bias_c) scaled by the window's
-share of the region.  ``contrastive-finest`` (the default) is the ``rival`` score at that stage: ReLU of
+share of the region.  ``contrastive-finest`` is the ``rival`` score at that stage: ReLU of
 [logit_c - bias_c - sum_q pi_q (logit_q - bias_q)] times the same share, pi_q the share of the region whose
-runner-up class is q.  Both show where, and how strongly, the network places (or prefers) class c, not which
+runner-up class is q.  ``log-softmax-finest`` (the default) scores log p_c there: ReLU of
+[logit_c - bias_c - sum_{q != c} pbar_q (logit_q - bias_q) / (1 - pbar_c)] times (1 - pbar_c) and the share, pbar
+the region's mean softmax.  These show where, and how strongly, the network places (or prefers) class c, not which
 features drove it (the sequence evidence answers that by sequence).  They were chosen on validation cases by rules
-fixed before measuring (round 1; round 2 after round 1's winner missed on real scans; round 3, on five validation
-cases, kept round 2's choice), because the mid-decoder maps put most of their mass on healthy brain on real scans.
+fixed before measuring (round 1; round 2 after round 1's winner missed on real scans; rounds 3-4 kept round 2's
+choice; round 5 chose log p_c on ten cases), because the mid-decoder maps put most of their mass on healthy brain
+on real scans.
 The class score S_c of a segmentation network is the sum of its class-c logits over the voxels the
 (dropout-free) network predicts as c, restricted to the brain when a mask is given: zero padding outside the
 brain is no evidence.  The ``contrast`` score subtracts the logits on a thin shell around that region (scaled to
