@@ -83,14 +83,14 @@ def expected_maps(flair: np.ndarray, brain: np.ndarray, affine: np.ndarray, mode
     linear = hm.logits(f, HEAD_W, np.zeros(4))  # W_k . f: the head's part that depends on the hooked features
     cams = {}
     for c in (1, 2, 3):
-        # The default score is logit_c minus each voxel's runner-up q(v) over c's region R, so the CAM is
-        # ReLU(W_c . f - sum_q share_q W_q . f) with share_q the fraction of R whose runner-up is q.
+        # The default score is log p_c summed over c's region R; d log p_c / d logit_q = [q == c] - p_q, so the
+        # CAM is ReLU(W_c . f - sum_q pbar_q W_q . f), pbar the mean softmax over R (up to a positive scale).
         region = (det_prediction == c) & brain
         assert region.any(), "every class must have a score region in this design"
-        others = np.where(np.arange(4)[:, None, None, None] == c, -np.inf, full)
-        rival = others.argmax(0)[region]
-        share = np.bincount(rival, minlength=4) / rival.size
-        cam = np.maximum(linear[c] - np.tensordot(share, linear, axes=1), 0.0)
+        softmax = np.exp(full - full.max(0))
+        softmax /= softmax.sum(0)
+        pbar = softmax[:, region].mean(axis=1)
+        cam = np.maximum(linear[c] - np.tensordot(pbar, linear, axes=1), 0.0)
         cam = np.where(brain, cam, 0.0)
         cams[c] = cam / cam.max()
     out["gradcam"] = cams
