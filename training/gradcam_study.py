@@ -144,10 +144,10 @@ def monai_reference(grid: CaseOnGrid) -> str:
                      f"{gap:.1e} of the peak, time {t_ours:.2f} s vs "
                      f"{t_monai:.2f} s (one class); MONAI's own score (class logit summed over the whole window): "
                      f"energy in the region {share:.3f} (ours {ours_share:.3f})")
-        # The default method is Grad-CAM too, with the runner-up margin as its score, at the stage feeding the head.
+        # The default method is Grad-CAM too, with its own class score, at the stage feeding the head.
         ours_default = gc.gradcam_from_features(model, model.encode(x), finest, [c], region_mask=brain,
                                                method=gc.DEFAULT_METHOD).cams[c][0]
-        theirs_default = GradCAM(_RegionScore(copy.deepcopy(model), region, c, rival=True),
+        theirs_default = GradCAM(_RegionScore(copy.deepcopy(model), region, c, gc.method_spec(None).score),
                                  target_layers=f"model.{finest_name}", postprocessing=_raw)(x, class_idx=c)[0, 0]
         lines.append(f"{CLASS_NAMES[c]}: the default ({gc.DEFAULT_METHOD}, {finest_name}) vs MONAI GradCAM given "
                      f"its score: largest difference {_gap(ours_default, theirs_default):.1e} of the peak")
@@ -225,21 +225,19 @@ def _gap(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 
 class _RegionScore(torch.nn.Module):
-    """The wrapped network's logits of class ``cls`` (with ``rival``: its margin over the runner-up class, the
-    default method's score) kept on ``region`` only, zero elsewhere: MONAI's class score is then ours."""
+    """The wrapped network's per-voxel score of class ``cls`` (``score``: a Grad-CAM method's kind, the plain
+    logit by default) on ``region`` only, zero elsewhere: MONAI's class score is then ours."""
 
-    def __init__(self, model, region, cls, rival: bool = False):
+    def __init__(self, model, region, cls, score: str = "region"):
         super().__init__()
-        self.model, self.region, self.cls, self.rival = model, region, cls, rival
+        self.model, self.region, self.cls, self.score = model, region, cls, score
 
     def forward(self, x):
         logits = self.model(x)
         keep = torch.zeros_like(logits)
         keep[:, self.cls] = self.region
-        if self.rival:
-            margin = gc._margin_over_rival(logits, self.cls)[:, None]
-            logits = torch.where(keep > 0, margin.to(logits.dtype), logits)
-        return logits * keep
+        voxel_score = gc.class_score_map(logits, self.cls, self.score)[:, None]
+        return torch.where(keep > 0, voxel_score.to(logits.dtype), torch.zeros_like(logits))
 
 
 def main(argv=None) -> int:

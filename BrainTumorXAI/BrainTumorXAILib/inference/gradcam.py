@@ -222,24 +222,30 @@ def _class_cams(logits, acts, classes, score_regions, region_mask=None, spec: Ca
             continue
         if spec.score == "contrast" and not used_all:
             region = contrast_weights(region, region_mask)
-        # float32 score and CAM under bf16/fp16 autocast too (a no-op in float32): a half-precision
-        # sum over a window's voxels would round away most of the score.
-        if spec.score == "rival" and not used_all:
-            score = (_margin_over_rival(logits, cls) * region.float()).sum()
-        elif spec.score == "healthy" and not used_all and cls != BACKGROUND:
-            score = ((logits[:, cls].float() - logits[:, BACKGROUND].float()) * region.float()).sum()
-        elif spec.score == "dual" and not used_all and cls != BACKGROUND:
-            margins = _margin_over_rival(logits, cls) + logits[:, cls].float() - logits[:, BACKGROUND].float()
-            score = (margins * region.float()).sum()
-        elif spec.score == "logsoftmax" and not used_all:
-            score = (F.log_softmax(logits.float(), dim=1)[:, cls] * region.float()).sum()
-        else:
-            score = (logits[:, cls].float() * region.float()).sum()
+        # The all-voxel fallback has no region to contrast: it explains the plain logit.
+        score = (class_score_map(logits, cls, "region" if used_all else spec.score) * region.float()).sum()
         grads = torch.autograd.grad(score, acts, retain_graph=i < len(classes) - 1)
         cam = sum(F.interpolate(weigh(spec.weighting, a.float(), g.float()), size=size, mode="trilinear",
                                 align_corners=False) for a, g in zip(acts, grads))
         cams[cls] = cam[:, 0].detach()
     return cams, fallback, found
+
+
+def class_score_map(logits: torch.Tensor, cls: int, score: str) -> torch.Tensor:
+    """(B, D, H, W) per-voxel class score; S_c is its sum over the score region (weighted, for ``contrast``).
+
+    float32 under bf16/fp16 autocast too (a no-op in float32): a half-precision sum over a window's voxels would
+    round away most of the score.
+    """
+    logit = logits[:, cls].float()
+    if score == "rival":
+        return _margin_over_rival(logits, cls)
+    if score in ("healthy", "dual") and cls != BACKGROUND:
+        over_healthy = logit - logits[:, BACKGROUND].float()
+        return over_healthy + _margin_over_rival(logits, cls) if score == "dual" else over_healthy
+    if score == "logsoftmax":
+        return F.log_softmax(logits.float(), dim=1)[:, cls]
+    return logit  # region, contrast
 
 
 def _margin_over_rival(logits: torch.Tensor, cls: int) -> torch.Tensor:
