@@ -116,7 +116,7 @@ def monai_reference(grid: CaseOnGrid) -> str:
     x, brain, prediction, start = _centre_window(grid)
     lines = [f"case {grid.case_id}, window {tuple(x.shape[2:])} at {tuple(start)}"]
     _, layer = gc.resolve_layer(model, "decoder.2")
-    finest_name, (finest,) = gc.resolve_layers(model, gc.DEFAULT_METHOD, None)
+    default_name, (default_layer,) = gc.resolve_layers(model, gc.DEFAULT_METHOD, None)
     for c in TUMOUR:
         region = ((prediction == c) & brain).float()
         if not bool(region.any()):
@@ -144,13 +144,16 @@ def monai_reference(grid: CaseOnGrid) -> str:
                      f"{gap:.1e} of the peak, time {t_ours:.2f} s vs "
                      f"{t_monai:.2f} s (one class); MONAI's own score (class logit summed over the whole window): "
                      f"energy in the region {share:.3f} (ours {ours_share:.3f})")
-        # The default method is Grad-CAM too, with its own class score, at the stage feeding the head.
-        ours_default = gc.gradcam_from_features(model, model.encode(x), finest, [c], region_mask=brain,
-                                               method=gc.DEFAULT_METHOD).cams[c][0]
-        theirs_default = GradCAM(_RegionScore(copy.deepcopy(model), region, c, gc.method_spec(None).score),
-                                 target_layers=f"model.{finest_name}", postprocessing=_raw)(x, class_idx=c)[0, 0]
-        lines.append(f"{CLASS_NAMES[c]}: the default ({gc.DEFAULT_METHOD}, {finest_name}) vs MONAI GradCAM given "
-                     f"its score: largest difference {_gap(ours_default, theirs_default):.1e} of the peak")
+        # The default method, when it is Grad-CAM with a per-voxel class score (MONAI has no other weighting and
+        # no region-against-shell score), at the layer it hooks.
+        default = gc.method_spec(None)
+        if default.weighting == "gradcam" and default.score != "contrast":
+            ours_default = gc.gradcam_from_features(model, model.encode(x), default_layer, [c], region_mask=brain,
+                                                   method=gc.DEFAULT_METHOD).cams[c][0]
+            theirs_default = GradCAM(_RegionScore(copy.deepcopy(model), region, c, default.score),
+                                     target_layers=f"model.{default_name}", postprocessing=_raw)(x, class_idx=c)[0, 0]
+            lines.append(f"{CLASS_NAMES[c]}: the default ({gc.DEFAULT_METHOD}, {default_name}) vs MONAI GradCAM given "
+                         f"its score: largest difference {_gap(ours_default, theirs_default):.1e} of the peak")
         try:
             GradCAMpp(_RegionScore(copy.deepcopy(model), region, c), target_layers="model.decoder.2")(x, class_idx=c)
             lines.append(f"{CLASS_NAMES[c]}: MONAI GradCAMpp ran")
