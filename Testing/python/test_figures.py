@@ -213,3 +213,34 @@ def test_a_long_title_wraps_inside_the_figure(tmp_path):
     assert ink.any()
     margin = int(0.05 * figures.DPI)
     assert not ink[:, :margin].any() and not ink[:, -margin:].any()
+
+
+def test_colour_bar_labels_use_the_decimals_their_spacing_needs():
+    assert figures._tick_labels(np.array([0.0, 0.02, 0.04, 0.06, 0.08])) == ["0.00", "0.02", "0.04", "0.06", "0.08"]
+    assert figures._tick_labels(np.array([0.0, 0.5, 1.0])) == ["0.0", "0.5", "1.0"]
+    assert figures._tick_labels(np.array([0.0, 0.025, 0.05])) == ["0.000", "0.025", "0.050"]
+    assert figures._tick_labels(np.array([0.0, 2.0, 4.0])) == ["0", "2", "4"]
+
+
+def test_colour_bar_draws_the_colour_map_over_white_with_ticks_inside_its_range():
+    """The bar's pixels are the overlay colour map composited over white, bottom (transparent: white) to top (the
+    map's top colour), and its tick labels are the nice values inside the scale."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    from BrainTumorXAILib.reporting.figure_style import VARIANCE, overlay_cmap
+
+    cmap, box = overlay_cmap(VARIANCE), (0.5, 0.5, 0.3, 1.0)
+    fig = plt.figure(figsize=(2.0, 2.0), dpi=figures.DPI)
+    figures._colour_bar(fig, cmap, Normalize(0.0, 0.083), "variance", box)
+    labels = [t.get_text() for t in fig.texts]
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    plt.close(fig)
+    assert labels == ["0.00", "0.02", "0.04", "0.06", "0.08", "variance"]
+    x = int((box[0] + box[2] / 2) * figures.DPI)
+    top_row = int((2.0 - box[1] - box[3]) * figures.DPI) + 3  # image rows run top to bottom
+    bottom_row = int((2.0 - box[1]) * figures.DPI) - 3
+    top = np.asarray(cmap(1.0 - 3.5 / (box[3] * figures.DPI)))  # the colour 3 pixels below the top edge
+    assert rgb[top_row, x] == pytest.approx(top[:3] * top[3] + 1 - top[3], abs=0.02)
+    assert rgb[bottom_row, x] == pytest.approx([1.0, 1.0, 1.0], abs=0.02)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_figures_and_trust_report_made_in_children_equal_those_made_in_threads(s
     monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
     monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
     in_child = analyze_case(small_case, tmp_path / "child", AnalysisOptions(**options))
-    assert drawn_in == ["figures", "trust report"]
+    assert drawn_in == ["figures", "uncertainty and Grad-CAM figures", "trust report"]  # two figure lanes
     monkeypatch.setattr(case_outputs, "fork_available", lambda: False)
     in_thread = analyze_case(small_case, tmp_path / "thread", AnalysisOptions(**options))
     assert in_child["outputs"]["figures"] == in_thread["outputs"]["figures"]
@@ -90,7 +91,10 @@ def test_figures_and_trust_report_made_in_children_equal_those_made_in_threads(s
         a = np.asarray(Image.open(tmp_path / "child" / name))
         b = np.asarray(Image.open(tmp_path / "thread" / name))
         assert a.shape == b.shape and np.array_equal(a, b), name
-    assert in_child["timings_s"]["figures"] > 0
+    assert in_child["timings_s"]["figures"] > 0 and in_child["timings_s"]["figures_maps"] > 0
+    # Both lanes' figures, in the one order of figures.FIGURE_KINDS, the evidence figure last.
+    stems = [Path(name).stem.split("_")[0] for name in in_child["outputs"]["figures"]]
+    assert stems == ["overview"] * 3 + ["probabilities"] * 3 + ["uncertainty"] * 3 + ["gradcam"] * 3 + ["evidence"]
     child_trust, thread_trust = in_child["trust_report"], in_thread["trust_report"]
     assert child_trust["review"] == thread_trust["review"] and child_trust["figures"] == thread_trust["figures"]
     assert child_trust["uncertainty_quality"] == thread_trust["uncertainty_quality"]
@@ -111,7 +115,7 @@ def test_a_cancel_ends_the_figures_child_and_leaves_nothing(small_case, tiny_che
 
     monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
     monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
-    monkeypatch.setattr(case_outputs, "_draw_all_figures", lambda *a: time.sleep(120))  # a figure that never ends
+    monkeypatch.setattr(case_outputs, "_draw_figures", lambda *a: time.sleep(120))  # a figure that never ends
 
     def cancel_when_the_threads_are_done(stage, fraction, message=""):
         if stage == "outputs" and "metrics done" in message:
@@ -130,7 +134,7 @@ def test_a_cancel_ends_the_figures_child_and_leaves_nothing(small_case, tiny_che
 def test_a_silent_figures_child_is_replaced_by_drawing_here(small_case, tiny_checkpoint, tmp_path, monkeypatch):
     """A worker that hangs (as torch's OpenMP pool once made one) costs the grace period, not the analysis."""
     children, messages = [], []
-    real_call, real_draw = case_outputs.ForkedCall, case_outputs._draw_all_figures
+    real_call, real_draw = case_outputs.ForkedCall, case_outputs._draw_figures
     parent = os.getpid()
 
     def recorded(fn, what):
@@ -146,7 +150,7 @@ def test_a_silent_figures_child_is_replaced_by_drawing_here(small_case, tiny_che
 
     monkeypatch.setattr(case_outputs, "fork_available", lambda: True)
     monkeypatch.setattr(case_outputs, "ForkedCall", recorded)
-    monkeypatch.setattr(case_outputs, "_draw_all_figures", hangs_in_a_child)
+    monkeypatch.setattr(case_outputs, "_draw_figures", hangs_in_a_child)
     monkeypatch.setattr(case_outputs, "FORKED_JOB_GRACE_S", 2.0)
     control = JobControl(lambda stage, fraction, message="": messages.append(message))
     t0 = time.perf_counter()

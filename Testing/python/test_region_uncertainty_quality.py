@@ -222,3 +222,18 @@ def test_region_report_equals_the_plain_definitions():
             assert got[name]["auroc"] == pytest.approx(auroc(u, pred != true), rel=0, abs=1e-15)
             assert got[name]["auprc"] == pytest.approx(average_precision(u, pred != true), rel=1e-12)
             assert got[name]["qubrats"] == pytest.approx(qubrats_score(u * 100.0, pred, true), rel=1e-12)
+
+
+def test_region_report_ece_is_the_region_forecasts_ece_for_every_region():
+    """The report's ECE is ``calibration_metrics.region_ece`` of the same forecast inside the brain (random
+    probabilities and labels: every region has errors on both sides of 0.5)."""
+    from BrainTumorXAILib.reporting.calibration_metrics import region_ece
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), size=(6, 7, 5)).transpose(3, 0, 1, 2)
+    ref = rng.integers(0, 4, (6, 7, 5))
+    brain = rng.random((6, 7, 5)) < 0.8
+    rep = region_uncertainty_quality(probs, ref, brain)
+    for region in ("WT", "TC", "ET"):
+        assert rep["regions"][region]["ece"] == pytest.approx(region_ece(probs, ref, region, brain), abs=1e-12)
+        assert rep["regions"][region]["ece"] > 0.01

@@ -19,7 +19,7 @@ from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..runtime import Cancelled, JobControl, usable_cpus
 from .calibration_metrics import uncertainty_quality
 from .evidence_report import write_evidence, write_evidence_figure
-from .figures import write_all_figures
+from .figures import FIGURE_KINDS, write_all_figures
 from .locality_text import locality_note
 from .metrics import mc_accuracy, segmentation_metrics, volumes_cm3
 
@@ -29,8 +29,12 @@ OUTPUT_THREADS_MIN_CPUS = 4
 OUTPUT_THREADS_FEW_CPUS = 3
 #: Seconds a forked job may stay silent after the in-process jobs ended before it is redone in this process.
 FORKED_JOB_GRACE_S = 300.0
+#: The figures in two jobs of about equal length (the sequence-evidence figure goes with the first): with one
+#: figures job, on 2 CPUs, that job ran alone at the end of the stage while the other core idled.
+FIGURE_LANES = {"figures": ("overview", "probabilities"), "figures_maps": ("uncertainty", "gradcam")}
 #: Job names as the progress line says them.
-_OUTPUT_WORDS = {"write": "volumes", "trust_report": "trust report", "evidence": "sequence evidence"}
+_OUTPUT_WORDS = {"write": "volumes", "trust_report": "trust report", "evidence": "sequence evidence",
+                 "figures_maps": "uncertainty and Grad-CAM figures"}
 
 
 def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: bool, figures: bool,
@@ -45,8 +49,8 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     Every job's own duration is recorded; ``outputs`` is the wall time of all of them.
     Progress: one "outputs" stage, ticked by each job as it ends; a cancel stops the volume
     writer at its next file, and the folder is removed only after every job ended.
-    The trust report's figures use matplotlib's object API (no pyplot), so they may
-    be drawn beside the pyplot figures.
+    Every figure uses matplotlib's object API (no pyplot), so figure jobs may run in
+    threads side by side where they cannot be forked.
     """
     def job(name, fn, *args):
         def run():
@@ -62,7 +66,8 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     # possible, forked before any output thread starts (a child inherits only the forking thread).
     gil_bound = {}
     if figures:
-        gil_bound["figures"] = partial(_draw_all_figures, staging, case, grid, evidence)
+        for lane, (name, kinds) in enumerate(FIGURE_LANES.items()):
+            gil_bound[name] = partial(_draw_figures, staging, case, grid, evidence if lane == 0 else None, kinds)
     if trust is not None:
         gil_bound["trust_report"] = trust
     forking = fork_available()
@@ -71,7 +76,7 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     # lanes that end first.
     jobs = [job("write", write_volumes, staging, case, grid, control)]
     if not forking:
-        jobs += [job(name, fn) if name == "figures" else (name, fn) for name, fn in gil_bound.items()]
+        jobs += [job(name, fn) if name in FIGURE_LANES else (name, fn) for name, fn in gil_bound.items()]
     if surfaces:
         jobs.append(job("surfaces", _write_surfaces, staging, grid["classes"], brain, case.affine))
     if evidence:  # its figure is drawn with the others
@@ -103,7 +108,7 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
         results = {name: future.result() for name, future in futures.items()}
         for name, child in children.items():
             results[name], seconds = _await_child(name, child, gil_bound[name], control)
-            if name == "figures":  # the trust report times itself (its "seconds")
+            if name in FIGURE_LANES:  # the trust report times itself (its "seconds")
                 timings[name] = seconds
             finished(name)
     except BaseException:
@@ -114,8 +119,12 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     outputs = results["write"]
     if "surfaces" in results:
         outputs["surfaces"] = results["surfaces"]
-    if "figures" in results:
-        outputs["figures"], evidence_figure = results["figures"]
+    if "figures" in results:  # in FIGURE_KINDS order, then the evidence figure
+        outputs["figures"], evidence_figure = [], None
+        for name in FIGURE_LANES:
+            paths, lane_evidence_figure = results[name]
+            outputs["figures"] += paths
+            evidence_figure = evidence_figure or lane_evidence_figure
         if evidence_figure is not None:
             results["evidence"]["figure"] = evidence_figure
             outputs["figures"].append(evidence_figure)
@@ -195,20 +204,23 @@ def _evaluate(case, grid: dict, brain: np.ndarray) -> dict:
     return result
 
 
-def _draw_all_figures(folder: Path, case, grid: dict, evidence: dict | None) -> tuple[list[str], str | None]:
-    """The figures job: the map figures and the sequence-evidence figure (its name apart)."""
-    paths = _write_figures(folder, case, grid)
+def _draw_figures(folder: Path, case, grid: dict, evidence: dict | None,
+                  kinds=FIGURE_KINDS) -> tuple[list[str], str | None]:
+    """A figures job: the map figures of ``kinds`` and, given ``evidence``, the sequence-evidence figure (its name
+    apart)."""
+    paths = _write_figures(folder, case, grid, kinds)
     if not evidence:
         return paths, None
     return paths, write_evidence_figure(folder, case, evidence["table"], evidence["maps"], grid["classes"])
 
 
-def _write_figures(folder: Path, case, grid: dict) -> list[str]:
+def _write_figures(folder: Path, case, grid: dict, kinds=FIGURE_KINDS) -> list[str]:
     images = {s: case.images[SEQUENCES.index(s)] for s in ("t1ce", "flair", "t2")}
     probs = {n: p for n, p in zip(CLASS_NAMES, grid["probabilities"]) if n != "background"}
     uncertainty = {n: v for n, v in zip(CLASS_NAMES, grid.get("variance", ())) if n != "background"}
     uncertainty["entropy"] = grid["entropy"]
     cams = {CLASS_NAMES[c]: m for c, m in grid["gradcam"].items()}
     paths = write_all_figures(folder / "figures", images, grid["classes"], probs, uncertainty, cams, case.affine,
-                              gt_classes=case.label, gradcam_note=locality_note(grid.get("gradcam_locality")))
+                              gt_classes=case.label, gradcam_note=locality_note(grid.get("gradcam_locality")),
+                              kinds=kinds)
     return [str(Path(p).relative_to(folder)) for p in paths]

@@ -15,20 +15,19 @@ import math
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+from nibabel import orientations as nio
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from nibabel import orientations as nio  # noqa: E402
-
-from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES  # noqa: E402
-from .figure_style import (ENTROPY, GRADCAM, PLANE_LETTERS, PROBABILITY, VARIANCE, MapStyle,  # noqa: E402
-                           overlay_cmap, row_words, slice_label, underlay_window)
+from ..io.labels import CLASS_COLORS, CLASS_LONG_NAMES, CLASS_NAMES, TUMOUR_CLASSES
+from .figure_style import (ENTROPY, GRADCAM, PLANE_LETTERS, PROBABILITY, VARIANCE, MapStyle, overlay_cmap,
+                           row_words, slice_label, underlay_window)
 
 PLANES = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS array order
@@ -176,7 +175,8 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     title = _fit_title(title, fig_w)
     top, bottom = 0.55 + 0.17 * title.count("\n"), (0.45 if legend else 0.1)
     fig_h = top + img_h + bottom
-    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
+    fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)  # the object API, no pyplot: no global figure registry, so
+    FigureCanvasAgg(fig)  # figures may be drawn in several threads at once (and Slicer's matplotlib is untouched)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
     _place_pixels(fig, mosaic, (left, bottom, img_w, img_h))
     # The axes keep imshow's data coordinates (pixel centres at integers) for the titles below.
@@ -194,15 +194,55 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     for r, (cmap, norm, unit) in enumerate(colorbars or ()):
         row_top = 1 - r * (h + GAP_PX) / mosaic.shape[0]  # in axes fraction, from the top
         band = h / mosaic.shape[0]
-        y0 = (bottom + img_h * (row_top - band * 0.95)) / fig_h
-        cax = fig.add_axes(((left + img_w + 0.08) / fig_w, y0, 0.1 / fig_w, img_h * band * 0.9 / fig_h))
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
-        bar.ax.tick_params(labelsize=7)
-        bar.set_label(unit, fontsize=7)
+        _colour_bar(fig, cmap, norm, unit, (left + img_w + 0.08, bottom + img_h * (row_top - band * 0.95), 0.1,
+                                            img_h * band * 0.9))
     if legend:
         handles = [Patch(color=CLASS_COLORS[c], label=f"{c}: {CLASS_LONG_NAMES[c]}") for c in TUMOUR_CLASSES]
         fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     return fig
+
+
+BAR_FONT_PT = 7
+BAR_TICK_IN = 0.05  # tick mark length, and the gap between a tick mark and its label
+_BAR_STEPS = (1, 2, 2.5, 5, 10)  # matplotlib's AutoLocator steps: the same "nice" tick values as a colorbar
+
+
+def _colour_bar(fig, cmap, norm: Normalize, unit: str, box_in: tuple[float, float, float, float]) -> None:
+    """A vertical colour bar in ``box_in`` (left, bottom, width, height, inches): the colour map over white as
+    placed pixels, a frame, tick marks with labels and the unit.  A matplotlib colorbar is an axes with its own
+    tick machinery: a third of a map figure's drawing time."""
+    left, bottom, width, height = box_in
+    rgba = np.asarray(cmap(np.linspace(0.0, 1.0, 256)), float)[::-1]  # the first row is the top
+    strip = np.full((len(rgba), 1, 4), 255, np.uint8)
+    strip[:, 0, :3] = np.round((rgba[:, :3] * rgba[:, 3:] + 1.0 - rgba[:, 3:]) * 255)  # over white, as in an axes
+    _place_pixels(fig, strip, box_in)
+    inches = fig.dpi_scale_trans
+    fig.add_artist(Rectangle((left, bottom), width, height, transform=inches, fill=False, linewidth=0.8,
+                             edgecolor="black"))
+    lo, hi = float(norm.vmin), float(norm.vmax)
+    n_bins = min(max(1, int(height * 72 // (2 * BAR_FONT_PT))), 9)  # matplotlib's 'auto': two font heights a tick
+    ticks = MaxNLocator(nbins=n_bins, steps=_BAR_STEPS).tick_values(lo, hi)
+    ticks = ticks[(ticks >= lo - 1e-9 * (hi - lo)) & (ticks <= hi + 1e-9 * (hi - lo))]
+    labels = _tick_labels(ticks)
+    right = left + width
+    for value, text in zip(ticks, labels):
+        y = bottom + height * (value - lo) / (hi - lo)
+        fig.add_artist(Line2D((right, right + BAR_TICK_IN), (y, y), transform=inches, linewidth=0.8, color="black"))
+        fig.text(right + 2 * BAR_TICK_IN, y, text, transform=inches, ha="left", va="center", fontsize=BAR_FONT_PT)
+    widest = max((len(t) for t in labels), default=1) * BAR_FONT_PT * 0.6 / 72  # a digit is about 0.6 em wide
+    fig.text(right + 3 * BAR_TICK_IN + widest, bottom + height / 2, unit, transform=inches, rotation=90,
+             ha="left", va="center", fontsize=BAR_FONT_PT)
+
+
+def _tick_labels(ticks: np.ndarray) -> list[str]:
+    """Tick values with the decimals their spacing needs (0, 0.5, 1 / 0.000, 0.025, 0.050), as a colorbar's."""
+    if len(ticks) < 2:
+        return [f"{v:g}" for v in ticks]
+    step = float(np.min(np.diff(ticks)))
+    decimals = 0
+    while decimals < 8 and not np.allclose(np.round(ticks, decimals), ticks, rtol=0, atol=step * 1e-6):
+        decimals += 1
+    return [f"{v:.{decimals}f}" for v in ticks]
 
 
 _LETTER_STYLE = {"fontsize": 6, "color": "0.85", "fontweight": "bold"}  # grey: no class colour in a sequence row
@@ -226,7 +266,6 @@ def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # zlib level 6 would triple the time
-    plt.close(fig)
     return path
 
 
@@ -339,21 +378,29 @@ def plane_file_name(name: str, plane: str) -> str:
     return name if plane == "axial" else f"{Path(name).stem}_{plane}{Path(name).suffix}"
 
 
+#: The kinds of figure ``write_all_figures`` draws, in its order.
+FIGURE_KINDS = ("overview", "probabilities", "uncertainty", "gradcam")
+
+
 def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes: np.ndarray,
                       prob_maps: dict[str, np.ndarray], variance_maps: dict[str, np.ndarray],
                       gradcam_maps: dict[str, np.ndarray], affine: np.ndarray,
-                      gt_classes: np.ndarray | None = None, gradcam_note: str | None = None) -> list[Path]:
+                      gt_classes: np.ndarray | None = None, gradcam_note: str | None = None,
+                      kinds=FIGURE_KINDS) -> list[Path]:
     """overview_{axial,coronal,sagittal}.png, then probabilities, uncertainty (variance per class,
     plus entropy when ``variance_maps`` has it) and gradcam, each when it has data and each on
     the three planes: ``probabilities.png`` (axial), ``probabilities_coronal.png``,
     ``probabilities_sagittal.png``, and likewise for the others.  ``gradcam_note`` ends the Grad-CAM title (how
-    near each map lies to its class's call)."""
+    near each map lies to its class's call).  ``kinds``: only these of ``FIGURE_KINDS`` (the figures of one
+    lane when they are drawn in several processes)."""
     out_dir = Path(out_dir)
     present = {k: v for k, v in case_images.items() if np.any(v)} or case_images  # a missing sequence is zeros
     flair = present.get("flair", next(iter(present.values())))
     tumour = np.asarray(pred_classes) > 0
-    paths = overview_figures(case_images, pred_classes, affine, {p: out_dir / f"overview_{p}.png" for p in PLANES},
-                             gt_classes)
+    paths = []
+    if "overview" in kinds:
+        paths += overview_figures(case_images, pred_classes, affine,
+                                  {p: out_dir / f"overview_{p}.png" for p in PLANES}, gt_classes)
     panels = (("probabilities.png", prob_maps, "Probability of each class (mean of the MC Dropout samples)",
                PROBABILITY),
               ("uncertainty.png", variance_maps, "Uncertainty: MC Dropout variance per class, and predictive entropy",
@@ -361,7 +408,7 @@ def write_all_figures(out_dir, case_images: dict[str, np.ndarray], pred_classes:
               ("gradcam.png", gradcam_maps, "Grad-CAM 3D: where this network's output favours each class "
                                             "(an attribution, not proof of tumour)", GRADCAM))
     for name, maps, title, style in panels:
-        if maps:
+        if maps and Path(name).stem in kinds:
             paths += map_figures(flair, maps, affine, {p: out_dir / plane_file_name(name, p) for p in PLANES},
                                  title=title, style=style, styles={"entropy": ENTROPY}, focus=tumour,
                                  note=gradcam_note if name == "gradcam.png" else None)

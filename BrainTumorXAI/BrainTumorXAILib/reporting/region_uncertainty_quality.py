@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.labels import REGIONS
-from .calibration_metrics import _json_float, _subsample, region_ece
+from .calibration_metrics import _json_float, _subsample, expected_calibration_error
 
 #: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100): 0, 2.5, ..., 100, the 40 steps of the
 #: challenge's own evaluation script (RagMeh11/QU-BraTS, checked: same filtering u > tau, FTP/FTN inside the brain).
@@ -278,6 +278,7 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         cell = _confusion_cell(pred, true)  # shared by every measure of the region
         p = probs[list(classes)].sum(axis=0, dtype=np.float64)
         confidence = np.where(p >= 0.5, p, 1.0 - p)
+        correct = (p >= 0.5) == true
         measures = {}
         for name, u in _in_measure_order({**free, **_region_own_measures(probs, region, p, maps["variance"])}).items():
             ranked, first = prepared(name, region, u)
@@ -286,8 +287,9 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
             measures[name] = {"auroc": _json_float(roc), "auprc": _json_float(ap),
                               "qubrats": {k: _json_float(v) for k, v in q.items()}}
         regions[region] = {
-            "ece": _json_float(region_ece(probs, ref, region, None, n_bins)),
-            "reliability": reliability_bins(confidence, (p >= 0.5) == true, n_bins),
+            # calibration_metrics.region_ece of the same forecast, from the arrays already made here
+            "ece": _json_float(expected_calibration_error(confidence, correct, n_bins)),
+            "reliability": reliability_bins(confidence, correct, n_bins),
             "error_rate": _json_float(errors.mean()) if errors.size else None,
             "measures": measures,
         }

@@ -1,7 +1,7 @@
 """Trust-report figures: reliability diagrams per region and the "where to look" panel.
 
 Drawn with matplotlib's object API (a ``Figure`` on its own Agg canvas, no pyplot): no global figure
-registry is touched, so ``analyze`` can draw them in a thread beside the pyplot figures of ``figures.py``.
+registry is touched, so ``analyze`` can draw them in a thread beside the figures of ``figures.py`` (drawn alike).
 """
 
 from __future__ import annotations
