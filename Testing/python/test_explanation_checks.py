@@ -159,6 +159,9 @@ def test_explanation_checks_on_a_tiny_network():
                if e["in_region"] is not None)
     assert set(out["energy"]) == {"NCR", "ED", "ET"}
     assert all(e["in_brain"] in (None, pytest.approx(1.0)) for e in out["energy"].values())
+    # The energy every analysis reports already (map_locality) is the checks' own: analyze hands it in.
+    from BrainTumorXAILib.reporting.explanation_checks import map_locality
+    assert out["energy"] == map_locality(maps, brain)
     assert [s["blocks"] for s in out["randomisation"]] == [1, 6]
     assert set(out["deletion"]) == {"NCR", "ED", "ET"}
     assert len(out["deletion"]["ED"]["relative_score_cam"]) == 2

@@ -34,15 +34,25 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15, mask=None)
     if mask is not None:
         m = np.asarray(mask, bool)
         conf, hit = conf[m], hit[m]
-    conf, hit = np.clip(conf.ravel(), 0.0, 1.0), hit.ravel()
-    if conf.size == 0:
-        return float("nan")
+    return ece_of_bins(*confidence_bins(conf, hit, n_bins))
+
+
+def confidence_bins(confidence, correct, n_bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: the voxel count, the summed confidence and the summed hits (what the ECE and
+    a reliability diagram are made of)."""
+    conf = np.clip(np.asarray(confidence, np.float64).ravel(), 0.0, 1.0)
+    hit = np.asarray(correct, bool).ravel()
     # Confidence 1.0 belongs to the last bin, which is closed on the right.
     bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
-    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
-    hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
+    return (np.bincount(bins, minlength=n_bins), np.bincount(bins, weights=conf, minlength=n_bins),
+            np.bincount(bins, weights=hit, minlength=n_bins))
+
+
+def ece_of_bins(count: np.ndarray, conf_sum: np.ndarray, hit_sum: np.ndarray) -> float:
+    """The ECE from :func:`confidence_bins`; nan when no voxel is counted."""
+    n = int(count.sum())
     # sum_b n_b/n * |acc_b - conf_b| = sum_b |hits_b - conf_sum_b| / n
-    return float(np.sum(np.abs(hit_sum - conf_sum)) / conf.size)
+    return float(np.sum(np.abs(hit_sum - conf_sum)) / n) if n else float("nan")
 
 
 def region_ece(mean_probs, ref_classes, region: str, brain_mask=None, n_bins: int = 15) -> float:

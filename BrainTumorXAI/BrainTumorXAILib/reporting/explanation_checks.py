@@ -207,8 +207,9 @@ def predicted_regions(maps, brain: np.ndarray) -> np.ndarray:
 # -- everything on one case ---------------------------------------------------------------
 def explanation_checks(model, device, volume, brain, maps, window, overlap: float = 0.5, layer: str | None = None,
                        steps: int = RANDOMISATION_STEPS, fractions=DELETION_FRACTIONS, seed: int = 0,
-                       method: str | None = None, spacing=(1.0, 1.0, 1.0)) -> dict:
-    """All checks for one preprocessed volume and its ``PredictionMaps`` (network grid), JSON-serialisable."""
+                       method: str | None = None, spacing=(1.0, 1.0, 1.0), energy: dict | None = None) -> dict:
+    """All checks for one preprocessed volume and its ``PredictionMaps`` (network grid), JSON-serialisable.
+    ``energy``: the maps' :func:`map_locality` when the analysis measured it already (the same figures)."""
     t0 = time.perf_counter()
     classes = sorted(maps.gradcam)
     if not classes:
@@ -231,7 +232,7 @@ def explanation_checks(model, device, volume, brain, maps, window, overlap: floa
         return p.predict(vol, brain).probabilities
 
     result = {"method": method, "layer": maps.gradcam_layer,
-              "energy": cam_energy(maps.gradcam, predicted, brain, spacing)}
+              "energy": energy if energy is not None else cam_energy(maps.gradcam, predicted, brain, spacing)}
     result["randomisation"] = randomisation_check(model, run_cams, maps.gradcam, brain, steps, seed)
     result["deletion"] = deletion_check(volume, brain, maps.gradcam, predicted, run_probs, fractions, seed)
     result["seconds"] = round(time.perf_counter() - t0, 3)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.labels import REGIONS
-from .calibration_metrics import _json_float, _subsample, expected_calibration_error
+from .calibration_metrics import _json_float, _subsample, confidence_bins, ece_of_bins
 
 #: QU-BraTS uncertainty thresholds (uncertainty scaled to 0..100): 0, 2.5, ..., 100, the 40 steps of the
 #: challenge's own evaluation script (RagMeh11/QU-BraTS, checked: same filtering u > tau, FTP/FTN inside the brain).
@@ -118,12 +118,12 @@ def reliability_bins(confidence, correct, n_bins: int = 15) -> dict:
 
     Empty bins hold None for confidence and accuracy.
     """
-    conf = np.clip(np.asarray(confidence, np.float64).ravel(), 0.0, 1.0)
-    hit = np.asarray(correct, bool).ravel()
-    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
-    hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
+    return reliability_of_bins(*confidence_bins(confidence, correct, n_bins))
+
+
+def reliability_of_bins(count: np.ndarray, conf_sum: np.ndarray, hit_sum: np.ndarray) -> dict:
+    """:func:`reliability_bins` from ``calibration_metrics.confidence_bins``."""
+    n_bins = count.size
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, acc = conf_sum / count, hit_sum / count
     return {"edges": np.linspace(0.0, 1.0, n_bins + 1).tolist(), "count": count.tolist(),
@@ -278,7 +278,7 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
         cell = _confusion_cell(pred, true)  # shared by every measure of the region
         p = probs[list(classes)].sum(axis=0, dtype=np.float64)
         confidence = np.where(p >= 0.5, p, 1.0 - p)
-        correct = (p >= 0.5) == true
+        bins = confidence_bins(confidence, (p >= 0.5) == true, n_bins)
         measures = {}
         for name, u in _in_measure_order({**free, **_region_own_measures(probs, region, p, maps["variance"])}).items():
             ranked, first = prepared(name, region, u)
@@ -287,9 +287,9 @@ def region_uncertainty_quality(mean_probs, ref_classes, brain_mask, entropy=None
             measures[name] = {"auroc": _json_float(roc), "auprc": _json_float(ap),
                               "qubrats": {k: _json_float(v) for k, v in q.items()}}
         regions[region] = {
-            # calibration_metrics.region_ece of the same forecast, from the arrays already made here
-            "ece": _json_float(expected_calibration_error(confidence, correct, n_bins)),
-            "reliability": reliability_bins(confidence, correct, n_bins),
+            # calibration_metrics.region_ece of the same forecast, from the bins of its reliability diagram
+            "ece": _json_float(ece_of_bins(*bins)),
+            "reliability": reliability_of_bins(*bins),
             "error_rate": _json_float(errors.mean()) if errors.size else None,
             "measures": measures,
         }

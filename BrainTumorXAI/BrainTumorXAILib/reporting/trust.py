@@ -89,4 +89,5 @@ def case_explanation_checks(case, prediction: CasePrediction, model, device, met
     spacing = np.linalg.norm(prediction.transform.resampled_affine[:3, :3], axis=0)  # the network grid's
     return explanation_checks(model, device, volume, net_mask, prediction.maps, (window,) * 3,
                               overlap=options.overlap, layer=prediction.maps.gradcam_layer, seed=options.seed,
-                              method=prediction.maps.gradcam_method, spacing=tuple(float(s) for s in spacing))
+                              method=prediction.maps.gradcam_method, spacing=tuple(float(s) for s in spacing),
+                              energy=prediction.grid.get("gradcam_locality"))
