@@ -40,16 +40,15 @@ def textbook(model, x, layer_names, cls, weighting, score="region"):
         band = grown - region
         region = region - band * region.sum() / band.sum()
     target = logits[:, cls]
-    if score == "rival":  # minus the runner-up class's logit at each voxel (chosen without gradient)
-        others = logits.detach().clone()
-        others[:, cls] = float("-inf")
-        target = target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0]
+    others = logits.detach().clone()
+    others[:, cls] = float("-inf")
+    runner_up = logits.gather(1, others.argmax(1, keepdim=True))[:, 0]  # chosen per voxel without gradient
+    if score == "rival":  # minus the runner-up class's logit at each voxel
+        target = target - runner_up
     if score == "healthy":  # minus the background logit at each voxel
         target = target - logits[:, 0]
     if score == "dual":  # the runner-up margin plus the margin over background
-        others = logits.detach().clone()
-        others[:, cls] = float("-inf")
-        target = 2 * target - logits.gather(1, others.argmax(1, keepdim=True))[:, 0] - logits[:, 0]
+        target = 2 * target - runner_up - logits[:, 0]
     if score == "logsoftmax":  # log p_c
         target = torch.log_softmax(logits, dim=1)[:, cls]
     grads = torch.autograd.grad((target * region).sum(), [store[n] for n in layer_names])

@@ -33,8 +33,8 @@ score (``dual-contrast-finest``) adds the two margins, over the runner-up and ov
 only where c beats both; the ``logsoftmax`` score (``log-softmax-finest``) is the sum over the region of log p_c,
 c against every class weighted by its probability (the score training optimised).
 A window without a predicted voxel of c contributes a zero CAM; a class that no window predicts anywhere in the
-brain is explained over all (brain) voxels instead, and the caller records that fallback.  Both use this one prediction, so a class
-is "absent" exactly when no window had a score region for it.
+brain is explained over all (brain) voxels instead, and the caller records that fallback.  Both use this one
+prediction, so a class is "absent" exactly when no window had a score region for it.
 
 All classes share one forward pass: the first hooked layer's output is turned into a leaf tensor, only the part
 of the network after it builds a graph, and one partial backward per class reaches just the hooked outputs.
