@@ -153,10 +153,10 @@ def _await_child(name: str, child: ForkedCall, fn, control: JobControl) -> tuple
 
 
 def _output_workers(n_jobs: int, cpus: int | None = None) -> int:
-    """Threads for the output jobs.  They are submitted longest first (write, figures, trust report, surfaces,
-    metrics), so on 2-3 CPUs three workers start writing (zlib, in threads, outside the GIL), the figures and the
-    trust report together, and take the rest as they finish.  More threads than that on few CPUs thrash: the
-    GIL-bound jobs (figures, trust report) then slow each other down (docs/performance.md)."""
+    """Threads for the output jobs.  They are submitted longest first (write, then, where they are not forked, the
+    two figure lanes and the trust report, then surfaces, evidence, metrics), so on 2-3 CPUs three workers start
+    and take the rest as they finish.  More threads than that on few CPUs thrash: the GIL-bound jobs (figures,
+    trust report) then slow each other down (docs/performance.md)."""
     cpus = cpus or usable_cpus()
     if cpus >= OUTPUT_THREADS_MIN_CPUS:
         return n_jobs
