@@ -21,11 +21,11 @@ features reach every sample as broadcast views (no copy per batch), and one
 80x96x80 sample at a time is then the fastest (values equal to ~4e-7, the
 moments' summation order); 64^3 windows still go 4 at a time.
 On the CPU the MC decoder batches run channels-last (NDHWC): oneDNN's 3D
-convolutions then skip their layout reorders (a single deterministic pass
-gains nothing, instance norm copies back, so the encoder
-and the deterministic / Grad-CAM decode stay contiguous).  Only the float
-summation order changes (logits agree to ~1e-5); the model's parameters are
-left as they are.
+convolutions then skip their layout reorders, and the instance norms keep the
+layout (``models.blocks.ChannelsLastInstanceNorm3d``; torch's own copies it back).
+A single deterministic pass gains nothing, so the encoder and the deterministic /
+Grad-CAM decode stay contiguous.  Only the float summation order changes (logits
+agree to ~1e-5); the model's parameters are left as they are.
 Dropout masks are drawn once per MC sample for the whole volume, so sample s
 uses the same channel mask in every window: no seams where windows meet.
 Per-window moments are blended with Gaussian weights and normalised once.

@@ -15,10 +15,35 @@ def _groups(channels: int, max_groups: int = 8) -> int:
     return next(g for g in range(min(max_groups, channels), 0, -1) if channels % g == 0)
 
 
+class ChannelsLastInstanceNorm3d(nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` that keeps a channels-last (NDHWC) input channels-last.
+
+    torch's instance norm copies such an input to the contiguous layout and returns it so: in the CPU's
+    channels-last MC decode every following convolution then reorders it back.  Here the per-(sample, channel)
+    statistics come from the NDHWC memory viewed as (N, voxels, C), two passes (mean, then the mean squared
+    deviation) as accurate as torch's own, and the affine step keeps the layout.  Any other input takes torch's
+    path; parameters and state dict are ``nn.InstanceNorm3d``'s.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() != 5 or self.track_running_stats or x.is_contiguous()
+                or not x.is_contiguous(memory_format=torch.channels_last_3d)):
+            return super().forward(x)
+        n, c = x.shape[:2]
+        voxels = x.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view of the NDHWC memory
+        mean = voxels.mean(dim=1, keepdim=True)
+        var = (voxels - mean).square_().mean(dim=1)
+        scale = torch.rsqrt(var + self.eps)
+        if self.affine:
+            scale = scale * self.weight
+        shift = -mean[:, 0] * scale + (self.bias if self.affine else 0.0)
+        return torch.addcmul(shift.view(n, c, 1, 1, 1), x, scale.view(n, c, 1, 1, 1))
+
+
 def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         # Per-sample statistics, no running buffers: identical in train, eval and MC mode.
-        return nn.InstanceNorm3d(channels, affine=True, track_running_stats=False)
+        return ChannelsLastInstanceNorm3d(channels, affine=True, track_running_stats=False)
     if kind == "group":
         return nn.GroupNorm(_groups(channels), channels)
     if kind == "batch":
