@@ -23,9 +23,9 @@ moments' summation order); 64^3 windows still go 4 at a time.
 On the CPU the MC decoder batches run channels-last (NDHWC): oneDNN's 3D
 convolutions then skip their layout reorders, and the instance norms keep the
 layout (``models.blocks.ChannelsLastInstanceNorm3d``; torch's own copies it back).
-A single deterministic pass gains nothing, so the encoder and the deterministic /
-Grad-CAM decode stay contiguous.  Only the float summation order changes (logits
-agree to ~1e-5); the model's parameters are left as they are.
+The encoder and the dropout-free (Grad-CAM) decode run channels-last as well.
+Only the float summation order changes (logits agree to ~1e-5); the model's
+parameters are left as they are.
 Dropout masks are drawn once per MC sample for the whole volume, so sample s
 uses the same channel mask in every window: no seams where windows meet.
 Per-window moments are blended with Gaussian weights and normalised once.
@@ -146,14 +146,16 @@ class Predictor:
                                 f"window {done + 1}{'' if len(group) == 1 else f'-{done + len(group)}'}/{len(tiling)}")
             x = torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device)
             feats = None
-            if self.run_deterministic or not self.full_mc_passes:
-                t0 = time.perf_counter()
+            # Channels-last on the CPU (weights too, for the while): the dropout-free pass is faster so as well.
+            with _weights_channels_last(self.model, self.channels_last):
+                if self.run_deterministic or not self.full_mc_passes:
+                    t0 = time.perf_counter()
+                    with self._autocast():
+                        feats = self.model.encode(self._layout(x))
+                    timings["encoder"] += _elapsed(t0, self.device)
+                group_brain = None if brain is None else torch.stack([brain[box] for box in group])
                 with self._autocast():
-                    feats = self.model.encode(x)
-                timings["encoder"] += _elapsed(t0, self.device)
-            group_brain = None if brain is None else torch.stack([brain[box] for box in group])
-            with self._autocast():
-                det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
+                    det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
             # Attention gates of the dropout-free pass (the MC passes overwrite them).
             att = gc.upsample_attention(self.model, tiling.window) if det else {}
             for i, box in enumerate(group):
