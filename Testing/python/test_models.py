@@ -226,8 +226,9 @@ def test_light_decoder_is_cheaper_and_equivalent_in_interface(name, x):
 
 @pytest.mark.parametrize("affine", [True, False])
 def test_channels_last_instance_norm_equals_torchs_and_keeps_the_layout(affine):
-    """The U-Net's instance norm: on a channels-last input the values of torch's (batches of several samples,
-    a mean far from 0, gradients too) and the output stays channels-last; any other input takes torch's path."""
+    """The U-Net's instance norm: on a channels-last input without a graph (inference) the values of torch's
+    (batches of several samples, a mean far from 0) and the output stays channels-last; with a graph (training,
+    Grad-CAM) and for any other input, torch's own path bit for bit."""
     from BrainTumorXAILib.models.blocks import ChannelsLastInstanceNorm3d, norm_layer
 
     torch.manual_seed(0)
@@ -238,14 +239,12 @@ def test_channels_last_instance_norm_equals_torchs_and_keeps_the_layout(affine):
     theirs = nn.InstanceNorm3d(5, affine=affine)
     theirs.load_state_dict(ours.state_dict())
     x = (torch.randn(3, 5, 6, 7, 8) * torch.arange(1.0, 6.0).view(1, 5, 1, 1, 1) + 40.0)
-    x_cl = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
-    x_plain = x.clone().requires_grad_(True)
-    y_cl, y_plain = ours(x_cl), theirs(x_plain)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last_3d) and not y_cl.is_contiguous()
-    assert torch.allclose(y_cl, y_plain, atol=2e-5)
-    weights = torch.randn_like(y_plain)
-    (y_cl * weights).sum().backward()
-    (y_plain * weights).sum().backward()
-    assert torch.allclose(x_cl.grad, x_plain.grad, atol=1e-4)
-    assert torch.equal(ours(x), theirs(x))  # a contiguous input: torch's own path, bit for bit
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        y_cl, y_plain = ours(x_cl), theirs(x)
+        assert y_cl.is_contiguous(memory_format=torch.channels_last_3d) and not y_cl.is_contiguous()
+        assert torch.allclose(y_cl, y_plain, atol=2e-5)
+        assert torch.equal(ours(x), theirs(x))  # a contiguous input: torch's own path
+    x_grad = x_cl.clone().requires_grad_(True)  # a graph is recorded: torch's kernels, as in training
+    assert torch.equal(ours(x_grad), theirs(x_grad))
     assert isinstance(norm_layer("instance", 4), ChannelsLastInstanceNorm3d)
