@@ -247,4 +247,7 @@ def test_channels_last_instance_norm_equals_torchs_and_keeps_the_layout(affine):
         assert torch.equal(ours(x), theirs(x))  # a contiguous input: torch's own path
     x_grad = x_cl.clone().requires_grad_(True)  # a graph is recorded: torch's kernels, as in training
     assert torch.equal(ours(x_grad), theirs(x_grad))
+    with torch.no_grad():  # bf16 (--precision bf16): torch's kernels too
+        half = x_cl.to(torch.bfloat16)
+        assert torch.equal(ours(half), theirs(half))
     assert isinstance(norm_layer("instance", 4), ChannelsLastInstanceNorm3d)
