@@ -141,13 +141,13 @@ class Predictor:
         self.window_batch = int(self._window_batch or batch_for(self.device, vox, len(tiling)))
         self.mc_batch = int(self._mc_batch or batch_for(self.device, vox, max(self.mc_samples, 1), MC_VOXEL_BUDGET))
         done = 0
-        for group in _chunks(tiling.boxes, self.window_batch):
-            self.control.report("inference", done / len(tiling),
-                                f"window {done + 1}{'' if len(group) == 1 else f'-{done + len(group)}'}/{len(tiling)}")
-            x = torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device)
-            feats = None
-            # Channels-last on the CPU (weights too, for the while): the dropout-free pass is faster so as well.
-            with _weights_channels_last(self.model, self.channels_last):
+        # The whole sweep runs channels-last on the CPU, the conv weights too (swapped once, restored after).
+        with _weights_channels_last(self.model, self.channels_last):
+            for group in _chunks(tiling.boxes, self.window_batch):
+                last = '' if len(group) == 1 else f'-{done + len(group)}'
+                self.control.report("inference", done / len(tiling), f"window {done + 1}{last}/{len(tiling)}")
+                x = torch.stack([x_all[(slice(None), *box)] for box in group]).to(self.device)
+                feats = None
                 if self.run_deterministic or not self.full_mc_passes:
                     t0 = time.perf_counter()
                     with self._autocast():
@@ -156,22 +156,22 @@ class Predictor:
                 group_brain = None if brain is None else torch.stack([brain[box] for box in group])
                 with self._autocast():
                     det = self._deterministic(feats, timings, group_brain, cam_found) if self.run_deterministic else {}
-            # Attention gates of the dropout-free pass (the MC passes overwrite them).
-            att = gc.upsample_attention(self.model, tiling.window) if det else {}
-            for i, box in enumerate(group):
-                maps = {k: v[i] for k, v in det.items()}
-                if self.mc_samples:
-                    self.control.check()
-                    t0 = time.perf_counter()
-                    with self._autocast():  # one context for all samples: the weights are cast once
-                        maps.update(self._mc_moments(x[i:i + 1], None if feats is None else [f[i:i + 1] for f in feats],
-                                                     masks))
-                    timings["mc_dropout"] += _elapsed(t0, self.device)
-                blend.add(box, weight, maps)
-                if att:
-                    attention = attention or BlendAccumulator(tiling.shape, {k: 1 for k in att}, device=self.device)
-                    attention.add(box, weight, {k: v[i:i + 1] for k, v in att.items()})
-            done += len(group)
+                # Attention gates of the dropout-free pass (the MC passes overwrite them).
+                att = gc.upsample_attention(self.model, tiling.window) if det else {}
+                for i, box in enumerate(group):
+                    maps = {k: v[i] for k, v in det.items()}
+                    if self.mc_samples:
+                        self.control.check()
+                        t0 = time.perf_counter()
+                        with self._autocast():  # one context for all samples: the weights are cast once
+                            window_feats = None if feats is None else [f[i:i + 1] for f in feats]
+                            maps.update(self._mc_moments(x[i:i + 1], window_feats, masks))
+                        timings["mc_dropout"] += _elapsed(t0, self.device)
+                    blend.add(box, weight, maps)
+                    if att:
+                        attention = attention or BlendAccumulator(tiling.shape, {k: 1 for k in att}, device=self.device)
+                        attention.add(box, weight, {k: v[i:i + 1] for k, v in att.items()})
+                done += len(group)
         self.control.report("inference", 1.0, "blending")
         result = self._finish(blend, attention, brain_mask, len(tiling), timings)
         # "Absent" by the same prediction that defines the score regions: no window had one.
@@ -187,8 +187,8 @@ class Predictor:
     # -- pieces -----------------------------------------------------------------
     def _autocast(self):
         """A fresh autocast context per network stage, not one per sweep: autocast caches the bf16 copy of
-        each weight for the whole context, and the MC decode swaps its conv weights to channels-last inside
-        its own; a copy cached from the dropout-free decode would keep the slow layout."""
+        each weight for the whole context, and the copies are made in whatever layout the weights have then
+        (channels-last during the CPU sweep, ``_weights_channels_last``)."""
         return autocast(self.device, self.autocast_dtype)
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
@@ -227,7 +227,7 @@ class Predictor:
         # broadcast views (stride 0 over the samples), not as n copies: the skips are only added or
         # concatenated, and the full-resolution skip copied per batch was a fifth of the MC time.
         shared = None if feats is None else [self._layout(f) for f in feats]
-        with mc_dropout_mode(self.model), _weights_channels_last(self.model, self.channels_last):
+        with mc_dropout_mode(self.model):  # the weights are channels-last already on the CPU (``predict``)
             for start in range(0, self.mc_samples, self.mc_batch):
                 stop = min(start + self.mc_batch, self.mc_samples)
                 n = stop - start
