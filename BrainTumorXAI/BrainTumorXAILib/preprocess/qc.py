@@ -8,14 +8,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import SimpleITK as sitk
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from scipy import ndimage
 from skimage.feature import canny
 
 from ..io.labels import SEQUENCES
 from ..reporting.figures import _slice as view_slice
-from ..reporting.figures import to_ras
+from ..reporting.figures import new_figure, to_ras
 from .pipeline import ClinicalCase
 from .sitk_images import to_array
 
@@ -52,8 +50,7 @@ def write_qc_figure(clinical: ClinicalCase, path: Path) -> Path:
     brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
     k = int(brain_slices[len(brain_slices) // 2]) if brain_slices.size else t1ce.shape[2] // 2
     rows = list(clinical.coregistration) + ["brain"]
-    fig = Figure(figsize=(6, 3 * len(rows)), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure((6, 3 * len(rows)), dpi=100)
     axes = fig.subplots(len(rows), 2, squeeze=False)
     background = _axial(t1ce, k)
     for r, seq in enumerate(rows[:-1]):

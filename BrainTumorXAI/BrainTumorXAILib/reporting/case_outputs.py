@@ -119,12 +119,9 @@ def write_outputs(staging: Path, case, grid: dict, brain: np.ndarray, surfaces: 
     outputs = results["write"]
     if "surfaces" in results:
         outputs["surfaces"] = results["surfaces"]
-    if "figures" in results:  # in FIGURE_KINDS order, then the evidence figure
-        outputs["figures"], evidence_figure = [], None
-        for name in FIGURE_LANES:
-            paths, lane_evidence_figure = results[name]
-            outputs["figures"] += paths
-            evidence_figure = evidence_figure or lane_evidence_figure
+    if "figures" in results:  # in FIGURE_KINDS order, then the evidence figure (drawn by the first lane)
+        outputs["figures"] = [path for name in FIGURE_LANES for path in results[name][0]]
+        evidence_figure = results["figures"][1]
         if evidence_figure is not None:
             results["evidence"]["figure"] = evidence_figure
             outputs["figures"].append(evidence_figure)

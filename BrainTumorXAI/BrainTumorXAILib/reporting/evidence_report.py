@@ -2,7 +2,7 @@
 ``figures/evidence.png`` (the per-class table as bars, and each map on the slice where the class is largest),
 its table as text: ``evidence_table``.
 
-The figure uses matplotlib's object API (``trust_figures``), so it may be drawn beside the other figures.
+The figure uses matplotlib's object API (``figures.new_figure``), so it may be drawn beside the other figures.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from matplotlib.colors import Normalize
 
 from ..io.labels import CLASS_NAMES, SEQUENCES
 from ..io.nifti_writer import save_volume
-from .figures import _aspect, _grey, _slice, _window, to_ras
+from .figures import _aspect, _grey, _slice, _window, new_figure, to_ras
 from .evidence_table import SEQUENCE_LABELS, evidence_file_name
-from .trust_figures import _new_figure, _save
+from .trust_figures import _save
 
 SEQUENCE_COLOURS = {"t1": "#8c8c8c", "t1ce": "#d62728", "t2": "#1f77b4", "flair": "#2ca02c"}
 #: What a map's value is, per method (the colour bar's label).
@@ -36,7 +36,7 @@ def draw_evidence(table: dict, maps: dict, background: np.ndarray, classes: np.n
     """The figure of ``evidence_figure`` (not saved)."""
     read = [s for s in SEQUENCES if table["sequences"].get(s, {}).get("read")]
     names = list(table["classes"])
-    fig = _new_figure((2.6 * (1 + len(read)) + 0.9, 2.4 * len(names) + 0.6))
+    fig = new_figure((2.6 * (1 + len(read)) + 0.9, 2.4 * len(names) + 0.6))
     # A narrow last column holds each row's colour bar (the maps share one scale, 0-1).
     axes = fig.subplots(len(names), 2 + len(read), squeeze=False,
                         gridspec_kw={"width_ratios": [1.0] * (1 + len(read)) + [0.06]})

@@ -157,6 +157,14 @@ def _place_pixels(fig, mosaic: np.ndarray, box_in: tuple[float, float, float, fl
     fig.add_artist(_Pixels(mosaic.take(rows, axis=0).take(cols, axis=1), x0, y0))
 
 
+def new_figure(size: tuple[float, float], dpi: float | None = None) -> Figure:
+    """A figure on its own Agg canvas (matplotlib's object API, no pyplot): no global figure registry is touched,
+    so figures may be drawn in several threads at once, and a host application's matplotlib state is left alone."""
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _fit_title(title: str, width_in: float) -> str:
     """The title on as many lines as the figure's width needs (a 10 pt character is about 0.08 in wide)."""
     return "\n".join(textwrap.wrap(title, width=max(20, int(width_in / 0.08)), break_long_words=False))
@@ -175,8 +183,7 @@ def _figure(mosaic: np.ndarray, cell_shape: tuple[int, int], aspect: float, *, t
     title = _fit_title(title, fig_w)
     top, bottom = 0.55 + 0.17 * title.count("\n"), (0.45 if legend else 0.1)
     fig_h = top + img_h + bottom
-    fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)  # the object API, no pyplot: no global figure registry, so
-    FigureCanvasAgg(fig)  # figures may be drawn in several threads at once (and Slicer's matplotlib is untouched)
+    fig = new_figure((fig_w, fig_h), dpi=DPI)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
     _place_pixels(fig, mosaic, (left, bottom, img_w, img_h))
     # The axes keep imshow's data coordinates (pixel centres at integers) for the titles below.

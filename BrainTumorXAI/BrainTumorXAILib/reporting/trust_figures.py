@@ -1,7 +1,7 @@
 """Trust-report figures: reliability diagrams per region and the "where to look" panel.
 
-Drawn with matplotlib's object API (a ``Figure`` on its own Agg canvas, no pyplot): no global figure
-registry is touched, so ``analyze`` can draw them in a thread beside the figures of ``figures.py`` (drawn alike).
+Drawn with matplotlib's object API (``figures.new_figure``, no pyplot), so ``analyze`` can draw them in a thread
+beside the figures of ``figures.py``.
 """
 
 from __future__ import annotations
@@ -9,21 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .figure_style import ENTROPY, overlay_cmap, slice_label, underlay_window
-from .figures import DPI, _aspect, _grey, _orientation_letters, _slice, to_ras
+from .figures import DPI, _aspect, _grey, _orientation_letters, _slice, new_figure, to_ras
 from .review_regions import boundary_words
 
 
 def reliability_figure(report: dict, path) -> Path:
     """One reliability diagram per region (accuracy against mean confidence per bin, bin counts shaded)."""
     regions = report["regions"]
-    fig = _new_figure((3.2 * len(regions), 3.3))
+    fig = new_figure((3.2 * len(regions), 3.3))
     axes = fig.subplots(1, len(regions), squeeze=False)
     for ax, (name, r) in zip(axes[0], regions.items()):
         rel = r["reliability"]
@@ -73,7 +71,7 @@ def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_lab
     n = max(len(shown), 1)
     panel, gap, left = 2.6, 0.25, 0.25  # inches
     width, height = max(left + n * (panel + gap) + 1.0, 7.5), 4.6
-    fig = _new_figure((width, height))
+    fig = new_figure((width, height))
     axes = [[fig.add_axes(((left + i * (panel + gap)) / width, 1.05 / height, panel / width, panel / height))
              for i in range(n)]]
     win = underlay_window(bg)
@@ -113,12 +111,6 @@ def where_to_look_figure(background: np.ndarray, entropy: np.ndarray, ranked_lab
     fig.suptitle("Where to look: the largest regions where the model is unsure\n(ranked by volume x mean entropy; "
                  "axial slices, patient's right on the left)", fontsize=9, y=1 - 0.08 / height, va="top")
     return _save(fig, path, tight=False)
-
-
-def _new_figure(size) -> Figure:
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _save(fig, path, tight: bool = True) -> Path:
