@@ -117,6 +117,7 @@ def monai_reference(grid: CaseOnGrid) -> str:
     lines = [f"case {grid.case_id}, window {tuple(x.shape[2:])} at {tuple(start)}"]
     _, layer = gc.resolve_layer(model, "decoder.2")
     default_name, (default_layer,) = gc.resolve_layers(model, gc.DEFAULT_METHOD, None)
+    default = gc.method_spec(None)
     for c in TUMOUR:
         region = ((prediction == c) & brain).float()
         if not bool(region.any()):
@@ -146,7 +147,6 @@ def monai_reference(grid: CaseOnGrid) -> str:
                      f"energy in the region {share:.3f} (ours {ours_share:.3f})")
         # The default method, when it is Grad-CAM with a per-voxel class score (MONAI has no other weighting and
         # no region-against-shell score), at the layer it hooks.
-        default = gc.method_spec(None)
         if default.weighting == "gradcam" and default.score != "contrast":
             ours_default = gc.gradcam_from_features(model, model.encode(x), default_layer, [c], region_mask=brain,
                                                    method=gc.DEFAULT_METHOD).cams[c][0]
@@ -196,7 +196,7 @@ def pytorch_grad_cam_reference(grid: CaseOnGrid) -> str:
             cam.activations_and_grads.release()
             raw = torch.nn.functional.interpolate(torch.as_tensor(raw)[:, None].float(), size=x.shape[2:],
                                                   mode="trilinear", align_corners=False)[0, 0].to(ours.device)
-            gap = float((ours - raw).abs().max() / ours.abs().max().clamp_min(1e-12))
+            gap = _gap(ours, raw)
             rho = spearman(ours.cpu().numpy(), np.asarray(scaled), brain[0].cpu().numpy())
             lines.append(f"{method} {CLASS_NAMES[c]}: raw CAM largest difference {gap:.1e} of the peak; Spearman "
                          f"with their scaled output {rho:.3f}; time ours {t_ours:.2f} s, theirs {t_theirs:.2f} s")
