@@ -247,6 +247,8 @@ def test_channels_last_instance_norm_equals_torchs_and_keeps_the_layout(affine):
         assert torch.equal(ours(x), theirs(x))  # a contiguous input: torch's own path
     x_grad = x_cl.clone().requires_grad_(True)  # a graph is recorded: torch's kernels, as in training
     assert torch.equal(ours(x_grad), theirs(x_grad))
+    ours.requires_grad_(False)  # grad enabled, nothing needing it (Grad-CAM before its hooked layer): no graph
+    assert ours(x_cl).is_contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():  # bf16 (--precision bf16): torch's kernels too
         half = x_cl.to(torch.bfloat16)
         assert torch.equal(ours(half), theirs(half))

@@ -22,12 +22,15 @@ class ChannelsLastInstanceNorm3d(nn.InstanceNorm3d):
     channels-last MC decode every following convolution then reorders it back.  Here the per-(sample, channel)
     statistics come from the NDHWC memory viewed as (N, voxels, C), two passes (mean, then the mean squared
     deviation) as accurate as torch's own, and the affine step keeps the layout.  Only for float32 on the CPU
-    under ``torch.no_grad`` (inference; measured there): training, Grad-CAM's backward, bf16/fp16 and CUDA keep
-    torch's kernels.  Parameters and state dict are ``nn.InstanceNorm3d``'s.
+    where no graph is recorded (inference; measured there): training, Grad-CAM's backward, bf16/fp16 and CUDA
+    keep torch's kernels.  Parameters and state dict are ``nn.InstanceNorm3d``'s.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 5
+        # A graph is recorded only where something here needs a gradient: Grad-CAM runs the decoder before its
+        # hooked layer with grad enabled but nothing requiring it (its parameters frozen, gradcam._frozen_parameters).
+        records_graph = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if (records_graph or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 5
                 or self.track_running_stats or x.is_contiguous()
                 or not x.is_contiguous(memory_format=torch.channels_last_3d)):
             return super().forward(x)
